@@ -1,0 +1,158 @@
+"""What a framework plugin implements: a :class:`FrameworkAdapter` and the :class:`Trainer` it builds.
+
+The harness owns everything that must be equal between frameworks: the data and its
+preprocessing, the initial weights, the batch order of every epoch, the hyperparameters, the
+thread count and the clock. An adapter owns only how its framework computes. In a cell's child
+process the runner drives it in this order::
+
+    adapter.setup(device="cpu", threads=4)          # import the framework, apply settings
+    trainer = adapter.build(task, weights, train)   # model + optimizer, data on the device
+    for epoch in range(task.training.epochs):
+        loss = trainer.train_epoch(batch_order)     # timed by the harness
+    evaluation = trainer.evaluate(x_test, y_test)
+    adapter.peak_device_memory_bytes()
+
+Nothing here imports a framework; adapters import theirs lazily, in ``setup``.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.tasks import Task
+
+DEVICE_KINDS = ("cpu", "gpu")
+
+
+class UnsupportedSpec(Exception):
+    """Raised by :meth:`FrameworkAdapter.build` when the framework can't express the task as written.
+
+    The cell is recorded as ``skipped`` with this message as its reason. Raise it rather than
+    silently changing the model.
+    """
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an adapter can run here, and if not, why and how to fix it."""
+
+    available: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What :meth:`FrameworkAdapter.setup` actually applied, recorded with every result.
+
+    :param device: the device kind in use, ``"cpu"`` or ``"gpu"``.
+    :param device_name: a human-readable name, e.g. ``"cpu"`` or ``"NVIDIA H100 80GB HBM3"``.
+    :param settings: the framework's own controls that were set (thread pools, allocator, ...).
+    """
+
+    device: str
+    device_name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Mean loss and accuracy over an evaluated split."""
+
+    loss: float
+    accuracy: float
+
+
+class Trainer(Protocol):
+    """A built model with its optimizer state and training data, ready to train."""
+
+    def train_epoch(self, batch_order: np.ndarray) -> float:
+        """Run one epoch of optimizer steps and return the mean training loss.
+
+        :param batch_order: a permutation of the training-sample indices; batch ``i`` is
+            ``batch_order[i * batch_size:(i + 1) * batch_size]`` (the last batch may be smaller).
+        :returns: the mean of the per-batch losses. The harness reads its clock when this
+            returns, so all device work of the epoch must be finished by then; returning a
+            Python ``float`` made from the device's loss value does that.
+        """
+        ...
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
+        """Return the mean loss and the accuracy of the current model on ``(x, y)``."""
+        ...
+
+
+class FrameworkAdapter(abc.ABC):
+    """One deep-learning framework, as the runner drives it.
+
+    Subclasses set the class attributes and implement :meth:`setup`, :meth:`devices` and
+    :meth:`build`. Register an instance from the ``harness_register_frameworks`` hook.
+    """
+
+    #: The ``--framework`` value, also the entry-point name, e.g. ``"torch"``.
+    name: ClassVar[str]
+    #: The module whose presence means the framework is installed, e.g. ``"torch"``.
+    import_name: ClassVar[str]
+    #: The distribution whose version is reported, e.g. ``"torch"`` or ``"tensorflow"``.
+    distribution: ClassVar[str]
+    #: What a user types to install the framework for this adapter.
+    install_hint: ClassVar[str] = ""
+
+    def availability(self) -> Availability:
+        """Whether the framework is installed; must be cheap (no framework import)."""
+        if importlib.util.find_spec(self.import_name) is None:
+            hint = self.install_hint or f"pip install {self.distribution}"
+            return Availability(False, f"{self.distribution} is not installed: {hint}")
+        return Availability(True)
+
+    def version(self) -> str | None:
+        """The framework's version, read from package metadata without importing it."""
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    @abc.abstractmethod
+    def setup(self, *, device: str, threads: int) -> RuntimeInfo:
+        """Import the framework and apply the cell's settings, before any model is built.
+
+        Called first in the cell's child process, once.
+
+        :param device: ``"cpu"`` or ``"gpu"`` (the runner has resolved ``auto``); on ``"cpu"``
+            the framework must not place work on an accelerator.
+        :param threads: the intra-op thread count every framework gets, to be set through
+            the framework's own controls. (The runner has also pinned the process to that
+            many cores.)
+        """
+
+    @abc.abstractmethod
+    def devices(self) -> list[str]:
+        """The device kinds this framework can use here, a subset of ``("cpu", "gpu")``.
+
+        Called in the cell's child process before :meth:`setup`; may import the framework.
+        """
+
+    @abc.abstractmethod
+    def build(
+        self, task: Task, weights: list[dict[str, np.ndarray]], x: np.ndarray, y: np.ndarray
+    ) -> Trainer:
+        """Build the task's model and optimizer, load the harness's initial weights, stage the data.
+
+        :param task: the resolved task; ``task.model`` and ``task.training`` say what to build.
+        :param weights: one dict per layer of ``task.model.layers``, in the harness's layout
+            (dense: ``kernel`` of shape ``(in, out)``, ``bias`` of shape ``(out,)``; layers
+            without parameters get an empty dict). Convert to the framework's layout.
+        :param x: preprocessed training inputs, ``float32``, shape ``(n, *input_shape)``.
+        :param y: training labels, ``int64``, shape ``(n,)``.
+        :raises UnsupportedSpec: when a layer, loss or optimizer can't be expressed.
+        """
+
+    def peak_device_memory_bytes(self) -> int | None:
+        """Peak memory the framework allocated on the accelerator, or ``None`` on a CPU."""
+        return None

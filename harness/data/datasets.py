@@ -1,0 +1,197 @@
+"""Where dataset files are found, how they are verified, and how they become arrays.
+
+Files are looked for, in order: the ``--data-dir`` / ``HARNESS_DATA_DIR`` folder, the user
+cache, the copy that ships with the package; failing all three they are downloaded from the
+dataset's public mirrors into the user cache. Whatever the source, the SHA-256 of the
+decompressed bytes must equal the canonical sum in ``SHA256SUMS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from harness.data.idx import parse_idx, read_idx, read_idx_bytes
+from harness.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "HARNESS_DATA_DIR"
+ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset the harness knows how to find, verify and load."""
+
+    name: str
+    #: file stem (without ``.gz``) for each of :data:`ROLES`
+    files: dict[str, str]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    #: base URLs tried in order when no local copy exists
+    mirrors: tuple[str, ...]
+
+
+_IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        name="mnist",
+        files=_IDX_FILES,
+        input_shape=(28, 28),
+        num_classes=10,
+        mirrors=(
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Inputs and labels of one split."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Arrays
+    test: Arrays
+
+
+def canonical_sums() -> dict[str, str]:
+    """``{"mnist/train-images-idx3-ubyte": sha256, ...}`` from the shipped ``SHA256SUMS``."""
+    text = files("harness.data").joinpath("SHA256SUMS").read_text()
+    sums = {}
+    for line in text.splitlines():
+        if line.strip():
+            digest, name = line.split()
+            sums[name] = digest
+    return sums
+
+
+def cache_dir() -> Path:
+    """The user cache folder for datasets (downloads land here)."""
+    return Path(platformdirs.user_cache_dir("harness")) / "datasets"
+
+
+def packaged_dir() -> Path:
+    """The folder of dataset copies that ship inside the package."""
+    return Path(str(files("harness.data")))
+
+
+def search_dirs(data_dir: Path | None) -> list[Path]:
+    """The folders searched for a dataset's files, in order."""
+    dirs = []
+    explicit = data_dir or (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
+    if explicit is not None:
+        if not explicit.is_dir():
+            raise DataError(f"data folder {explicit} does not exist; pass an existing --data-dir")
+        dirs.append(explicit)
+    dirs += [cache_dir(), packaged_dir()]
+    return dirs
+
+
+def verify(path: Path, expected_sha256: str) -> None:
+    """Check the SHA-256 of the file's decompressed bytes; a mismatch names the file."""
+    digest = hashlib.sha256(read_idx_bytes(path)).hexdigest()
+    if digest != expected_sha256:
+        raise DataError(
+            f"{path}: checksum mismatch (SHA-256 of the decompressed bytes is {digest}, "
+            f"expected {expected_sha256}); delete or replace the file"
+        )
+
+
+def locate(
+    name: str,
+    data_dir: Path | None = None,
+    *,
+    mirrors: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """Find (or download), verify and return the path of each of the dataset's files."""
+    info = DATASETS[name]
+    sums = canonical_sums()
+    dirs = search_dirs(data_dir)
+    located = {}
+    for role, stem in info.files.items():
+        expected = sums[f"{name}/{stem}"]
+        path = _find_local(dirs, name, stem)
+        if path is None:
+            path = _download(info, stem, mirrors if mirrors is not None else info.mirrors)
+        verify(path, expected)
+        logger.debug("%s %s: %s", name, role, path)
+        located[role] = path
+    return located
+
+
+def _find_local(dirs: list[Path], name: str, stem: str) -> Path | None:
+    for folder in dirs:
+        for candidate in (folder / name / f"{stem}.gz", folder / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _download(info: DatasetInfo, stem: str, mirrors: Sequence[str]) -> Path:
+    import pooch  # imported here: only needed when no local copy exists
+
+    target = cache_dir() / info.name
+    problems = []
+    for base in mirrors:
+        try:
+            fetched = pooch.retrieve(
+                url=base + f"{stem}.gz",
+                known_hash=None,  # sums are of decompressed bytes, checked by verify()
+                fname=f"{stem}.gz",
+                path=target,
+                progressbar=False,
+            )
+            return Path(fetched)
+        except Exception as exc:  # network errors come in many types; try the next mirror
+            problems.append(f"{base}: {type(exc).__name__}")
+    raise DataError(
+        f"{info.name}/{stem}.gz not found locally and could not be downloaded "
+        f"({'; '.join(problems) or 'no mirrors'}); put the file in a folder and pass "
+        f"--data-dir DIR (or set {DATA_DIR_ENV})"
+    )
+
+
+def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0) -> Split:
+    """Read the located files into float32 inputs (divided by ``divide_by``) and int64 labels."""
+
+    def inputs(path: Path) -> np.ndarray:
+        return (read_idx(path).astype(np.float32) / np.float32(divide_by)).astype(np.float32)
+
+    def labels(path: Path) -> np.ndarray:
+        return read_idx(path).astype(np.int64)
+
+    split = Split(
+        train=Arrays(inputs(paths["train_images"]), labels(paths["train_labels"])),
+        test=Arrays(inputs(paths["test_images"]), labels(paths["test_labels"])),
+    )
+    for part, arrays in (("train", split.train), ("test", split.test)):
+        if len(arrays.x) != len(arrays.y):
+            raise DataError(
+                f"{name}: {part} images ({len(arrays.x)}) and labels ({len(arrays.y)}) differ in count"
+            )
+    return split
+
+
+__all__ = ["Arrays", "DATASETS", "DatasetInfo", "Split", "load", "locate", "parse_idx", "verify"]

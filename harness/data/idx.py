@@ -1,0 +1,62 @@
+"""A reader for the IDX format that MNIST and Fashion-MNIST are published in.
+
+An IDX file is two zero bytes, a type code, the number of dimensions, each dimension as a
+big-endian uint32, then the values in row-major order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import DataError
+
+_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def read_idx_bytes(path: Path) -> bytes:
+    """The file's raw IDX bytes, decompressed when its name ends in ``.gz``."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read: {exc}; delete it so a good copy is fetched") from None
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into an array of the shape and type the header declares."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+        raise DataError(f"{name}: not an IDX file (bad magic number {data[:4].hex() or 'none'})")
+    dtype = _DTYPES[data[2]]
+    ndim = data[3]
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise DataError(f"{name}: truncated IDX header ({len(data)} bytes)")
+    shape = struct.unpack(f">{ndim}I", data[4:header_size])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = len(data) - header_size
+    if actual != expected:
+        state = "truncated" if actual < expected else "has trailing bytes"
+        raise DataError(
+            f"{name}: IDX file {state}: header says shape {shape} ({expected} bytes of data), "
+            f"found {actual}"
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
+    return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (plain or ``.gz``) into an array."""
+    return parse_idx(read_idx_bytes(path), name=str(path))

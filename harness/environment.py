@@ -1,0 +1,53 @@
+"""The environment record written with every run: what ran, where, with which versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+import harness
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity), which can be fewer than the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def environment_record(*, threads: int, seed: int, frameworks: dict[str, str | None]) -> dict[str, Any]:
+    return {
+        "harness_version": harness.__version__,
+        "python_version": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "usable_cores": usable_cores(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "threads": threads,
+        "seed": seed,
+        "framework_versions": frameworks,
+        "command": " ".join(["harness", *sys.argv[1:]]),
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,210 @@
+"""Finding plugins and collecting the framework adapters they register.
+
+Plugins come from the ``harness`` entry-point group (the built-in ones too), from the module
+names in ``HARNESS_PLUGINS``, or from code that registers one in-process (tests do). A plugin
+that fails to import or to register is recorded with its reason and left out, so one broken
+plugin never breaks the command line; set ``HARNESS_STRICT_PLUGINS=1`` to re-raise instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from harness import hookspecs
+from harness.adapter import FrameworkAdapter
+from harness.errors import HarnessError
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "harness"
+PLUGINS_ENV = "HARNESS_PLUGINS"
+STRICT_ENV = "HARNESS_STRICT_PLUGINS"
+
+
+class PluginError(HarnessError):
+    """A plugin conflicts with another (e.g. two adapters claim one name)."""
+
+
+class UnknownFramework(HarnessError):
+    """No registered adapter has the name asked for."""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded or could not register, and why."""
+
+    plugin: str
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FrameworkEntry:
+    """A registered adapter and where it came from."""
+
+    adapter: FrameworkAdapter
+    plugin: str
+    source: str
+
+
+@dataclass
+class Registry:
+    """The plugin manager of this process and the adapters its plugins registered."""
+
+    strict: bool = False
+    manager: pluggy.PluginManager = field(init=False)
+    frameworks: dict[str, FrameworkEntry] = field(default_factory=dict)
+    _load_failures: list[PluginFailure] = field(default_factory=list)
+    _registration_failures: list[PluginFailure] = field(default_factory=list)
+    _sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.manager = pluggy.PluginManager("harness")
+        self.manager.add_hookspecs(hookspecs)
+
+    # -- loading -----------------------------------------------------------
+
+    def load_entry_points(self) -> None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist
+            if dist is None:
+                source = "entry point"
+            elif dist.metadata["Name"] == "harness":
+                source = "built-in"
+            else:
+                source = f"{dist.metadata['Name']} {dist.version}"
+            self._load(ep.name, source, ep.load)
+
+    def load_env_plugins(self) -> None:
+        for module_name in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
+            module_name = module_name.strip()
+            self._load(module_name, PLUGINS_ENV, lambda m=module_name: importlib.import_module(m))
+
+    def _load(self, name: str, source: str, load: Any) -> None:
+        if self.manager.has_plugin(name):
+            return
+        try:
+            plugin = load()
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._fail(name, source, exc)
+            return
+        self.add_plugin(plugin, name=name, source=source)
+
+    def _fail(self, name: str, source: str, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        logger.debug("plugin %s failed:\n%s", name, traceback.format_exc())
+        self._load_failures.append(PluginFailure(plugin=name, source=source, reason=reason))
+
+    @property
+    def failures(self) -> list[PluginFailure]:
+        """Plugins that failed to import or to register, with the reason."""
+        return self._load_failures + self._registration_failures
+
+    # -- in-process registration -------------------------------------------
+
+    def add_plugin(self, plugin: object, *, name: str, source: str = "in-process") -> None:
+        """Register a plugin object or module and collect the adapters it registers."""
+        self.manager.register(plugin, name=name)
+        self.manager.check_pending()
+        self._sources[name] = source
+        self.collect()
+
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin and forget its adapters."""
+        self.manager.unregister(name=name)
+        self._sources.pop(name, None)
+        self.collect()
+
+    def collect(self) -> None:
+        """(Re)build :attr:`frameworks` by calling every ``harness_register_frameworks``."""
+        self.frameworks.clear()
+        self._registration_failures.clear()
+        hook = self.manager.hook.harness_register_frameworks
+        # Call each implementation on its own, so that a plugin that raises is contained
+        # and every adapter is attributed to the plugin that registered it.
+        for impl in reversed(hook.get_hookimpls()):
+            plugin_name = impl.plugin_name
+            source = self._sources.get(plugin_name, "in-process")
+
+            def register(adapter: FrameworkAdapter, _plugin: str = plugin_name,
+                         _source: str = source) -> None:
+                self._register_adapter(adapter, _plugin, _source)
+
+            try:
+                impl.function(**{arg: register for arg in impl.argnames})
+            except PluginError:
+                raise
+            except Exception as exc:
+                if self.strict:
+                    raise
+                self._registration_failures.append(
+                    PluginFailure(plugin_name, source, f"{type(exc).__name__}: {exc}")
+                )
+
+    def _register_adapter(self, adapter: FrameworkAdapter, plugin: str, source: str) -> None:
+        if not isinstance(adapter, FrameworkAdapter):
+            raise PluginError(
+                f"plugin {plugin!r} registered {adapter!r}, which is not a FrameworkAdapter"
+            )
+        existing = self.frameworks.get(adapter.name)
+        if existing is not None:
+            raise PluginError(
+                f"framework {adapter.name!r} is registered by two plugins: "
+                f"{existing.plugin!r} ({existing.source}) and {plugin!r} ({source}); "
+                "uninstall one of them"
+            )
+        self.frameworks[adapter.name] = FrameworkEntry(adapter, plugin, source)
+
+    # -- lookup ------------------------------------------------------------
+
+    def framework(self, name: str) -> FrameworkAdapter:
+        """The adapter registered as ``name``; an :class:`UnknownFramework` error otherwise."""
+        try:
+            return self.frameworks[name].adapter
+        except KeyError:
+            raise UnknownFramework(unknown_name_message("framework", name, self.frameworks)) from None
+
+    def failure(self, name: str) -> PluginFailure | None:
+        return next((f for f in self.failures if f.plugin == name), None)
+
+
+def unknown_name_message(kind: str, name: str, known: Any) -> str:
+    """``unknown framework 'toch'; did you mean 'torch'? (known: jax, tensorflow, torch)``."""
+    known = sorted(known)
+    message = f"unknown {kind} {name!r}"
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    return message + f" (known: {', '.join(known) or 'none'})"
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """This process's registry, built on first use from entry points and ``HARNESS_PLUGINS``."""
+    global _registry
+    if _registry is None:
+        strict = os.environ.get(STRICT_ENV, "") not in ("", "0", "false")
+        registry = Registry(strict=strict)
+        registry.load_entry_points()
+        registry.load_env_plugins()
+        _registry = registry
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the registry, so the next :func:`get_registry` rediscovers plugins."""
+    global _registry
+    _registry = None

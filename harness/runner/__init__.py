@@ -1,0 +1,161 @@
+"""The runner: every cell (task × framework × device × repeat) in its own child process.
+
+Results are appended to the run folder as each cell finishes. A cell that crashes, hangs or
+raises is a ``failed`` row with its reason, a framework that isn't installed a ``skipped`` row
+saying how to install it, and the run goes on either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from harness.plugins import Registry
+from harness.results import RunDir
+from harness.runner.process import run_child
+from harness.tasks import Task
+
+DEVICE_CHOICES = ("cpu", "gpu", "auto")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a task trained by one framework on one device, once."""
+
+    task: Task
+    framework: str
+    device: str
+    repeat: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.task.name}-{self.framework}-{self.device}-r{self.repeat}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What is the same for every cell of a run."""
+
+    threads: int
+    timeout: float
+    data_paths: dict[str, str]
+    #: train on only the first N training samples (smoke runs); ``None`` for all of them
+    train_subset: int | None = None
+
+
+class Observer(Protocol):
+    """Told what happens during a run (the CLI draws progress bars from it)."""
+
+    def cell_started(self, cell: Cell) -> None: ...
+
+    def cell_event(self, cell: Cell, event: dict[str, Any]) -> None: ...
+
+    def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None: ...
+
+
+def plan(task: Task, frameworks: Iterable[str], device: str, repeats: int = 1) -> list[Cell]:
+    """The cells of a run, in the order they execute."""
+    return [
+        Cell(task, framework, device, repeat)
+        for repeat in range(repeats)
+        for framework in frameworks
+    ]
+
+
+def execute(
+    cells: list[Cell],
+    settings: RunSettings,
+    run_dir: RunDir,
+    registry: Registry,
+    observer: Observer | None = None,
+) -> list[dict[str, Any]]:
+    """Run every cell, appending each result to ``run_dir`` as it finishes."""
+    rows = []
+    for cell in cells:
+        if observer:
+            observer.cell_started(cell)
+        row = run_cell(cell, settings, run_dir, registry, observer)
+        run_dir.append_result(row)
+        rows.append(row)
+        if observer:
+            observer.cell_finished(cell, row)
+    return rows
+
+
+def run_cell(
+    cell: Cell,
+    settings: RunSettings,
+    run_dir: RunDir,
+    registry: Registry,
+    observer: Observer | None = None,
+) -> dict[str, Any]:
+    """Run one cell and return its result row (never raises for a failure of the cell)."""
+    adapter = registry.framework(cell.framework)
+    row: dict[str, Any] = {
+        "run_id": run_dir.run_id,
+        "cell_id": cell.id,
+        "task": cell.task.name,
+        "framework": cell.framework,
+        "framework_version": adapter.version(),
+        "device": cell.device,
+        "device_name": None,
+        "repeat": cell.repeat,
+        "seed": cell.task.seed,
+        "threads": settings.threads,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": "skipped",
+        "error": None,
+        "met_target": None,
+        "metrics": {},
+        "settings": {},
+    }
+    availability = adapter.availability()
+    if not availability.available:
+        row["error"] = availability.reason
+        return row
+
+    log_path = run_dir.logs / f"{cell.id}.log"
+    spec = {
+        "task": cell.task.model_dump(mode="json"),
+        "framework": cell.framework,
+        "device": cell.device,
+        "threads": settings.threads,
+        "data_paths": settings.data_paths,
+        "train_subset": settings.train_subset,
+    }
+    outcome = run_child(
+        spec,
+        threads=settings.threads,
+        timeout=settings.timeout,
+        log_path=log_path,
+        on_event=(lambda event: observer.cell_event(cell, event)) if observer else None,
+    )
+    row["log"] = str(log_path.relative_to(run_dir.path))
+    row["wall_seconds"] = outcome.wall_seconds
+    runtime = next((e for e in outcome.events if e.get("event") == "runtime"), None)
+    for source in (runtime, outcome.result):
+        if source:
+            row["device"] = source.get("device", row["device"])
+            row["device_name"] = source.get("device_name", row["device_name"])
+            row["settings"] = source.get("settings", row["settings"])
+
+    reason = outcome.failure_reason(settings.timeout, log_path)
+    if reason is not None:
+        row["status"] = "failed"
+        row["error"] = reason
+        # keep what was measured before the failure
+        epochs = [e for e in outcome.events if e.get("event") == "epoch"]
+        if epochs:
+            row["metrics"] = {"epoch_seconds": [e["seconds"] for e in epochs]}
+        return row
+
+    assert outcome.result is not None
+    row["status"] = outcome.result["status"]
+    row["error"] = outcome.result.get("error")
+    row["metrics"] = outcome.result.get("metrics", {})
+    if row["status"] == "ok":
+        accuracy = row["metrics"].get(cell.task.target.metric)
+        row["met_target"] = accuracy is not None and accuracy >= cell.task.target.min
+    return row

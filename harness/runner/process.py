@@ -1,0 +1,147 @@
+"""Running one cell in its own child process, with a timeout, and hearing back from it.
+
+The child is ``python -m harness.runner.worker``. It reads its cell spec as JSON on stdin and
+reports JSON events, one per line, on a dedicated pipe, so that whatever a framework prints
+(to a log file) can never be mistaken for a result. A child that dies, hangs past its timeout
+or raises becomes a ``failed`` outcome with the reason; nothing it does can stop the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+#: Environment variables that size the thread pools of numerical libraries; set for every child
+#: so no framework gets more threads than another through a library it happens to use.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass
+class ChildOutcome:
+    """What came back from one child process."""
+
+    #: the ``result`` event, or ``None`` if the child never sent one
+    result: dict[str, Any] | None
+    #: the ``error`` event of an exception the child caught, if any
+    error: dict[str, Any] | None
+    returncode: int | None
+    timed_out: bool
+    wall_seconds: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def failure_reason(self, timeout: float, log_path: Path) -> str | None:
+        """A one-line reason when the child failed, ``None`` when it reported a result."""
+        if self.timed_out:
+            return f"timed out after {timeout:g} s (killed); see {log_path.name}"
+        if self.error is not None:
+            return f"{self.error['type']}: {self.error['message']}"
+        if self.result is not None:
+            return None
+        if self.returncode is not None and self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
+            return f"crashed: killed by {name}; see {log_path.name}"
+        tail = _last_line(log_path)
+        return f"exited with code {self.returncode} without a result" + (f": {tail}" if tail else "")
+
+
+def run_child(
+    spec: dict[str, Any],
+    *,
+    threads: int,
+    timeout: float,
+    log_path: Path,
+    on_event: EventHandler | None = None,
+) -> ChildOutcome:
+    """Run one cell's worker process to completion (or its timeout) and collect its events."""
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ)
+    env.update({name: str(threads) for name in THREAD_ENV_VARS})
+    env["PYTHONUNBUFFERED"] = "1"
+    start = time.perf_counter()
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "harness.runner.worker", "--events-fd", str(write_fd)],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            env=env,
+            start_new_session=True,  # its own process group, so a timeout kills every descendant
+        )
+    os.close(write_fd)
+    assert child.stdin is not None
+    try:
+        child.stdin.write(json.dumps(spec).encode())
+        child.stdin.close()
+    except BrokenPipeError:
+        pass  # the child died before reading its spec; its exit status says why
+
+    events: list[dict[str, Any]] = []
+    timed_out = _read_events(read_fd, start + timeout, events, on_event)
+    if timed_out:
+        _kill_group(child)
+    try:
+        returncode = child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        _kill_group(child)
+        returncode = child.wait()
+    wall = time.perf_counter() - start
+    result = next((e for e in events if e.get("event") == "result"), None)
+    error = next((e for e in events if e.get("event") == "error"), None)
+    return ChildOutcome(result, error, returncode, timed_out, wall, events)
+
+
+def _read_events(
+    fd: int, deadline: float, events: list[dict[str, Any]], on_event: EventHandler | None
+) -> bool:
+    """Read JSON lines from ``fd`` until EOF; returns True if the deadline passed first."""
+    buffer = b""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return True
+            ready, _, _ = select.select([pipe], [], [], min(remaining, 1.0))
+            if not ready:
+                continue
+            chunk = pipe.read(65536)
+            if not chunk:
+                return False
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                events.append(event)
+                if on_event is not None:
+                    on_event(event)
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""

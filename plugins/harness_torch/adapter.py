@@ -1,0 +1,131 @@
+"""The PyTorch adapter: an ``nn.Sequential`` trained with ``torch.optim.Adam`` in eager mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
+
+
+class TorchAdapter(FrameworkAdapter):
+    name = "torch"
+    import_name = "torch"
+    distribution = "torch"
+    install_hint = "pip install 'harness[torch]'"
+
+    def devices(self) -> list[str]:
+        import torch
+
+        return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
+
+    def setup(self, *, device: str, threads: int) -> RuntimeInfo:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(threads)
+        if device == "gpu":
+            self._device = torch.device("cuda")
+            name = torch.cuda.get_device_name(self._device)
+        else:
+            self._device = torch.device("cpu")
+            name = "cpu"
+        return RuntimeInfo(
+            device=device,
+            device_name=name,
+            settings={
+                "mode": "eager",
+                "precision": "float32",
+                "intra_op_threads": torch.get_num_threads(),
+                "inter_op_threads": torch.get_num_interop_threads(),
+            },
+        )
+
+    def build(self, task, weights, x, y) -> TorchTrainer:
+        import torch
+        from torch import nn
+
+        layers: list[nn.Module] = []
+        specs = task.model.layers
+        for index, (spec, params) in enumerate(zip(specs, weights, strict=True)):
+            if spec.kind == "flatten":
+                layers.append(nn.Flatten())
+            elif spec.kind == "dense":
+                linear = nn.Linear(params["kernel"].shape[0], spec.units)
+                with torch.no_grad():
+                    linear.weight.copy_(torch.from_numpy(params["kernel"].T.copy()))
+                    linear.bias.copy_(torch.from_numpy(params["bias"]))
+                layers.append(linear)
+                last = index == len(specs) - 1
+                if spec.activation == "relu":
+                    layers.append(nn.ReLU())
+                elif spec.activation == "softmax" and not last:
+                    layers.append(nn.Softmax(dim=-1))
+                # a final softmax is folded into the loss: CrossEntropyLoss takes logits
+            else:
+                raise UnsupportedSpec(f"layer kind {spec.kind!r}")
+        if task.training.loss != "sparse_categorical_crossentropy" or specs[-1].activation != "softmax":
+            raise UnsupportedSpec("only softmax outputs with sparse categorical cross-entropy")
+        model = nn.Sequential(*layers).to(self._device)
+        adam = task.training.optimizer
+        optimizer = torch.optim.Adam(
+            model.parameters(),
+            lr=adam.learning_rate,
+            betas=(adam.beta_1, adam.beta_2),
+            eps=adam.epsilon,
+        )
+        return TorchTrainer(model, optimizer, x, y, task.training, self._device)
+
+    def peak_device_memory_bytes(self) -> int | None:
+        import torch
+
+        if self._device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self._device))
+        return None
+
+
+class TorchTrainer:
+    def __init__(self, model, optimizer, x: np.ndarray, y: np.ndarray, training: Any, device) -> None:
+        import torch
+
+        self.model = model
+        self.optimizer = optimizer
+        self.training = training
+        self.device = device
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.x = torch.from_numpy(x).to(device)
+        self.y = torch.from_numpy(y).to(device)
+
+    def train_epoch(self, batch_order: np.ndarray) -> float:
+        import torch
+
+        self.model.train()
+        order = torch.from_numpy(batch_order).to(self.device)
+        batch_size = self.training.batch_size
+        total = torch.zeros((), device=self.device)
+        steps = 0
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(self.x[index]), self.y[index])
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach()
+            steps += 1
+        return total.item() / steps  # .item() waits for the device
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
+        import torch
+
+        self.model.eval()
+        loss_sum, correct = 0.0, 0
+        batch = self.training.eval_batch_size
+        with torch.no_grad():
+            for start in range(0, len(x), batch):
+                xb = torch.from_numpy(x[start : start + batch]).to(self.device)
+                yb = torch.from_numpy(y[start : start + batch]).to(self.device)
+                logits = self.model(xb)
+                loss_sum += torch.nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+                correct += int((logits.argmax(dim=1) == yb).sum().item())
+        return Evaluation(loss=loss_sum / len(x), accuracy=correct / len(x))
