@@ -168,6 +168,11 @@ def main() -> None:
     except click.exceptions.Abort:
         errors.print("aborted")
         raise SystemExit(130) from None
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "harness"
+        errors.print(f"[bold red]error:[/] {escape(exc.format_message())} "
+                     f"(see '{escape(command)} --help')", highlight=False)
+        raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None

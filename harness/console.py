@@ -21,7 +21,7 @@ from harness.runner import Cell
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 150
 console = Console(width=_WIDTH)
-errors = Console(stderr=True, width=_WIDTH)
+errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 

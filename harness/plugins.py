@@ -133,7 +133,7 @@ class Registry:
         hook = self.manager.hook.harness_register_frameworks
         # Call each implementation on its own, so that a plugin that raises is contained
         # and every adapter is attributed to the plugin that registered it.
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():  # registration order
             plugin_name = impl.plugin_name
             source = self._sources.get(plugin_name, "in-process")
 

@@ -1,0 +1,91 @@
+"""Frameworks that misbehave on purpose, for the runner's isolation tests.
+
+Loaded in the test's ``harness`` processes through ``HARNESS_PLUGINS=harness_test_plugins``.
+``centroid`` is a well-behaved numpy "framework" (a nearest-class-mean classifier), and each
+of the others fails in one particular way during training.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+import harness
+from harness.adapter import Availability, Evaluation, FrameworkAdapter, RuntimeInfo
+
+
+class CentroidTrainer:
+    def __init__(self, x: np.ndarray, y: np.ndarray, classes: int) -> None:
+        self.x = x.reshape(len(x), -1)
+        self.y = y
+        self.centroids = np.zeros((classes, self.x.shape[1]), dtype=np.float32)
+
+    def train_epoch(self, batch_order: np.ndarray) -> float:
+        for label in range(len(self.centroids)):
+            self.centroids[label] = self.x[self.y == label].mean(axis=0)
+        return float(self._distances(self.x).min(axis=1).mean())
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
+        distances = self._distances(x.reshape(len(x), -1))
+        return Evaluation(loss=float(distances.min(axis=1).mean()),
+                          accuracy=float((distances.argmin(axis=1) == y).mean()))
+
+    def _distances(self, x: np.ndarray) -> np.ndarray:
+        return ((x[:, None, :] - self.centroids[None]) ** 2).sum(axis=2)
+
+
+class CentroidAdapter(FrameworkAdapter):
+    name = "centroid"
+    import_name = "numpy"
+    distribution = "numpy"
+
+    def devices(self):
+        return ["cpu"]
+
+    def setup(self, *, device, threads):
+        return RuntimeInfo(device=device, device_name="cpu", settings={"mode": "numpy"})
+
+    def build(self, task, weights, x, y):
+        return CentroidTrainer(x, y, task.model.layers[-1].units)
+
+
+class RaisingTrainer(CentroidTrainer):
+    def train_epoch(self, batch_order):
+        raise ValueError("loss went sideways")
+
+
+class RaisingAdapter(CentroidAdapter):
+    name = "raises"
+
+    def build(self, task, weights, x, y):
+        return RaisingTrainer(x, y, 10)
+
+
+class SegfaultAdapter(CentroidAdapter):
+    name = "segfaults"
+
+    def build(self, task, weights, x, y):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class HangingAdapter(CentroidAdapter):
+    name = "hangs"
+
+    def build(self, task, weights, x, y):
+        time.sleep(3600)
+
+
+class MissingAdapter(CentroidAdapter):
+    name = "missing"
+
+    def availability(self):
+        return Availability(False, "missingfw is not installed: pip install missingfw")
+
+
+@harness.hookimpl
+def harness_register_frameworks(register):
+    for adapter in (CentroidAdapter, RaisingAdapter, SegfaultAdapter, HangingAdapter, MissingAdapter):
+        register(adapter())

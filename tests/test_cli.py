@@ -1,0 +1,93 @@
+"""Bad input gets one clear line and a documented exit code, never a traceback or a half run."""
+
+import shutil
+
+import pytest
+
+from harness.data.datasets import packaged_dir
+
+from .conftest import harness_env, run_harness
+
+
+def assert_one_clear_line(result, code: int, *fragments: str):
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    for fragment in fragments:
+        assert fragment in message.replace("\n", " "), message
+
+
+def test_help_explains_the_exit_codes():
+    result = run_harness("run", "--help")
+    assert result.returncode == 0
+    assert "Exit codes:" in result.stdout and "checksum" in result.stdout
+    assert "--all-frameworks" in result.stdout and "--threads" in result.stdout
+
+
+def test_unknown_task_suggests_the_closest(tmp_path):
+    result = run_harness("run", "--task", "mnist_mpl", "--all-frameworks", "--out", str(tmp_path))
+    assert_one_clear_line(result, 2, "unknown task 'mnist_mpl'; did you mean 'mnist_mlp'?")
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_framework_suggests_the_closest(tmp_path):
+    result = run_harness("run", "--task", "mnist_mlp", "-f", "pytorch", "--out", str(tmp_path))
+    assert_one_clear_line(result, 2, "unknown framework 'pytorch'", "did you mean 'torch'?")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--epochs", "0"], "Invalid value for '--epochs'"),
+        (["--threads", "-2"], "Invalid value for '--threads'"),
+        (["--device", "tpu"], "Invalid value for '--device'"),
+    ],
+)
+def test_bad_values_are_usage_errors(tmp_path, args, fragment):
+    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(tmp_path), *args)
+    assert_one_clear_line(result, 2, fragment)
+
+
+def test_frameworks_must_be_named(tmp_path):
+    result = run_harness("run", "--task", "mnist_mlp", "--out", str(tmp_path))
+    assert_one_clear_line(result, 2, "give either --framework NAME")
+
+
+def test_a_malformed_task_file_names_the_file(tmp_path):
+    task = tmp_path / "broken.toml"
+    task.write_text("name = 'x'\n[model\n")
+    result = run_harness("run", "--task", str(task), "--all-frameworks", "--out", str(tmp_path / "out"))
+    assert_one_clear_line(result, 2, f"{task}: not valid TOML")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_data_dir(tmp_path):
+    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks",
+                         "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert_one_clear_line(result, 3, "does not exist", "--data-dir")
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_data_names_the_file(tmp_path):
+    data = tmp_path / "data" / "mnist"
+    shutil.copytree(packaged_dir() / "mnist", data)
+    (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks",
+                         "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
+    assert_one_clear_line(result, 3, "t10k-images-idx3-ubyte.gz")
+
+
+def test_an_unusable_output_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(blocker / "results"))
+    assert_one_clear_line(result, 2, "cannot create a run folder", "--out")
+
+
+def test_list_shows_tasks_and_frameworks_with_versions():
+    result = run_harness("list", env=harness_env())
+    assert result.returncode == 0, result.stderr
+    for name in ("mnist_mlp", "tensorflow", "torch", "jax", "built-in"):
+        assert name in result.stdout

@@ -1,0 +1,65 @@
+"""Each built-in framework trains mnist_mlp on real MNIST through the real CLI."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from .conftest import run_harness
+
+ROW_KEYS = {"task", "framework", "framework_version", "device", "device_name", "status", "error",
+            "metrics", "settings", "seed", "threads", "run_id", "cell_id", "met_target"}
+METRIC_KEYS = {"test_accuracy", "test_loss", "train_loss", "fit_seconds", "epoch_seconds",
+               "samples_per_second", "peak_rss_bytes", "peak_device_memory_bytes", "setup_seconds"}
+
+
+def read_run(out):
+    [run_dir] = out.iterdir()
+    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    return run_dir, rows
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "torch", "jax"])
+def test_trains_mnist_mlp_on_real_mnist(tmp_path, framework):
+    result = run_harness("run", "--task", "mnist_mlp", "--framework", framework, "--device", "cpu",
+                         "--epochs", "1", "--train-subset", "15000", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir, [row] = read_run(tmp_path)
+
+    assert ROW_KEYS <= row.keys() and METRIC_KEYS <= row["metrics"].keys()
+    assert (row["task"], row["framework"], row["device"], row["status"]) == ("mnist_mlp", framework, "cpu", "ok")
+    metrics = row["metrics"]
+    assert metrics["test_accuracy"] > 0.9  # chance is 0.1: it learned
+    assert metrics["test_samples"] == 10000 and metrics["train_samples"] == 15000
+    assert len(metrics["epoch_seconds"]) == 1 and metrics["fit_seconds"] > 0
+    assert metrics["peak_rss_bytes"] > 50 * 2**20
+    assert row["settings"]["threads"] == row["threads"]
+
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["framework_versions"] == {framework: row["framework_version"]}
+    assert environment["seed"] == 42 and environment["cpu_model"]
+    table = pd.read_csv(run_dir / "results.csv")
+    assert table.loc[0, "metrics.test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert framework in result.stdout and "ok" in result.stdout
+
+
+def test_frameworks_start_from_the_same_weights_and_batches(tmp_path):
+    """Same data, weights and batch order: the first epoch's mean loss agrees closely."""
+    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks", "--device", "cpu",
+                         "--epochs", "1", "--train-subset", "3000", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, rows = read_run(tmp_path)
+    losses = {row["framework"]: row["metrics"]["train_loss"] for row in rows}
+    assert set(losses) == {"tensorflow", "torch", "jax"}
+    assert max(losses.values()) - min(losses.values()) < 0.01 * min(losses.values()), losses
+
+
+@pytest.mark.slow
+def test_the_full_task_reaches_its_target_in_every_framework(tmp_path):
+    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, rows = read_run(tmp_path)
+    assert {row["framework"] for row in rows} == {"tensorflow", "torch", "jax"}
+    for row in rows:
+        assert row["status"] == "ok" and row["met_target"], row
+        assert row["metrics"]["test_accuracy"] >= 0.97

@@ -1,0 +1,109 @@
+import subprocess
+import sys
+
+import pytest
+
+import harness
+from harness.adapter import FrameworkAdapter, RuntimeInfo
+from harness.plugins import PluginError, Registry, UnknownFramework
+
+from .conftest import harness_env, run_harness
+
+
+class NothingAdapter(FrameworkAdapter):
+    """The smallest adapter: registered and listed, never trained."""
+
+    name = "nothing"
+    import_name = "json"
+    distribution = "harness"
+
+    def devices(self):
+        return ["cpu"]
+
+    def setup(self, *, device, threads):
+        return RuntimeInfo(device=device, device_name="cpu")
+
+    def build(self, task, weights, x, y):
+        raise NotImplementedError
+
+
+class NothingPlugin:
+    @harness.hookimpl
+    def harness_register_frameworks(self, register):
+        register(NothingAdapter())
+
+
+def test_builtin_plugins_come_through_entry_points(registry):
+    for name in ("tensorflow", "torch", "jax"):
+        entry = registry.frameworks[name]
+        assert entry.source == "built-in"
+        assert entry.plugin == name
+        assert entry.adapter.name == name
+
+
+def test_listing_frameworks_imports_none_of_them():
+    code = (
+        "import sys; from harness.plugins import get_registry; r = get_registry();"
+        "[e.adapter.version() for e in r.frameworks.values()];"
+        "[e.adapter.availability() for e in r.frameworks.values()];"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'flax', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_plugin_registered_in_process_is_looked_up_by_name(registry, register_plugin):
+    register_plugin(NothingPlugin(), "nothing-plugin")
+    assert isinstance(registry.framework("nothing"), NothingAdapter)
+    assert registry.frameworks["nothing"].source == "in-process"
+    registry.remove_plugin("nothing-plugin")
+    assert "nothing" not in registry.frameworks
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both(register_plugin):
+    register_plugin(NothingPlugin(), "first")
+    with pytest.raises(PluginError, match="'nothing' is registered by two plugins: 'first'.* and 'second'"):
+        register_plugin(NothingPlugin(), "second")
+
+
+def test_a_plugin_that_raises_while_registering_is_contained(registry, register_plugin):
+    class Broken:
+        @harness.hookimpl
+        def harness_register_frameworks(self, register):
+            raise RuntimeError("no licence server")
+
+    register_plugin(Broken(), "broken")
+    assert "torch" in registry.frameworks  # the others still registered
+    assert registry.failure("broken").reason == "RuntimeError: no licence server"
+
+
+def test_a_strict_registry_re_raises():
+    registry = Registry(strict=True)
+
+    class Broken:
+        @harness.hookimpl
+        def harness_register_frameworks(self, register):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        registry.add_plugin(Broken(), name="broken")
+
+
+def test_an_unknown_framework_suggests_the_closest(registry):
+    with pytest.raises(UnknownFramework, match="unknown framework 'toch'; did you mean 'torch'"):
+        registry.framework("toch")
+
+
+def test_harness_list_shows_a_plugin_that_fails_to_import():
+    result = run_harness("list", env=harness_env(HARNESS_PLUGINS="harness_missing_plugin"))
+    assert result.returncode == 0, result.stderr
+    assert "harness_missing_plugin" in result.stdout
+    assert "broken" in result.stdout and "ModuleNotFoundError" in result.stdout
+    assert "torch" in result.stdout and "mnist_mlp" in result.stdout
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal():
+    env = harness_env(HARNESS_PLUGINS="harness_missing_plugin", HARNESS_STRICT_PLUGINS="1")
+    result = run_harness("list", env=env)
+    assert result.returncode != 0
+    assert "harness_missing_plugin" in result.stderr

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from harness.tasks import Dense, TaskError, builtin_task_files, load_task
+
+TASKS = Path(__file__).parent.parent / "tasks"
+
+
+def write_task(tmp_path, text: str) -> str:
+    path = tmp_path / "task.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def mlp_text(**replace: str) -> str:
+    text = (TASKS / "mnist_mlp.toml").read_text()
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+def test_mnist_mlp_is_the_classic_guide_network_verbatim():
+    task = load_task("mnist_mlp")
+    assert task.dataset.name == "mnist" and task.preprocessing.divide_by == 255
+    assert [layer.kind for layer in task.model.layers] == ["flatten", "dense", "dense"]
+    hidden, output = task.model.layers[1], task.model.layers[2]
+    assert isinstance(hidden, Dense) and (hidden.units, hidden.activation) == (128, "relu")
+    assert isinstance(output, Dense) and (output.units, output.activation) == (10, "softmax")
+    assert hidden.kernel_initializer == "glorot_uniform" and hidden.bias_initializer == "zeros"
+    adam = task.training.optimizer
+    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon) == (0.001, 0.9, 0.999, 1e-7)
+    assert task.training.loss == "sparse_categorical_crossentropy"
+    assert (task.training.batch_size, task.training.epochs) == (32, 5)
+    assert (task.target.metric, task.target.min) == ("test_accuracy", 0.97)
+    assert task.model.output_shapes() == [(784,), (128,), (10,)]
+
+
+def test_task_files_name_no_framework():
+    for path in TASKS.glob("*.toml"):
+        # the `source` line may cite where the task comes from; nothing else may name a framework
+        lines = [line for line in path.read_text().lower().splitlines() if not line.startswith("source")]
+        for framework in ("tensorflow", "keras", "torch", "jax", "flax"):
+            assert framework not in "\n".join(lines), (path.name, framework)
+
+
+def test_every_builtin_task_loads():
+    assert "mnist_mlp" in builtin_task_files()
+    for name in builtin_task_files():
+        assert load_task(name).name == name
+
+
+def test_a_path_loads_the_file(tmp_path):
+    assert load_task(write_task(tmp_path, mlp_text())).name == "mnist_mlp"
+
+
+def test_with_epochs_overrides_and_validates():
+    assert load_task("mnist_mlp").with_epochs(2).training.epochs == 2
+    with pytest.raises(TaskError, match="training.epochs"):
+        load_task("mnist_mlp").with_epochs(0)
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        ({"epochs = 5": "epochs = -1"}, r"training.epochs: Input should be greater than 0"),
+        ({"batch_size = 32": "batch_size = 32 32"}, r"not valid TOML"),
+        ({'kind = "flatten"': 'kind = "flaten"'}, r"model.layers.0: unknown layer kind 'flaten'"),
+        ({'activation = "relu"': 'activation = "swish"'}, r"model.layers.1.dense.activation|layers.1.activation"),
+        ({"units = 128": "units = 128\nunits_typo = 3"}, r"units_typo: unknown key"),
+        ({'name = "mnist"': 'name = "mnsit"'}, r"unknown dataset 'mnsit'; did you mean 'mnist'"),
+        ({"units = 10": "units = 12"}, r"last layer outputs shape \(12,\), but dataset 'mnist' has 10 classes"),
+        ({'kind = "flatten"': 'kind = "dense"\nunits = 4'}, r"layers\[0\] \(dense\) needs a flat input but gets shape \(28, 28\)"),
+        ({"input_shape = [28, 28]": "input_shape = [32, 32]"}, r"does not match dataset 'mnist'"),
+    ],
+)
+def test_bad_task_files_give_one_line_naming_the_file_and_the_place(tmp_path, replace, message):
+    path = write_task(tmp_path, mlp_text(**replace))
+    with pytest.raises(TaskError, match=message) as caught:
+        load_task(path)
+    assert str(caught.value).startswith(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unknown_task_name_suggests_the_closest():
+    with pytest.raises(TaskError, match="unknown task 'mnist_mpl'; did you mean 'mnist_mlp'"):
+        load_task("mnist_mpl")
+
+
+def test_a_missing_task_file():
+    with pytest.raises(TaskError, match="task file not found"):
+        load_task("nowhere/task.toml")
