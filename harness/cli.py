@@ -49,30 +49,89 @@ def cli(verbose: bool) -> None:
 
 
 @cli.command(epilog=EXIT_CODES)
-@click.option("--task", "task_name", required=True, metavar="NAME|PATH",
-              help="A built-in task (see `harness list`) or the path of a .toml task file.")
-@click.option("--framework", "-f", "frameworks", multiple=True, metavar="NAME",
-              help="A framework to run; repeat for several.")
+@click.option(
+    "--task",
+    "task_name",
+    required=True,
+    metavar="NAME|PATH",
+    help="A built-in task (see `harness list`) or the path of a .toml task file.",
+)
+@click.option(
+    "--framework",
+    "-f",
+    "frameworks",
+    multiple=True,
+    metavar="NAME",
+    help="A framework to run; repeat for several.",
+)
 @click.option("--all-frameworks", is_flag=True, help="Run every registered framework.")
-@click.option("--device", type=click.Choice(runner.DEVICE_CHOICES), default="auto",
-              show_default=True, help="Where to train; auto prefers a GPU when the framework sees one.")
-@click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
-              help="Override the task's epoch count.")
-@click.option("--threads", type=click.IntRange(1, 4096), default=None,
-              help="Threads for every framework  [default: all usable cores]")
-@click.option("--repeats", type=click.IntRange(1, 1000), default=1, show_default=True,
-              help="Run each cell this many times, each in a fresh process.")
-@click.option("--timeout", type=click.FloatRange(1, None), default=3600, show_default=True,
-              help="Seconds a cell may run before it is killed and recorded as failed.")
-@click.option("--train-subset", type=click.IntRange(1, None), default=None, metavar="N",
-              help="Train on the first N training samples only (quick smoke runs).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="Folder that receives the run folder.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder holding the dataset files (also $HARNESS_DATA_DIR); "
-                   "else the user cache, then the copy shipped with harness.")
-def run(task_name, frameworks, all_frameworks, device, epochs, threads, repeats, timeout,
-        train_subset, out, data_dir) -> None:
+@click.option(
+    "--device",
+    type=click.Choice(runner.DEVICE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Where to train; auto prefers a GPU when the framework sees one.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Override the task's epoch count.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Threads for every framework  [default: all usable cores]",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Run each cell this many times, each in a fresh process.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, None),
+    default=3600,
+    show_default=True,
+    help="Seconds a cell may run before it is killed and recorded as failed.",
+)
+@click.option(
+    "--train-subset",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="N",
+    help="Train on the first N training samples only (quick smoke runs).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Folder that receives the run folder.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding the dataset files (also $HARNESS_DATA_DIR); "
+    "else the user cache, then the copy shipped with harness.",
+)
+def run(
+    task_name,
+    frameworks,
+    all_frameworks,
+    device,
+    epochs,
+    threads,
+    repeats,
+    timeout,
+    train_subset,
+    out,
+    data_dir,
+) -> None:
     """Train a task with one or more frameworks and record accuracy, time and memory."""
     registry = get_registry()
     task = load_task(task_name)
@@ -84,7 +143,9 @@ def run(task_name, frameworks, all_frameworks, device, epochs, threads, repeats,
     for name in names:
         registry.framework(name)  # an unknown name fails here, before any work
     if not names:
-        raise HarnessError("no frameworks are registered; install one, e.g. pip install 'harness[torch]'")
+        raise HarnessError(
+            "no frameworks are registered; install one, e.g. pip install 'harness[torch]'"
+        )
     threads = threads or usable_cores()
     data_paths = datasets.locate(task.dataset.name, data_dir)
 
@@ -97,26 +158,36 @@ def run(task_name, frameworks, all_frameworks, device, epochs, threads, repeats,
         train_subset=train_subset,
     )
     versions = {name: registry.frameworks[name].adapter.version() for name in names}
-    run_dir.write_json(ENVIRONMENT_FILE, environment_record(threads=threads, seed=task.seed,
-                                                            frameworks=versions))
-    run_dir.write_json(RUN_FILE, {
-        "run_id": run_dir.run_id,
-        "task": task.model_dump(mode="json"),
-        "frameworks": names,
-        "device": device,
-        "repeats": repeats,
-        "threads": threads,
-        "timeout": timeout,
-        "train_subset": train_subset,
-        "data_paths": settings.data_paths,
-    })
-    console.print(f"run [bold]{run_dir.run_id}[/]: task {task.name}, "
-                  f"{len(cells)} cell(s), {threads} thread(s) each", highlight=False)
+    run_dir.write_json(
+        ENVIRONMENT_FILE, environment_record(threads=threads, seed=task.seed, frameworks=versions)
+    )
+    run_dir.write_json(
+        RUN_FILE,
+        {
+            "run_id": run_dir.run_id,
+            "task": task.model_dump(mode="json"),
+            "frameworks": names,
+            "device": device,
+            "repeats": repeats,
+            "threads": threads,
+            "timeout": timeout,
+            "train_subset": train_subset,
+            "data_paths": settings.data_paths,
+        },
+    )
+    console.print(
+        f"run [bold]{run_dir.run_id}[/]: task {task.name}, "
+        f"{len(cells)} cell(s), {threads} thread(s) each",
+        highlight=False,
+    )
     with RunProgress(len(cells)) as progress:
         rows = runner.execute(cells, settings, run_dir, registry, progress)
     run_dir.write_table()
-    console.print(results_table(rows, title=f"{task.name} (target {task.target.metric} ≥ "
-                                            f"{task.target.min:g})"))
+    console.print(
+        results_table(
+            rows, title=f"{task.name} (target {task.target.metric} ≥ {task.target.min:g})"
+        )
+    )
     console.print(f"results: {run_dir.path}", highlight=False)
     if any(row["status"] == "failed" for row in rows):
         raise SystemExit(1)
@@ -138,8 +209,13 @@ def list_command() -> None:
             f"{layer.kind}({getattr(layer, 'units', '')})".replace("()", "")
             for layer in task.model.layers
         )
-        tasks.add_row(name, task.dataset.name, layers, str(task.training.epochs),
-                      f"{task.target.metric} ≥ {task.target.min:g}")
+        tasks.add_row(
+            name,
+            task.dataset.name,
+            layers,
+            str(task.training.epochs),
+            f"{task.target.metric} ≥ {task.target.min:g}",
+        )
     console.print(tasks)
 
     registry = get_registry()
@@ -156,8 +232,13 @@ def list_command() -> None:
             escape(availability.reason),
         )
     for failure in registry.failures:
-        frameworks.add_row(failure.plugin, "", "[red]broken[/]", failure.source,
-                           escape(f"plugin failed to load: {failure.reason}"))
+        frameworks.add_row(
+            failure.plugin,
+            "",
+            "[red]broken[/]",
+            failure.source,
+            escape(f"plugin failed to load: {failure.reason}"),
+        )
     console.print(frameworks)
 
 
@@ -170,8 +251,10 @@ def main() -> None:
         raise SystemExit(130) from None
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "harness"
-        errors.print(f"[bold red]error:[/] {escape(exc.format_message())} "
-                     f"(see '{escape(command)} --help')", highlight=False)
+        errors.print(
+            f"[bold red]error:[/] {escape(exc.format_message())} (see '{escape(command)} --help')",
+            highlight=False,
+        )
         raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
         exc.show()

@@ -33,7 +33,9 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def environment_record(*, threads: int, seed: int, frameworks: dict[str, str | None]) -> dict[str, Any]:
+def environment_record(
+    *, threads: int, seed: int, frameworks: dict[str, str | None]
+) -> dict[str, Any]:
     return {
         "harness_version": harness.__version__,
         "python_version": platform.python_version(),

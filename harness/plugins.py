@@ -137,8 +137,9 @@ class Registry:
             plugin_name = impl.plugin_name
             source = self._sources.get(plugin_name, "in-process")
 
-            def register(adapter: FrameworkAdapter, _plugin: str = plugin_name,
-                         _source: str = source) -> None:
+            def register(
+                adapter: FrameworkAdapter, _plugin: str = plugin_name, _source: str = source
+            ) -> None:
                 self._register_adapter(adapter, _plugin, _source)
 
             try:
@@ -173,7 +174,9 @@ class Registry:
         try:
             return self.frameworks[name].adapter
         except KeyError:
-            raise UnknownFramework(unknown_name_message("framework", name, self.frameworks)) from None
+            raise UnknownFramework(
+                unknown_name_message("framework", name, self.frameworks)
+            ) from None
 
     def failure(self, name: str) -> PluginFailure | None:
         return next((f for f in self.failures if f.plugin == name), None)

@@ -55,8 +55,8 @@ class ModelSpec(_Spec):
 
     def output_shapes(self) -> list[tuple[int, ...]]:
         """The output shape of each layer (without the batch axis); raises on a misfit."""
-        shape = self.input_shape
-        shapes = []
+        shape: tuple[int, ...] = self.input_shape
+        shapes: list[tuple[int, ...]] = []
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Flatten):
                 shape = (math.prod(shape),)

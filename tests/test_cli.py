@@ -46,7 +46,9 @@ def test_unknown_framework_suggests_the_closest(tmp_path):
     ],
 )
 def test_bad_values_are_usage_errors(tmp_path, args, fragment):
-    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(tmp_path), *args)
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(tmp_path), *args
+    )
     assert_one_clear_line(result, 2, fragment)
 
 
@@ -58,14 +60,24 @@ def test_frameworks_must_be_named(tmp_path):
 def test_a_malformed_task_file_names_the_file(tmp_path):
     task = tmp_path / "broken.toml"
     task.write_text("name = 'x'\n[model\n")
-    result = run_harness("run", "--task", str(task), "--all-frameworks", "--out", str(tmp_path / "out"))
+    result = run_harness(
+        "run", "--task", str(task), "--all-frameworks", "--out", str(tmp_path / "out")
+    )
     assert_one_clear_line(result, 2, f"{task}: not valid TOML")
     assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_data_dir(tmp_path):
-    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks",
-                         "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--all-frameworks",
+        "--data-dir",
+        str(tmp_path / "nowhere"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert_one_clear_line(result, 3, "does not exist", "--data-dir")
     assert not (tmp_path / "out").exists()
 
@@ -74,15 +86,25 @@ def test_corrupt_data_names_the_file(tmp_path):
     data = tmp_path / "data" / "mnist"
     shutil.copytree(packaged_dir() / "mnist", data)
     (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
-    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks",
-                         "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"))
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--all-frameworks",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert_one_clear_line(result, 3, "t10k-images-idx3-ubyte.gz")
 
 
 def test_an_unusable_output_folder(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(blocker / "results"))
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(blocker / "results")
+    )
     assert_one_clear_line(result, 2, "cannot create a run folder", "--out")
 
 

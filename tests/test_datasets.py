@@ -37,7 +37,10 @@ def test_canonical_sums_match_the_shared_reference_file():
     sums = datasets.canonical_sums()
     assert len(sums) == 8 and all(len(digest) == 64 for digest in sums.values())
     if reference.exists():  # beside a checkout of the repository
-        assert reference.read_text().split() == (datasets.packaged_dir() / "SHA256SUMS").read_text().split()
+        assert (
+            reference.read_text().split()
+            == (datasets.packaged_dir() / "SHA256SUMS").read_text().split()
+        )
 
 
 def test_the_shipped_copy_is_used_when_nothing_else_is_there():
@@ -65,7 +68,9 @@ def test_user_cache_comes_before_the_shipped_copy(tmp_path):
 def test_a_checksum_mismatch_names_the_file_and_the_expected_sum(tmp_path):
     copy_mnist(tmp_path / "bad", corrupt="t10k-labels-idx1-ubyte.gz")
     expected = datasets.canonical_sums()["mnist/t10k-labels-idx1-ubyte"]
-    with pytest.raises(DataError, match=rf"t10k-labels-idx1-ubyte.gz: checksum mismatch .* expected {expected}"):
+    with pytest.raises(
+        DataError, match=rf"t10k-labels-idx1-ubyte.gz: checksum mismatch .* expected {expected}"
+    ):
         datasets.locate("mnist", tmp_path / "bad")
 
 

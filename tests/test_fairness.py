@@ -14,9 +14,10 @@ def test_initial_weights_are_glorot_uniform_kernels_and_zero_biases():
     limit = np.sqrt(6 / (784 + 128))
     assert np.abs(hidden["kernel"]).max() <= limit
     assert np.abs(hidden["kernel"]).max() > 0.99 * limit  # spread over the whole range
-    assert hidden["kernel"].std() == np.float32(limit / np.sqrt(3)).item() or abs(
-        hidden["kernel"].std() - limit / np.sqrt(3)
-    ) < 1e-3
+    assert (
+        hidden["kernel"].std() == np.float32(limit / np.sqrt(3)).item()
+        or abs(hidden["kernel"].std() - limit / np.sqrt(3)) < 1e-3
+    )
     assert not hidden["bias"].any() and not output["bias"].any()
 
 

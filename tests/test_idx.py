@@ -21,7 +21,18 @@ def test_reads_mnist_training_images_and_labels():
     labels = read_idx(MNIST / "train-labels-idx1-ubyte.gz")
     assert images.shape == (60000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (60000,)
-    assert np.bincount(labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(labels).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
     scaled = images / 255.0
     assert scaled.mean() == pytest.approx(0.1307, abs=1e-4)
     assert scaled.std() == pytest.approx(0.3081, abs=1e-4)
@@ -41,7 +52,9 @@ def test_round_trips_every_declared_shape_and_big_endian_type():
 
 def test_truncated_data_names_the_file_and_the_sizes():
     data = idx_bytes(np.zeros((10, 4, 4), dtype=np.uint8))[:-5]
-    with pytest.raises(DataError, match=r"x.idx: IDX file truncated: header says shape \(10, 4, 4\)"):
+    with pytest.raises(
+        DataError, match=r"x.idx: IDX file truncated: header says shape \(10, 4, 4\)"
+    ):
         parse_idx(data, name="x.idx")
 
 

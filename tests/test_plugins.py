@@ -62,7 +62,9 @@ def test_a_plugin_registered_in_process_is_looked_up_by_name(registry, register_
 
 def test_two_plugins_claiming_one_name_is_an_error_naming_both(register_plugin):
     register_plugin(NothingPlugin(), "first")
-    with pytest.raises(PluginError, match="'nothing' is registered by two plugins: 'first'.* and 'second'"):
+    with pytest.raises(
+        PluginError, match="'nothing' is registered by two plugins: 'first'.* and 'second'"
+    ):
         register_plugin(NothingPlugin(), "second")
 
 

@@ -8,8 +8,19 @@ from .conftest import harness_env, run_harness
 
 
 def run_faulty(tmp_path, *frameworks, timeout="20"):
-    args = ["run", "--task", "mnist_mlp", "--epochs", "2", "--train-subset", "2000",
-            "--timeout", timeout, "--out", str(tmp_path)]
+    args = [
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--epochs",
+        "2",
+        "--train-subset",
+        "2000",
+        "--timeout",
+        timeout,
+        "--out",
+        str(tmp_path),
+    ]
     for framework in frameworks:
         args += ["--framework", framework]
     result = run_harness(*args, env=harness_env(HARNESS_PLUGINS="harness_test_plugins"))

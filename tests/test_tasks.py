@@ -40,7 +40,9 @@ def test_mnist_mlp_is_the_classic_guide_network_verbatim():
 def test_task_files_name_no_framework():
     for path in TASKS.glob("*.toml"):
         # the `source` line may cite where the task comes from; nothing else may name a framework
-        lines = [line for line in path.read_text().lower().splitlines() if not line.startswith("source")]
+        lines = [
+            line for line in path.read_text().lower().splitlines() if not line.startswith("source")
+        ]
         for framework in ("tensorflow", "keras", "torch", "jax", "flax"):
             assert framework not in "\n".join(lines), (path.name, framework)
 
@@ -67,11 +69,20 @@ def test_with_epochs_overrides_and_validates():
         ({"epochs = 5": "epochs = -1"}, r"training.epochs: Input should be greater than 0"),
         ({"batch_size = 32": "batch_size = 32 32"}, r"not valid TOML"),
         ({'kind = "flatten"': 'kind = "flaten"'}, r"model.layers.0: unknown layer kind 'flaten'"),
-        ({'activation = "relu"': 'activation = "swish"'}, r"model.layers.1.dense.activation|layers.1.activation"),
+        (
+            {'activation = "relu"': 'activation = "swish"'},
+            r"model.layers.1.dense.activation|layers.1.activation",
+        ),
         ({"units = 128": "units = 128\nunits_typo = 3"}, r"units_typo: unknown key"),
         ({'name = "mnist"': 'name = "mnsit"'}, r"unknown dataset 'mnsit'; did you mean 'mnist'"),
-        ({"units = 10": "units = 12"}, r"last layer outputs shape \(12,\), but dataset 'mnist' has 10 classes"),
-        ({'kind = "flatten"': 'kind = "dense"\nunits = 4'}, r"layers\[0\] \(dense\) needs a flat input but gets shape \(28, 28\)"),
+        (
+            {"units = 10": "units = 12"},
+            r"last layer outputs shape \(12,\), but dataset 'mnist' has 10 classes",
+        ),
+        (
+            {'kind = "flatten"': 'kind = "dense"\nunits = 4'},
+            r"layers\[0\] \(dense\) needs a flat input but gets shape \(28, 28\)",
+        ),
         ({"input_shape = [28, 28]": "input_shape = [32, 32]"}, r"does not match dataset 'mnist'"),
     ],
 )

@@ -100,7 +100,9 @@ def packaged_dir() -> Path:
 def search_dirs(data_dir: Path | None) -> list[Path]:
     """The folders searched for a dataset's files, in order."""
     dirs = []
-    explicit = data_dir or (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
+    explicit = data_dir or (
+        Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None
+    )
     if explicit is not None:
         if not explicit.is_dir():
             raise DataError(f"data folder {explicit} does not exist; pass an existing --data-dir")

@@ -14,7 +14,7 @@ import numpy as np
 
 from harness.errors import DataError
 
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -32,7 +32,9 @@ def read_idx_bytes(path: Path) -> bytes:
                 return handle.read()
         return path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read: {exc}; delete it so a good copy is fetched") from None
+        raise DataError(
+            f"{path}: cannot read: {exc}; delete it so a good copy is fetched"
+        ) from None
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:

@@ -8,6 +8,7 @@ or raises becomes a ``failed`` outcome with the reason; nothing it does can stop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -55,7 +56,9 @@ class ChildOutcome:
                 name = f"signal {-self.returncode}"
             return f"crashed: killed by {name}; see {log_path.name}"
         tail = _last_line(log_path)
-        return f"exited with code {self.returncode} without a result" + (f": {tail}" if tail else "")
+        return f"exited with code {self.returncode} without a result" + (
+            f": {tail}" if tail else ""
+        )
 
 
 def run_child(
@@ -133,10 +136,8 @@ def _read_events(
 
 
 def _kill_group(child: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _last_line(path: Path) -> str:

@@ -58,7 +58,9 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         device = "gpu" if "gpu" in available else "cpu"
     if device not in available:
         events.send(
-            "result", status="skipped", device=device,
+            "result",
+            status="skipped",
+            device=device,
             error=f"no {device.upper()} visible to {adapter.name} (it sees: {', '.join(available)})",
         )
         return
@@ -119,9 +121,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
             epoch_seconds[0] - statistics.median(steady) if steady else None
         ),
         "samples_per_second": samples / fit_seconds if fit_seconds > 0 else None,
-        "steady_samples_per_second": (
-            len(x_train) / statistics.median(steady) if steady else None
-        ),
+        "steady_samples_per_second": (len(x_train) / statistics.median(steady) if steady else None),
         "setup_seconds": setup_seconds,
         "data_seconds": data_seconds,
         "build_seconds": build_seconds,

@@ -65,7 +65,10 @@ class TorchAdapter(FrameworkAdapter):
                 # a final softmax is folded into the loss: CrossEntropyLoss takes logits
             else:
                 raise UnsupportedSpec(f"layer kind {spec.kind!r}")
-        if task.training.loss != "sparse_categorical_crossentropy" or specs[-1].activation != "softmax":
+        if (
+            task.training.loss != "sparse_categorical_crossentropy"
+            or specs[-1].activation != "softmax"
+        ):
             raise UnsupportedSpec("only softmax outputs with sparse categorical cross-entropy")
         model = nn.Sequential(*layers).to(self._device)
         adam = task.training.optimizer
@@ -86,7 +89,9 @@ class TorchAdapter(FrameworkAdapter):
 
 
 class TorchTrainer:
-    def __init__(self, model, optimizer, x: np.ndarray, y: np.ndarray, training: Any, device) -> None:
+    def __init__(
+        self, model, optimizer, x: np.ndarray, y: np.ndarray, training: Any, device
+    ) -> None:
         import torch
 
         self.model = model

@@ -30,8 +30,10 @@ class CentroidTrainer:
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
         distances = self._distances(x.reshape(len(x), -1))
-        return Evaluation(loss=float(distances.min(axis=1).mean()),
-                          accuracy=float((distances.argmin(axis=1) == y).mean()))
+        return Evaluation(
+            loss=float(distances.min(axis=1).mean()),
+            accuracy=float((distances.argmin(axis=1) == y).mean()),
+        )
 
     def _distances(self, x: np.ndarray) -> np.ndarray:
         return ((x[:, None, :] - self.centroids[None]) ** 2).sum(axis=2)
@@ -87,5 +89,11 @@ class MissingAdapter(CentroidAdapter):
 
 @harness.hookimpl
 def harness_register_frameworks(register):
-    for adapter in (CentroidAdapter, RaisingAdapter, SegfaultAdapter, HangingAdapter, MissingAdapter):
+    for adapter in (
+        CentroidAdapter,
+        RaisingAdapter,
+        SegfaultAdapter,
+        HangingAdapter,
+        MissingAdapter,
+    ):
         register(adapter())

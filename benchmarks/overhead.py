@@ -1,0 +1,205 @@
+"""How much time does the harness add? Its fit time next to a plain training loop's, per framework.
+
+For each framework, in one invocation, this runs ``mnist_mlp`` through ``harness run`` and
+through a plain, idiomatic training loop of the same model in the same framework (a fresh
+process each, pinned to the same cores, the same thread count), and prints both fit times
+(median of ``--repeats``) and the harness's overhead. The harness should add no more than 10 %.
+
+    python benchmarks/overhead.py                      # all three, the task's 5 epochs
+    python benchmarks/overhead.py -f torch --epochs 2 --repeats 3
+
+This is a benchmark that prints figures, not a test: timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FRAMEWORKS = ("tensorflow", "torch", "jax")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+# -- plain loops: what a user would write without the harness --------------------------
+
+
+def plain_tensorflow(x, y, epochs):
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import keras
+    import tensorflow as tf
+
+    threads = len(os.sched_getaffinity(0))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.001, epsilon=1e-7),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+    )
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+    return time.perf_counter() - start
+
+
+def plain_torch(x, y, epochs):
+    import torch
+    from torch import nn
+
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(x))
+        for begin in range(0, len(x), 32):
+            index = order[begin : begin + 32]
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[index]), y[index])
+            loss.backward()
+            optimizer.step()
+        loss.item()
+    return time.perf_counter() - start
+
+
+def plain_jax(x, y, epochs):
+    import flax.linen as nn
+    import jax
+    import numpy as np
+    import optax
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = x.reshape((x.shape[0], -1))
+            return nn.Dense(10)(nn.relu(nn.Dense(128)(x)))
+
+    model = MLP()
+    params = model.init(jax.random.key(0), x[:1])["params"]
+    optimizer = optax.adam(0.001, eps=1e-7)
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def train_step(params, opt_state, xb, yb):
+        def loss_fn(params):
+            logits = model.apply({"params": params}, xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    y = y.astype(np.int32)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for begin in range(0, len(x), 32):
+            index = order[begin : begin + 32]
+            params, opt_state, loss = train_step(params, opt_state, x[index], y[index])
+        loss.block_until_ready()
+    return time.perf_counter() - start
+
+
+# -- the two sides, each in a fresh process ---------------------------------------------
+
+
+def child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({name: str(threads) for name in THREAD_VARS})
+    return env
+
+
+def run_plain(framework: str, epochs: int, threads: int) -> float:
+    command = [sys.executable, __file__, "--plain", framework, "--epochs", str(epochs)]
+    cores = ",".join(str(core) for core in sorted(os.sched_getaffinity(0))[:threads])
+    command = ["taskset", "-c", cores, *command]
+    out = subprocess.run(command, capture_output=True, text=True, env=child_env(threads))
+    if out.returncode != 0:
+        raise SystemExit(f"plain {framework} loop failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["fit_seconds"]
+
+
+def run_harness(framework: str, epochs: int, threads: int) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--task",
+            "mnist_mlp",
+            "-f",
+            framework,
+            "--device",
+            "cpu",
+            "--epochs",
+            str(epochs),
+            "--threads",
+            str(threads),
+            "--out",
+            out,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        [run_dir] = Path(out).iterdir()
+        [row] = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    if row["status"] != "ok":
+        raise SystemExit(
+            f"harness {framework} cell {row['status']}: {row['error']}\n{result.stderr}"
+        )
+    return row["metrics"]["fit_seconds"]
+
+
+def plain_main(framework: str, epochs: int) -> None:
+    from harness.data import datasets
+
+    split = datasets.load("mnist", datasets.locate("mnist"), divide_by=255)
+    plain = {"tensorflow": plain_tensorflow, "torch": plain_torch, "jax": plain_jax}[framework]
+    print(json.dumps({"fit_seconds": plain(split.train.x, split.train.y, epochs)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-f", "--framework", action="append", choices=FRAMEWORKS)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--plain", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain:
+        plain_main(args.plain, args.epochs)
+        return
+
+    print(
+        f"mnist_mlp, {args.epochs} epoch(s), {args.threads} thread(s), "
+        f"median of {args.repeats} run(s) each"
+    )
+    print(f"{'framework':<12}{'plain loop s':>14}{'harness s':>12}{'overhead':>10}")
+    for framework in args.framework or FRAMEWORKS:
+        plain, harnessed = [], []
+        for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
+            plain.append(run_plain(framework, args.epochs, args.threads))
+            harnessed.append(run_harness(framework, args.epochs, args.threads))
+        p, h = statistics.median(plain), statistics.median(harnessed)
+        print(f"{framework:<12}{p:>14.2f}{h:>12.2f}{(h / p - 1) * 100:>+9.1f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()
