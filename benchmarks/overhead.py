@@ -191,17 +191,21 @@ def main() -> None:
         f"mnist_mlp, {args.epochs} epoch(s), {args.threads} thread(s), "
         f"median of {args.repeats} run(s) each"
     )
-    print(f"{'framework':<12}{'plain loop s':>14}{'harness s':>12}{'overhead':>10}   "
-          "range plain / harness")
+    print(
+        f"{'framework':<12}{'plain loop s':>14}{'harness s':>12}{'overhead':>10}   "
+        "range plain / harness"
+    )
     for framework in args.framework or FRAMEWORKS:
         plain, harnessed = [], []
         for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
             plain.append(run_plain(framework, args.epochs, args.threads))
             harnessed.append(run_harness(framework, args.epochs, args.threads))
         p, h = statistics.median(plain), statistics.median(harnessed)
-        print(f"{framework:<12}{p:>14.2f}{h:>12.2f}{(h / p - 1) * 100:>+9.1f}%   "
-              f"{min(plain):.2f}-{max(plain):.2f} / {min(harnessed):.2f}-{max(harnessed):.2f}",
-              flush=True)
+        print(
+            f"{framework:<12}{p:>14.2f}{h:>12.2f}{(h / p - 1) * 100:>+9.1f}%   "
+            f"{min(plain):.2f}-{max(plain):.2f} / {min(harnessed):.2f}-{max(harnessed):.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

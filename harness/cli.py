@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
@@ -16,16 +19,42 @@ from harness.data import datasets
 from harness.environment import environment_record, usable_cores
 from harness.errors import HarnessError
 from harness.plugins import get_registry
-from harness.results import ENVIRONMENT_FILE, RUN_FILE, RunDir
-from harness.tasks import builtin_task_files, load_task
+from harness.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
+from harness.tasks import Task, builtin_task_files, load_task
 
 EXIT_CODES = """\b
 Exit codes:
-  0  every cell finished (ok or skipped)
-  1  at least one cell failed (crash, timeout, exception)
-  2  bad input: unknown name, bad value, malformed task file, unwritable folder
+  0  every cell finished (ok or skipped; ok includes target_missed)
+  1  at least one cell failed (crash, oom, timeout, import_error, exception, diverged)
+  2  bad input: unknown name, bad value, malformed task file, unusable or foreign
+     run folder, GPU asked for and none present
   3  dataset missing, truncated or failing its checksum
 """
+
+
+class MemorySize(click.ParamType):
+    """A byte count written like 512M, 4G or 1.5GiB."""
+
+    name = "size"
+    _units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value).lower())
+        if not match or float(match.group(1)) <= 0:
+            self.fail(f"{value!r} is not a size like 512M or 4G", param, ctx)
+        return int(float(match.group(1)) * self._units[match.group(2)])
+
+
+def gpu_present() -> bool:
+    """Whether this machine has an NVIDIA or ROCm GPU, judged without importing a framework."""
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (
+        (nvidia.is_dir() and any(nvidia.iterdir()))
+        or Path("/dev/kfd").exists()
+        or bool(os.environ.get("HARNESS_ASSUME_GPU"))
+    )
 
 
 @click.group(
@@ -48,11 +77,26 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
 
 
+CONFIG_OPTIONS = (
+    "task_name",
+    "frameworks",
+    "all_frameworks",
+    "device",
+    "epochs",
+    "threads",
+    "repeats",
+    "timeout",
+    "memory_limit",
+    "train_subset",
+    "out",
+    "data_dir",
+)
+
+
 @cli.command(epilog=EXIT_CODES)
 @click.option(
     "--task",
     "task_name",
-    required=True,
     metavar="NAME|PATH",
     help="A built-in task (see `harness list`) or the path of a .toml task file.",
 )
@@ -82,7 +126,7 @@ def cli(verbose: bool) -> None:
     "--threads",
     type=click.IntRange(1, 4096),
     default=None,
-    help="Threads for every framework  [default: all usable cores]",
+    help="Threads for every framework, at most the usable cores  [default: all usable cores]",
 )
 @click.option(
     "--repeats",
@@ -96,7 +140,15 @@ def cli(verbose: bool) -> None:
     type=click.FloatRange(1, None),
     default=3600,
     show_default=True,
-    help="Seconds a cell may run before it is killed and recorded as failed.",
+    help="Seconds a cell may run before it is killed and recorded as failed (timeout).",
+)
+@click.option(
+    "--memory-limit",
+    type=MemorySize(),
+    default=None,
+    metavar="SIZE",
+    help="Resident memory a cell may use, e.g. 4G or 512M; past it the cell is killed "
+    "and recorded as failed (oom).  [default: no limit]",
 )
 @click.option(
     "--train-subset",
@@ -119,7 +171,17 @@ def cli(verbose: bool) -> None:
     help="Folder holding the dataset files (also $HARNESS_DATA_DIR); "
     "else the user cache, then the copy shipped with harness.",
 )
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN_DIR",
+    help="Finish an interrupted run: run only its cells that have no complete result, "
+    "with the configuration recorded in RUN_DIR (give no other run options).",
+)
+@click.pass_context
 def run(
+    ctx,
     task_name,
     frameworks,
     all_frameworks,
@@ -128,60 +190,105 @@ def run(
     threads,
     repeats,
     timeout,
+    memory_limit,
     train_subset,
     out,
     data_dir,
+    resume,
 ) -> None:
     """Train a task with one or more frameworks and record accuracy, time and memory."""
     registry = get_registry()
-    task = load_task(task_name)
-    if epochs is not None:
-        task = task.with_epochs(epochs)
-    if all_frameworks == bool(frameworks):
-        raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
-    names = sorted(registry.frameworks) if all_frameworks else list(dict.fromkeys(frameworks))
-    for name in names:
-        registry.framework(name)  # an unknown name fails here, before any work
-    if not names:
-        raise HarnessError(
-            "no frameworks are registered; install one, e.g. pip install 'harness[torch]'"
-        )
-    threads = threads or usable_cores()
-    data_paths = datasets.locate(task.dataset.name, data_dir)
-
-    cells = runner.plan(task, names, device, repeats)
-    run_dir = RunDir.create(out, task.name)
-    settings = runner.RunSettings(
-        threads=threads,
-        timeout=timeout,
-        data_paths={role: str(path.resolve()) for role, path in data_paths.items()},
-        train_subset=train_subset,
-    )
-    versions = {name: registry.frameworks[name].adapter.version() for name in names}
-    run_dir.write_json(
-        ENVIRONMENT_FILE, environment_record(threads=threads, seed=task.seed, frameworks=versions)
-    )
-    run_dir.write_json(
-        RUN_FILE,
-        {
-            "run_id": run_dir.run_id,
+    if resume is not None:
+        given = [
+            name
+            for name in CONFIG_OPTIONS
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            flags = ", ".join("--" + name.removesuffix("_name").replace("_", "-") for name in given)
+            raise click.UsageError(
+                f"--resume reuses the configuration recorded in {resume}; "
+                f"drop {flags}, or start a new run without --resume"
+            )
+        run_dir, config = RunDir.open(resume)
+        task = Task.model_validate(config["task"])
+    else:
+        if not task_name:
+            raise click.UsageError("give --task NAME (see `harness list`), or --resume RUN_DIR")
+        task = load_task(task_name)
+        if epochs is not None:
+            task = task.with_epochs(epochs)
+        if all_frameworks == bool(frameworks):
+            raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
+        names = sorted(registry.frameworks) if all_frameworks else list(dict.fromkeys(frameworks))
+        if not names:
+            raise HarnessError(
+                "no frameworks are registered; install one, e.g. pip install 'harness[torch]'"
+            )
+        cores = usable_cores()
+        if threads is not None and threads > cores:
+            raise click.BadParameter(
+                f"{threads} is more than the {cores} usable cores", param_hint="'--threads'"
+            )
+        config = {
             "task": task.model_dump(mode="json"),
             "frameworks": names,
             "device": device,
             "repeats": repeats,
-            "threads": threads,
+            "threads": threads or cores,
             "timeout": timeout,
+            "memory_limit": memory_limit,
             "train_subset": train_subset,
-            "data_paths": settings.data_paths,
-        },
+            "data_dir": str(data_dir.resolve()) if data_dir else None,
+        }
+        run_dir = None
+
+    for name in config["frameworks"]:
+        registry.framework(name)  # an unknown name fails here, before any work
+    if config["device"] == "gpu" and not gpu_present():
+        raise HarnessError(
+            "--device gpu: no GPU found on this machine (no NVIDIA or ROCm device); "
+            "use --device cpu or --device auto"
+        )
+    recorded_dir = Path(config["data_dir"]) if config["data_dir"] else None
+    data_paths = datasets.locate(task.dataset.name, recorded_dir)
+    settings = runner.RunSettings(
+        threads=config["threads"],
+        timeout=config["timeout"],
+        memory_limit=config["memory_limit"],
+        data_paths={role: str(path.resolve()) for role, path in data_paths.items()},
+        train_subset=config["train_subset"],
     )
+    cells = runner.plan(task, config["frameworks"], config["device"], config["repeats"])
+
+    if run_dir is None:
+        run_dir = RunDir.create(out, task.name)
+        run_dir.write_json(RUN_FILE, {"schema": SCHEMA_VERSION, "run_id": run_dir.run_id, **config})
+        versions = {
+            name: registry.frameworks[name].adapter.version() for name in config["frameworks"]
+        }
+        run_dir.write_json(
+            ENVIRONMENT_FILE,
+            environment_record(threads=settings.threads, seed=task.seed, frameworks=versions),
+        )
+        todo = cells
+    else:
+        done = {row.get("cell_id") for row in run_dir.read_results()}
+        todo = [cell for cell in cells if cell.id not in done]
+        console.print(
+            f"resuming {run_dir.run_id}: {len(cells) - len(todo)} of {len(cells)} "
+            "cell(s) already have a result",
+            highlight=False,
+        )
+
     console.print(
         f"run [bold]{run_dir.run_id}[/]: task {task.name}, "
-        f"{len(cells)} cell(s), {threads} thread(s) each",
+        f"{len(todo)} cell(s) to run, {settings.threads} thread(s) each",
         highlight=False,
     )
-    with RunProgress(len(cells)) as progress:
-        rows = runner.execute(cells, settings, run_dir, registry, progress)
+    with RunProgress(len(todo)) as progress:
+        runner.execute(todo, settings, run_dir, registry, progress)
+    rows = run_dir.read_results()
     run_dir.write_table()
     console.print(
         results_table(

@@ -62,12 +62,44 @@ class RunDir:
                 "pass a writable folder with --out"
             ) from None
 
+    @classmethod
+    def open(cls, path: Path) -> tuple[RunDir, dict[str, Any]]:
+        """An existing run folder and its recorded configuration (``run.json``)."""
+        record = path / RUN_FILE
+        if not record.is_file():
+            raise HarnessError(
+                f"{path} is not a harness run folder (no {RUN_FILE}); give a folder made by harness run"
+            )
+        try:
+            config = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HarnessError(
+                f"{record}: unreadable run record ({exc}); start a new run"
+            ) from None
+        schema = config.get("schema") if isinstance(config, dict) else None
+        if not isinstance(schema, int):
+            raise HarnessError(f"{record}: not a harness run record (no schema version)")
+        if schema > SCHEMA_VERSION:
+            raise HarnessError(
+                f"{path} was written by a newer harness (schema {schema}; this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade harness to resume it"
+            )
+        run = cls(path)
+        run.logs.mkdir(exist_ok=True)
+        return run, config
+
     # -- writing ---------------------------------------------------------------
 
     def append_result(self, row: dict[str, Any]) -> None:
         """Append one cell's result as a complete line, on disk before this returns."""
-        line = json.dumps({"schema": SCHEMA_VERSION, **row}, allow_nan=False) + "\n"
-        with open(self.path / RESULTS_FILE, "a", encoding="utf-8") as handle:
+        line = (json.dumps({"schema": SCHEMA_VERSION, **row}, allow_nan=False) + "\n").encode()
+        with open(self.path / RESULTS_FILE, "a+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size > 0:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    # a writer was killed mid-line: end that fragment so this line stays whole
+                    line = b"\n" + line
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())

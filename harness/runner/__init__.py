@@ -7,6 +7,7 @@ saying how to install it, and the run goes on either way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 from harness.plugins import Registry
 from harness.results import RunDir
-from harness.runner.process import run_child
+from harness.runner.process import Limits, run_child
 from harness.tasks import Task
 
 DEVICE_CHOICES = ("cpu", "gpu", "auto")
@@ -33,6 +34,11 @@ class Cell:
     def id(self) -> str:
         return f"{self.task.name}-{self.framework}-{self.device}-r{self.repeat}"
 
+    @property
+    def file_stem(self) -> str:
+        """The id made safe as a file name (a plugin's name can't reach outside the run folder)."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.id)
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -41,6 +47,8 @@ class RunSettings:
     threads: int
     timeout: float
     data_paths: dict[str, str]
+    #: peak resident memory a cell may use, in bytes; ``None`` for no limit
+    memory_limit: int | None = None
     #: train on only the first N training samples (smoke runs); ``None`` for all of them
     train_subset: int | None = None
 
@@ -106,6 +114,7 @@ def run_cell(
         "threads": settings.threads,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": "skipped",
+        "kind": "not_installed",
         "error": None,
         "met_target": None,
         "metrics": {},
@@ -116,7 +125,8 @@ def run_cell(
         row["error"] = availability.reason
         return row
 
-    log_path = run_dir.logs / f"{cell.id}.log"
+    log_path = run_dir.logs / f"{cell.file_stem}.log"
+    limits = Limits(timeout=settings.timeout, memory_bytes=settings.memory_limit)
     spec = {
         "task": cell.task.model_dump(mode="json"),
         "framework": cell.framework,
@@ -128,7 +138,7 @@ def run_cell(
     outcome = run_child(
         spec,
         threads=settings.threads,
-        timeout=settings.timeout,
+        limits=limits,
         log_path=log_path,
         on_event=(lambda event: observer.cell_event(cell, event)) if observer else None,
     )
@@ -141,10 +151,14 @@ def run_cell(
             row["device_name"] = source.get("device_name", row["device_name"])
             row["settings"] = source.get("settings", row["settings"])
 
-    reason = outcome.failure_reason(settings.timeout, log_path)
-    if reason is not None:
+    failure = outcome.failure(limits, log_path)
+    if failure is not None:
         row["status"] = "failed"
-        row["error"] = reason
+        row["kind"], row["error"] = failure
+        if outcome.error is not None and outcome.error.get("traceback"):
+            traceback_path = run_dir.logs / f"{cell.file_stem}.traceback.txt"
+            traceback_path.write_text(outcome.error["traceback"], encoding="utf-8")
+            row["traceback"] = str(traceback_path.relative_to(run_dir.path))
         # keep what was measured before the failure
         epochs = [e for e in outcome.events if e.get("event") == "epoch"]
         if epochs:
@@ -153,9 +167,16 @@ def run_cell(
 
     assert outcome.result is not None
     row["status"] = outcome.result["status"]
+    row["kind"] = outcome.result.get("kind")
     row["error"] = outcome.result.get("error")
     row["metrics"] = outcome.result.get("metrics", {})
     if row["status"] == "ok":
         accuracy = row["metrics"].get(cell.task.target.metric)
         row["met_target"] = accuracy is not None and accuracy >= cell.task.target.min
+        if not row["met_target"]:
+            # finished, but not good enough: still `ok`, kept apart from "met its target"
+            row["kind"] = "target_missed"
+            row["error"] = (
+                f"{cell.task.target.metric} {accuracy:.4f} is below the target {cell.task.target.min:g}"
+            )
     return row

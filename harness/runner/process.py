@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 EventHandler = Callable[[dict[str, Any]], None]
 
 #: Environment variables that size the thread pools of numerical libraries; set for every child
@@ -40,13 +42,21 @@ class ChildOutcome:
     timed_out: bool
     wall_seconds: float
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: resident memory of the child's process tree when it went past the memory limit, else None
+    over_memory_bytes: int | None = None
 
-    def failure_reason(self, timeout: float, log_path: Path) -> str | None:
-        """A one-line reason when the child failed, ``None`` when it reported a result."""
+    def failure(self, limits: Limits, log_path: Path) -> tuple[str, str] | None:
+        """``(kind, one-line reason)`` when the child failed, ``None`` when it reported a result."""
         if self.timed_out:
-            return f"timed out after {timeout:g} s (killed); see {log_path.name}"
+            return "timeout", f"timed out after {limits.timeout:g} s (killed); see {log_path.name}"
+        if self.over_memory_bytes is not None and limits.memory_bytes is not None:
+            return "oom", (
+                f"used {self.over_memory_bytes / 2**20:,.0f} MiB, over --memory-limit "
+                f"{limits.memory_bytes / 2**20:,.0f} MiB (killed)"
+            )
         if self.error is not None:
-            return f"{self.error['type']}: {self.error['message']}"
+            kind = self.error.get("kind", "exception")
+            return kind, f"{self.error['type']}: {self.error['message']}"
         if self.result is not None:
             return None
         if self.returncode is not None and self.returncode < 0:
@@ -54,18 +64,29 @@ class ChildOutcome:
                 name = signal.Signals(-self.returncode).name
             except ValueError:
                 name = f"signal {-self.returncode}"
-            return f"crashed: killed by {name}; see {log_path.name}"
+            if name == "SIGKILL":
+                # the runner didn't send it: on Linux that is most often the kernel's OOM killer
+                return "oom", f"killed by SIGKILL, most likely out of memory; see {log_path.name}"
+            return "crash", f"crashed: killed by {name}; see {log_path.name}"
         tail = _last_line(log_path)
-        return f"exited with code {self.returncode} without a result" + (
-            f": {tail}" if tail else ""
-        )
+        reason = f"exited with code {self.returncode} without a result"
+        return "crash", reason + (f": {tail}" if tail else "")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one cell may use before it is killed."""
+
+    timeout: float
+    #: resident memory of the cell's process tree, in bytes; ``None`` for no limit
+    memory_bytes: int | None = None
 
 
 def run_child(
     spec: dict[str, Any],
     *,
     threads: int,
-    timeout: float,
+    limits: Limits,
     log_path: Path,
     on_event: EventHandler | None = None,
 ) -> ChildOutcome:
@@ -94,8 +115,9 @@ def run_child(
         pass  # the child died before reading its spec; its exit status says why
 
     events: list[dict[str, Any]] = []
-    timed_out = _read_events(read_fd, start + timeout, events, on_event)
-    if timed_out:
+    watch = _MemoryWatch(child.pid, limits.memory_bytes)
+    timed_out = _read_events(read_fd, start + limits.timeout, events, on_event, watch)
+    if timed_out or watch.exceeded is not None:
         _kill_group(child)
     try:
         returncode = child.wait(timeout=30)
@@ -105,20 +127,55 @@ def run_child(
     wall = time.perf_counter() - start
     result = next((e for e in events if e.get("event") == "result"), None)
     error = next((e for e in events if e.get("event") == "error"), None)
-    return ChildOutcome(result, error, returncode, timed_out, wall, events)
+    return ChildOutcome(result, error, returncode, timed_out, wall, events, watch.exceeded)
+
+
+class _MemoryWatch:
+    """Polls the resident memory of a process and its descendants against a limit.
+
+    Polling (rather than an address-space rlimit) because JAX and TensorFlow reserve far more
+    virtual memory than they ever touch; resident memory is what runs a machine out.
+    """
+
+    interval = 0.1
+
+    def __init__(self, pid: int, limit: int | None) -> None:
+        self.limit = limit
+        self.exceeded: int | None = None
+        self._process = psutil.Process(pid) if limit is not None else None
+
+    def check(self) -> bool:
+        """True once the limit has been passed."""
+        if self._process is None:
+            return False
+        try:
+            processes = [self._process, *self._process.children(recursive=True)]
+            rss = sum(process.memory_info().rss for process in processes)
+        except psutil.Error:  # the process is exiting; its exit status will tell
+            return False
+        if self.limit is not None and rss > self.limit:
+            self.exceeded = rss
+            return True
+        return False
 
 
 def _read_events(
-    fd: int, deadline: float, events: list[dict[str, Any]], on_event: EventHandler | None
+    fd: int,
+    deadline: float,
+    events: list[dict[str, Any]],
+    on_event: EventHandler | None,
+    watch: _MemoryWatch,
 ) -> bool:
-    """Read JSON lines from ``fd`` until EOF; returns True if the deadline passed first."""
+    """Read JSON lines from ``fd`` until EOF or a limit; returns True if the deadline passed first."""
     buffer = b""
     with os.fdopen(fd, "rb", buffering=0) as pipe:
         while True:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return True
-            ready, _, _ = select.select([pipe], [], [], min(remaining, 1.0))
+            if watch.check():
+                return False
+            ready, _, _ = select.select([pipe], [], [], min(remaining, watch.interval))
             if not ready:
                 continue
             chunk = pipe.read(65536)
@@ -129,7 +186,10 @@ def _read_events(
             for line in lines:
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:  # a child killed mid-write leaves half a line
+                    continue
                 events.append(event)
                 if on_event is not None:
                     on_event(event)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
+import signal
 import statistics
 import sys
 import time
@@ -60,6 +62,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         events.send(
             "result",
             status="skipped",
+            kind="no_device",
             device=device,
             error=f"no {device.upper()} visible to {adapter.name} (it sees: {', '.join(available)})",
         )
@@ -88,7 +91,13 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
     try:
         trainer = adapter.build(task, initial_weights(task), x_train, y_train)
     except UnsupportedSpec as exc:
-        events.send("result", status="skipped", error=f"unsupported: {exc}", **runtime_fields)
+        events.send(
+            "result",
+            status="skipped",
+            kind="unsupported",
+            error=f"unsupported: {exc}",
+            **runtime_fields,
+        )
         return
     build_seconds = time.perf_counter() - started
 
@@ -100,6 +109,20 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         loss = float(trainer.train_epoch(order))
         epoch_seconds.append(time.perf_counter() - started)
         train_losses.append(loss)
+        if not math.isfinite(loss):
+            # stop at once: the remaining epochs would only burn time on NaNs
+            events.send(
+                "result",
+                status="failed",
+                kind="diverged",
+                error=f"diverged: mean training loss of epoch {epoch + 1} is {loss}",
+                metrics={
+                    "epoch_seconds": epoch_seconds,
+                    "train_losses": [str(v) for v in train_losses],
+                },
+                **runtime_fields,
+            )
+            return
         events.send("epoch", epoch=epoch + 1, seconds=epoch_seconds[-1], train_loss=loss)
 
     started = time.perf_counter()
@@ -132,13 +155,42 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": adapter.peak_device_memory_bytes(),
     }
-    events.send("result", status="ok", error=None, metrics=metrics, **runtime_fields)
+    events.send("result", status="ok", kind=None, error=None, metrics=metrics, **runtime_fields)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The failure kind of an exception raised while a cell ran."""
+    if isinstance(exc, ImportError):
+        return "import_error"
+    name, text = type(exc).__name__, str(exc)
+    if (
+        isinstance(exc, MemoryError)
+        or "OutOfMemory" in name  # torch.cuda.OutOfMemoryError
+        or "ResourceExhausted" in name  # tf.errors.ResourceExhaustedError
+        or "RESOURCE_EXHAUSTED" in text  # XLA, as raised by JAX
+        or "out of memory" in text.lower()
+    ):
+        return "oom"
+    return "exception"
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this process if the runner dies, so no cell outlives its run."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the runner's timeout still applies
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.runner.worker")
     parser.add_argument("--events-fd", type=int, required=True)
     args = parser.parse_args(argv)
+    die_with_parent()
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
     spec = json.loads(sys.stdin.read())
     try:
@@ -147,7 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         tb = traceback.format_exc()
         print(tb, file=sys.stderr)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        events.send("error", type=type(exc).__name__, message=message[:500], traceback=tb)
+        events.send(
+            "error",
+            kind=failure_kind(exc),
+            type=type(exc).__name__,
+            message=message[:500],
+            traceback=tb,
+        )
         return 1
     return 0
 

@@ -80,6 +80,54 @@ class HangingAdapter(CentroidAdapter):
         time.sleep(3600)
 
 
+class ImportErrorAdapter(CentroidAdapter):
+    name = "imports"
+
+    def setup(self, *, device, threads):
+        import harness_no_such_framework  # noqa: F401
+
+        return super().setup(device=device, threads=threads)
+
+
+class NanTrainer(CentroidTrainer):
+    epochs = 0
+
+    def train_epoch(self, batch_order):
+        NanTrainer.epochs += 1
+        print(f"epoch {NanTrainer.epochs}", flush=True)
+        return float("nan")
+
+
+class NanAdapter(CentroidAdapter):
+    name = "nan"
+
+    def build(self, task, weights, x, y):
+        return NanTrainer(x, y, 10)
+
+
+class MemoryHogAdapter(CentroidAdapter):
+    """Allocates (and touches) 64 MiB at a time, up to 8 GiB."""
+
+    name = "hog"
+
+    def build(self, task, weights, x, y):
+        hoard = []
+        for _ in range(128):
+            hoard.append(np.ones(64 * 2**20, dtype=np.uint8))
+            time.sleep(0.02)
+        return CentroidTrainer(x, y, 10)
+
+
+class SlowAdapter(CentroidAdapter):
+    """Sleeps ``HARNESS_TEST_SLOW_SECONDS`` (default 60) before building."""
+
+    name = "slow"
+
+    def build(self, task, weights, x, y):
+        time.sleep(float(os.environ.get("HARNESS_TEST_SLOW_SECONDS", "60")))
+        return super().build(task, weights, x, y)
+
+
 class MissingAdapter(CentroidAdapter):
     name = "missing"
 
@@ -94,6 +142,10 @@ def harness_register_frameworks(register):
         RaisingAdapter,
         SegfaultAdapter,
         HangingAdapter,
+        ImportErrorAdapter,
+        NanAdapter,
+        MemoryHogAdapter,
+        SlowAdapter,
         MissingAdapter,
     ):
         register(adapter())
