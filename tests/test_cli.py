@@ -113,3 +113,79 @@ def test_list_shows_tasks_and_frameworks_with_versions():
     assert result.returncode == 0, result.stderr
     for name in ("mnist_mlp", "tensorflow", "torch", "jax", "built-in"):
         assert name in result.stdout
+
+
+def test_gpu_asked_for_and_none_present(tmp_path):
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "--all-frameworks", "--device", "gpu", "--out", str(tmp_path)
+    )
+    if "no GPU found" not in result.stderr:
+        pytest.skip("this machine has a GPU")  # the check is for machines without one
+    assert_one_clear_line(result, 2, "--device gpu: no GPU found on this machine", "--device cpu")
+    assert not any(tmp_path.iterdir())
+
+
+def test_more_threads_than_cores(tmp_path):
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--all-frameworks",
+        "--threads",
+        "4096",
+        "--out",
+        str(tmp_path),
+    )
+    assert_one_clear_line(result, 2, "Invalid value for '--threads': 4096 is more than the")
+
+
+def test_a_bad_memory_limit(tmp_path):
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--all-frameworks",
+        "--memory-limit",
+        "lots",
+        "--out",
+        str(tmp_path),
+    )
+    assert_one_clear_line(result, 2, "'lots' is not a size like 512M or 4G")
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    result = run_harness("run", "--resume", str(tmp_path))
+    assert_one_clear_line(result, 2, f"{tmp_path} is not a harness run folder (no run.json)")
+
+
+def test_resume_of_a_run_from_a_newer_harness(tmp_path):
+    (tmp_path / "run.json").write_text('{"schema": 99}')
+    result = run_harness("run", "--resume", str(tmp_path))
+    assert_one_clear_line(result, 2, "written by a newer harness (schema 99", "upgrade harness")
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    (tmp_path / "run.json").write_text('{"schema": 1}')
+    result = run_harness("run", "--resume", str(tmp_path), "--epochs", "3", "-f", "torch")
+    assert_one_clear_line(
+        result, 2, "--resume reuses the configuration recorded in", "drop --frameworks, --epochs"
+    )
+
+
+def test_a_truncated_dataset_file_names_it(tmp_path):
+    data = tmp_path / "data" / "mnist"
+    shutil.copytree(packaged_dir() / "mnist", data)
+    whole = (data / "train-labels-idx1-ubyte.gz").read_bytes()
+    (data / "train-labels-idx1-ubyte.gz").write_bytes(whole[: len(whole) // 3])
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--all-frameworks",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert_one_clear_line(result, 3, "train-labels-idx1-ubyte.gz: cannot read")
+    assert not (tmp_path / "out").exists()
