@@ -8,7 +8,6 @@ plugin never breaks the command line; set ``HARNESS_STRICT_PLUGINS=1`` to re-rai
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import logging
 import os
@@ -21,7 +20,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.adapter import FrameworkAdapter
-from harness.errors import HarnessError
+from harness.errors import HarnessError, unknown_name_message
 
 logger = logging.getLogger(__name__)
 
@@ -180,16 +179,6 @@ class Registry:
 
     def failure(self, name: str) -> PluginFailure | None:
         return next((f for f in self.failures if f.plugin == name), None)
-
-
-def unknown_name_message(kind: str, name: str, known: Any) -> str:
-    """``unknown framework 'toch'; did you mean 'torch'? (known: jax, tensorflow, torch)``."""
-    known = sorted(known)
-    message = f"unknown {kind} {name!r}"
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
-    return message + f" (known: {', '.join(known) or 'none'})"
 
 
 _registry: Registry | None = None

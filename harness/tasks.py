@@ -17,8 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.data.datasets import DATASETS
-from harness.errors import HarnessError
-from harness.plugins import unknown_name_message
+from harness.errors import HarnessError, unknown_name_message
 
 Activation = Literal["linear", "relu", "softmax"]
 

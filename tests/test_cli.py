@@ -82,10 +82,12 @@ def test_a_missing_data_dir(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_corrupt_data_names_the_file(tmp_path):
+def run_with_damaged_data(tmp_path, damage):
+    """Run mnist_mlp on a copy of MNIST after ``damage(folder)`` has spoilt one of its files."""
     data = tmp_path / "data" / "mnist"
     shutil.copytree(packaged_dir() / "mnist", data)
-    (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    damage(data)
+    out = tmp_path / "out"
     result = run_harness(
         "run",
         "--task",
@@ -94,9 +96,17 @@ def test_corrupt_data_names_the_file(tmp_path):
         "--data-dir",
         str(tmp_path / "data"),
         "--out",
-        str(tmp_path / "out"),
+        str(out),
     )
-    assert_one_clear_line(result, 3, "t10k-images-idx3-ubyte.gz")
+    assert not out.exists()  # nothing written
+    return result
+
+
+def test_corrupt_data_names_the_file(tmp_path):
+    def not_gzip(data):
+        (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+
+    assert_one_clear_line(run_with_damaged_data(tmp_path, not_gzip), 3, "t10k-images-idx3-ubyte.gz")
 
 
 def test_an_unusable_output_folder(tmp_path):
@@ -173,19 +183,9 @@ def test_resume_refuses_a_different_configuration(tmp_path):
 
 
 def test_a_truncated_dataset_file_names_it(tmp_path):
-    data = tmp_path / "data" / "mnist"
-    shutil.copytree(packaged_dir() / "mnist", data)
-    whole = (data / "train-labels-idx1-ubyte.gz").read_bytes()
-    (data / "train-labels-idx1-ubyte.gz").write_bytes(whole[: len(whole) // 3])
-    result = run_harness(
-        "run",
-        "--task",
-        "mnist_mlp",
-        "--all-frameworks",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--out",
-        str(tmp_path / "out"),
-    )
+    def truncate(data):
+        whole = (data / "train-labels-idx1-ubyte.gz").read_bytes()
+        (data / "train-labels-idx1-ubyte.gz").write_bytes(whole[: len(whole) // 3])
+
+    result = run_with_damaged_data(tmp_path, truncate)
     assert_one_clear_line(result, 3, "train-labels-idx1-ubyte.gz: cannot read")
-    assert not (tmp_path / "out").exists()
