@@ -5,10 +5,11 @@ preprocessing, the initial weights, the batch order of every epoch, the hyperpar
 thread count and the clock. An adapter owns only how its framework computes. In a cell's child
 process the runner drives it in this order::
 
-    adapter.setup(device="cpu", threads=4)          # import the framework, apply settings
-    trainer = adapter.build(task, weights, train)   # model + optimizer, data on the device
+    adapter.setup(device="cpu", threads=4, mode="eager")  # import the framework, apply settings
+    trainer = adapter.build(task, weights, x, y)          # model + optimizer, data on the device
     for epoch in range(task.training.epochs):
-        loss = trainer.train_epoch(batch_order)     # timed by the harness
+        loss = trainer.train_epoch(batch_order, clock)    # timed by the harness
+        trainer.evaluate(x_validation, y_validation)      # not timed as training
     evaluation = trainer.evaluate(x_test, y_test)
     adapter.peak_device_memory_bytes()
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 import abc
 import importlib.metadata
 import importlib.util
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -29,6 +32,20 @@ if TYPE_CHECKING:
     from harness.tasks import Task
 
 DEVICE_KINDS = ("cpu", "gpu")
+#: ``eager``: the framework's default way of running; ``compiled``: its whole-graph compiler
+MODES = ("eager", "compiled")
+
+
+def call_with_accepted(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``function`` with only the keyword arguments it accepts.
+
+    So an adapter written before an argument was added (``mode`` to ``setup``, ``clock`` to
+    ``train_epoch``) keeps working: as with pluggy hooks, it may accept fewer than offered.
+    """
+    parameters = inspect.signature(function).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        kwargs = {name: value for name, value in kwargs.items() if name in parameters}
+    return function(*args, **kwargs)
 
 
 class UnsupportedSpec(Exception):
@@ -69,14 +86,36 @@ class Evaluation:
     accuracy: float
 
 
+class StepClock:
+    """Times a sample of the steps of an epoch, for step-time percentiles.
+
+    A trainer asks :meth:`wants` before each step (0-based within the epoch); for a step it
+    wants, the trainer waits for the device to finish earlier work, runs the step, waits for it
+    too, and passes the elapsed time to :meth:`record`. Only sampled steps are synchronised, so
+    the others keep their overlap of host and device work.
+    """
+
+    def __init__(self, every: int = 8) -> None:
+        self.every = every
+        self.samples: list[float] = []
+
+    def wants(self, step: int) -> bool:
+        return step % self.every == self.every // 2
+
+    def record(self, seconds: float) -> None:
+        self.samples.append(seconds)
+
+
 class Trainer(Protocol):
     """A built model with its optimizer state and training data, ready to train."""
 
-    def train_epoch(self, batch_order: np.ndarray) -> float:
+    def train_epoch(self, batch_order: np.ndarray, clock: StepClock | None = None) -> float:
         """Run one epoch of optimizer steps and return the mean training loss.
 
         :param batch_order: a permutation of the training-sample indices; batch ``i`` is
             ``batch_order[i * batch_size:(i + 1) * batch_size]`` (the last batch may be smaller).
+        :param clock: when given, time the steps it :meth:`~StepClock.wants`. A mode that runs
+            a whole epoch as one compiled program can't time single steps and ignores it.
         :returns: the mean of the per-batch losses. The harness reads its clock when this
             returns, so all device work of the epoch must be finished by then; returning a
             Python ``float`` made from the device's loss value does that.
@@ -103,6 +142,8 @@ class FrameworkAdapter(abc.ABC):
     distribution: ClassVar[str]
     #: What a user types to install the framework for this adapter.
     install_hint: ClassVar[str] = ""
+    #: The execution modes (of :data:`MODES`) this adapter implements.
+    modes: ClassVar[tuple[str, ...]] = ("eager",)
 
     def availability(self) -> Availability:
         """Whether the framework is installed; must be cheap (no framework import)."""
@@ -119,7 +160,7 @@ class FrameworkAdapter(abc.ABC):
             return None
 
     @abc.abstractmethod
-    def setup(self, *, device: str, threads: int) -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
         """Import the framework and apply the cell's settings, before any model is built.
 
         Called first in the cell's child process, once.
@@ -129,6 +170,8 @@ class FrameworkAdapter(abc.ABC):
         :param threads: the intra-op thread count every framework gets, to be set through
             the framework's own controls. (The runner has also pinned the process to that
             many cores.)
+        :param mode: one of :attr:`modes`; record in :attr:`RuntimeInfo.settings` exactly what
+            it switched on (e.g. ``{"mode": "compiled", "compiler": "torch.compile"}``).
         """
 
     @abc.abstractmethod
@@ -156,3 +199,12 @@ class FrameworkAdapter(abc.ABC):
     def peak_device_memory_bytes(self) -> int | None:
         """Peak memory the framework allocated on the accelerator, or ``None`` on a CPU."""
         return None
+
+    def matmul_seconds(self, size: int, repeats: int) -> float:
+        """Seconds for ``repeats`` float32 ``size``×``size`` matrix products, device work included.
+
+        Used by ``harness calibrate`` to measure the peak FLOP/s the framework reaches on this
+        machine; called after :meth:`setup`. Adapters that don't implement it get no
+        utilisation figure.
+        """
+        raise NotImplementedError

@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 import harness
-from harness import runner
-from harness.console import RunProgress, console, errors, results_table
+from harness import calibration, runner
+from harness.adapter import MODES
+from harness.console import RunProgress, console, errors, problems_table, results_table
 from harness.data import datasets
 from harness.environment import environment_record, usable_cores
 from harness.errors import HarnessError
@@ -73,6 +74,7 @@ def cli(verbose: bool) -> None:
 
 
 CONFIG_OPTIONS = (
+    "mode",
     "task_name",
     "frameworks",
     "all_frameworks",
@@ -110,6 +112,14 @@ CONFIG_OPTIONS = (
     default="auto",
     show_default=True,
     help="Where to train; auto prefers a GPU when the framework sees one.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice([*MODES, "all"]),
+    default="eager",
+    show_default=True,
+    help="eager: each framework's default execution; compiled: torch.compile, Keras "
+    "jit_compile=True, a whole JAX epoch in lax.scan; all: both, each its own row.",
 )
 @click.option(
     "--epochs",
@@ -181,6 +191,7 @@ def run(
     frameworks,
     all_frameworks,
     device,
+    mode,
     epochs,
     threads,
     repeats,
@@ -229,6 +240,7 @@ def run(
             "task": task.model_dump(mode="json"),
             "frameworks": names,
             "device": device,
+            "modes": list(MODES) if mode == "all" else [mode],
             "repeats": repeats,
             "threads": threads or cores,
             "timeout": timeout,
@@ -254,7 +266,13 @@ def run(
         data_paths={role: str(path.resolve()) for role, path in data_paths.items()},
         train_subset=config["train_subset"],
     )
-    cells = runner.plan(task, config["frameworks"], config["device"], config["repeats"])
+    cells = runner.plan(
+        task,
+        config["frameworks"],
+        config["device"],
+        config["repeats"],
+        config.get("modes", ["eager"]),
+    )
 
     if run_dir is None:
         run_dir = RunDir.create(out, task.name)
@@ -290,8 +308,104 @@ def run(
             rows, title=f"{task.name} (target {task.target.metric} ≥ {task.target.min:g})"
         )
     )
+    problems = problems_table(rows)
+    if problems is not None:
+        console.print(problems)
     console.print(f"results: {run_dir.path}", highlight=False)
     if any(row["status"] == "failed" for row in rows):
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option(
+    "--framework",
+    "-f",
+    "frameworks",
+    multiple=True,
+    metavar="NAME",
+    help="A framework to calibrate; repeat for several  [default: every available one]",
+)
+@click.option(
+    "--device", type=click.Choice(runner.DEVICE_CHOICES), default="auto", show_default=True
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Threads, as for `harness run`  [default: all usable cores]",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(64, 65536),
+    default=None,
+    help="Matrix size  [default: 2048 on a CPU, 8192 on a GPU]",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 10_000),
+    default=5,
+    show_default=True,
+    help="Matrix products per timed round (the best of 3 rounds counts).",
+)
+def calibrate(frameworks, device, threads, size, repeats) -> None:
+    """Measure each framework's peak float32 matrix-product FLOP/s here, and cache it.
+
+    `harness run` divides each cell's achieved FLOP/s by this peak (same framework, version,
+    device and thread count) to report its model-FLOP utilisation.
+    """
+    registry = get_registry()
+    names = list(dict.fromkeys(frameworks)) or sorted(
+        name
+        for name, entry in registry.frameworks.items()
+        if entry.adapter.availability().available
+    )
+    for name in names:
+        registry.framework(name)
+    if device == "gpu" and not gpu_present():
+        raise HarnessError(
+            "--device gpu: no GPU found on this machine (no NVIDIA or ROCm device); "
+            "use --device cpu or --device auto"
+        )
+    cores = usable_cores()
+    if threads is not None and threads > cores:
+        raise click.BadParameter(
+            f"{threads} is more than the {cores} usable cores", param_hint="'--threads'"
+        )
+    threads = threads or cores
+    table = Table(title=f"float32 matrix products, {threads} thread(s)")
+    for column in ("framework", "version", "device", "GFLOP/s", "note"):
+        table.add_column(column)
+    entries: dict = {}
+    for name in names:
+        adapter = registry.framework(name)
+        with console.status(f"calibrating {name}"):
+            outcome = calibration.measure(
+                name, device=device, threads=threads, size=size, repeats=repeats
+            )
+        if outcome["status"] != "ok":
+            table.add_row(name, adapter.version() or "", device, "", escape(outcome["error"] or ""))
+            continue
+        entries.update(
+            calibration.record(
+                name,
+                adapter.version(),
+                outcome["device"],
+                threads,
+                outcome["flops_per_second"],
+                outcome["size"],
+            )
+        )
+        table.add_row(
+            name,
+            adapter.version() or "",
+            outcome["device_name"],
+            f"{outcome['flops_per_second'] / 1e9:,.1f}",
+            f"{outcome['size']}² matrices",
+        )
+    console.print(table)
+    if entries:
+        console.print(f"cached in {calibration.save(entries)}", highlight=False)
+    if len(entries) < len(names):
         raise SystemExit(1)
 
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from harness.runner import Cell
+from harness.stats import summarize
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 150
@@ -77,48 +79,119 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def _bytes(value: int | None) -> str:
+def _bytes(value: float | None) -> str:
     return "" if value is None else f"{value / 2**20:,.0f} MiB"
 
 
+def _median(rows: list[dict[str, Any]], metric: str) -> float | None:
+    summary = summarize([row["metrics"].get(metric) for row in rows])
+    return summary.median if summary else None
+
+
+def _median_spread(rows: list[dict[str, Any]], metric: str, digits: int = 2) -> str:
+    """``4.23 ±0.05``: the median over repeats and half the interquartile range."""
+    summary = summarize([row["metrics"].get(metric) for row in rows])
+    if summary is None:
+        return ""
+    text = f"{summary.median:.{digits}f}"
+    return text + (f" ±{summary.iqr / 2:.{digits}f}" if summary.count > 1 else "")
+
+
+def _milliseconds(value: float | None) -> str:
+    return "" if value is None else f"{value * 1000:.2f}"
+
+
 def results_table(rows: list[dict[str, Any]], title: str = "") -> Table:
-    """The summary table of a run's result rows."""
-    table = Table(title=title or None)
-    for column, justify in [
-        ("framework", "left"),
-        ("version", "left"),
-        ("device", "left"),
-        ("status", "left"),
-        ("test acc", "right"),
-        ("fit s", "right"),
-        ("s/epoch", "right"),
-        ("1st epoch s", "right"),
-        ("samples/s", "right"),
-        ("peak RSS", "right"),
-        ("note", "left"),
-    ]:
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    """One line per framework, mode and device: medians over the repeats that finished."""
+    table = Table(
+        title=title or None,
+        caption="± half the interquartile range over repeats; "
+        "step times are p50 / p99 of sampled steps after the first epoch",
+    )
+    for column in (
+        "framework",
+        "version",
+        "mode",
+        "device",
+        "ok",
+        "test acc",
+        "fit s",
+        "1st epoch s",
+        "s/epoch",
+        "step ms",
+        "to target s",
+        "samples/s",
+        "peak RSS",
+        "GFLOP/s",
+        "util",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column in ("framework", "version", "mode", "device") else "right",
+        )
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        metrics = row.get("metrics") or {}
-        epochs = metrics.get("epoch_seconds") or []
-        steady = epochs[1:] or epochs
-        accuracy = metrics.get("test_accuracy")
-        accuracy_text = "" if accuracy is None else f"{accuracy:.4f}"
-        if row.get("met_target") is not None:
-            accuracy_text += " [green]✓[/]" if row["met_target"] else " [red]✗ below target[/]"
-        rate = metrics.get("samples_per_second")
-        status = row["status"]
+        key = (row["framework"], row.get("mode", "eager"), row.get("device_name") or row["device"])
+        groups.setdefault(key, []).append(row)
+    for (framework, mode, device), members in groups.items():
+        done = [row for row in members if row["status"] == "ok"]
+        met = sum(bool(row.get("met_target")) for row in done)
+        count = f"{len(done)}/{len(members)}"
+        style = "green" if len(done) == len(members) else "red" if not done else "yellow"
+        if not done:
+            table.add_row(
+                framework,
+                members[0].get("framework_version") or "",
+                mode,
+                device,
+                f"[{style}]{count}[/]",
+                *[""] * 10,
+            )
+            continue
+        accuracy = _median(done, "test_accuracy")
+        mark = " [green]✓[/]" if met == len(done) else " [red]✗[/]"
+        p50, p99 = _median(done, "step_seconds_p50"), _median(done, "step_seconds_p99")
+        flops, utilisation = (
+            _median(done, "achieved_flops_per_second"),
+            _median(done, "utilisation"),
+        )
+        reached = [row["metrics"].get("time_to_target_seconds") for row in done]
         table.add_row(
-            row["framework"],
-            row.get("framework_version") or "",
-            row.get("device_name") or row.get("device", ""),
-            f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
-            accuracy_text,
-            _seconds(metrics.get("fit_seconds")),
-            _seconds(sum(steady) / len(steady)) if steady and status == "ok" else "",
-            _seconds(epochs[0]) if epochs and status == "ok" else "",
-            "" if rate is None else f"{rate:,.0f}",
-            _bytes(metrics.get("peak_rss_bytes")),
-            row.get("error") or "",
+            framework,
+            done[0].get("framework_version") or "",
+            mode,
+            device,
+            f"[{style}]{count}[/]",
+            ("" if accuracy is None else f"{accuracy:.4f}") + mark,
+            _median_spread(done, "fit_seconds"),
+            _median_spread(done, "first_epoch_seconds"),
+            _median_spread(done, "steady_epoch_seconds"),
+            f"{_milliseconds(p50)} / {_milliseconds(p99)}" if p50 is not None else "",
+            _median_spread(done, "time_to_target_seconds")
+            if all(r is not None for r in reached)
+            else "never",
+            f"{_median(done, 'samples_per_second') or 0:,.0f}",
+            _bytes(_median(done, "peak_rss_bytes")),
+            "" if flops is None else f"{flops / 1e9:.1f}",
+            "" if utilisation is None else f"{utilisation:.1%}",
+        )
+    return table
+
+
+def problems_table(rows: list[dict[str, Any]]) -> Table | None:
+    """Every cell that failed, was skipped or missed its target, with the reason; ``None`` if none."""
+    flagged = [row for row in rows if row["status"] != "ok" or row.get("kind")]
+    if not flagged:
+        return None
+    table = Table(title="cells that failed, were skipped or missed the target")
+    for column in ("cell", "status", "kind", "reason"):
+        table.add_column(column)
+    for row in flagged:
+        style = STATUS_STYLE.get(row["status"], "")
+        table.add_row(
+            row["cell_id"],
+            f"[{style}]{row['status']}[/]",
+            row.get("kind") or "",
+            escape(row.get("error") or ""),
         )
     return table

@@ -87,6 +87,8 @@ class Training(_Spec):
     batch_size: int = Field(gt=0, le=1_000_000)
     epochs: int = Field(gt=0, le=10_000)
     eval_batch_size: int = Field(default=1000, gt=0, le=1_000_000)
+    #: training samples held out (the last ones) to measure accuracy after every epoch
+    validation_samples: int = Field(default=0, ge=0, le=1_000_000)
 
 
 # -- data and target ----------------------------------------------------------

@@ -22,6 +22,7 @@ ROW_KEYS = {
     "run_id",
     "cell_id",
     "met_target",
+    "mode",
 }
 METRIC_KEYS = {
     "test_accuracy",
@@ -33,6 +34,14 @@ METRIC_KEYS = {
     "peak_rss_bytes",
     "peak_device_memory_bytes",
     "setup_seconds",
+    "startup_seconds",
+    "first_epoch_seconds",
+    "validation_accuracies",
+    "time_to_target_seconds",
+    "step_seconds_sampled",
+    "training_flops",
+    "achieved_flops_per_second",
+    "utilisation",
 }
 
 
@@ -105,6 +114,55 @@ def test_frameworks_start_from_the_same_weights_and_batches(tmp_path):
     losses = {row["framework"]: row["metrics"]["train_loss"] for row in rows}
     assert set(losses) == {"tensorflow", "torch", "jax"}
     assert max(losses.values()) - min(losses.values()) < 0.01 * min(losses.values()), losses
+
+
+def test_repeats_and_modes_each_get_a_row_with_their_raw_values(tmp_path):
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--all-frameworks",
+        "--device",
+        "cpu",
+        "--repeats",
+        "2",
+        "--mode",
+        "all",
+        "--epochs",
+        "2",
+        "--train-subset",
+        "3000",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, rows = read_run(tmp_path)
+    cells = {(row["framework"], row["mode"], row["repeat"]) for row in rows}
+    assert cells == {
+        (fw, mode, repeat)
+        for fw in ("tensorflow", "torch", "jax")
+        for mode in ("eager", "compiled")
+        for repeat in (0, 1)
+    }
+    for row in rows:
+        metrics = row["metrics"]
+        assert row["status"] == "ok", row
+        assert row["settings"]["mode"] == row["mode"]
+        assert len(metrics["epoch_seconds"]) == 2 and len(metrics["validation_accuracies"]) == 2
+        assert metrics["validation_samples"] == 5000 and metrics["train_samples"] == 3000
+        assert metrics["achieved_flops_per_second"] > 0
+        scanned = row["framework"] == "jax" and row["mode"] == "compiled"
+        if not scanned:  # a whole epoch in one lax.scan has no single steps to time
+            assert (
+                metrics["step_seconds_sampled"]
+                and 0 < metrics["step_seconds_p50"] <= metrics["step_seconds_p99"]
+            )
+    settings = {(row["framework"], row["mode"]): row["settings"] for row in rows}
+    assert settings[("torch", "compiled")]["compiler"] == "torch.compile"
+    assert settings[("tensorflow", "compiled")]["jit_compile"] is True
+    assert settings[("jax", "compiled")]["compiled_unit"] == "epoch (lax.scan)"
+    # the terminal table has one line per framework and mode, with the repeats' spread
+    assert result.stdout.count("2/2") == 6 and "±" in result.stdout
 
 
 @pytest.mark.slow

@@ -175,6 +175,14 @@ def _download(info: DatasetInfo, stem: str, mirrors: Sequence[str]) -> Path:
     )
 
 
+def hold_out(train: Arrays, count: int) -> tuple[Arrays, Arrays]:
+    """Split the last ``count`` training samples off as a validation set."""
+    if count >= len(train.x):
+        raise DataError(f"cannot hold out {count} of only {len(train.x)} training samples")
+    cut = len(train.x) - count
+    return Arrays(train.x[:cut], train.y[:cut]), Arrays(train.x[cut:], train.y[cut:])
+
+
 def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0) -> Split:
     """Read the located files into float32 inputs (divided by ``divide_by``) and int64 labels."""
 

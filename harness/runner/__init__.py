@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from harness import calibration
 from harness.plugins import Registry
 from harness.results import RunDir
 from harness.runner.process import Limits, run_child
@@ -29,10 +30,11 @@ class Cell:
     framework: str
     device: str
     repeat: int = 0
+    mode: str = "eager"
 
     @property
     def id(self) -> str:
-        return f"{self.task.name}-{self.framework}-{self.device}-r{self.repeat}"
+        return f"{self.task.name}-{self.framework}-{self.mode}-{self.device}-r{self.repeat}"
 
     @property
     def file_stem(self) -> str:
@@ -63,12 +65,24 @@ class Observer(Protocol):
     def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None: ...
 
 
-def plan(task: Task, frameworks: Iterable[str], device: str, repeats: int = 1) -> list[Cell]:
-    """The cells of a run, in the order they execute."""
+def plan(
+    task: Task,
+    frameworks: Iterable[str],
+    device: str,
+    repeats: int = 1,
+    modes: Iterable[str] = ("eager",),
+) -> list[Cell]:
+    """The cells of a run, in the order they execute.
+
+    Repeats are the outer loop, so a slow drift of the machine (heat, other load) spreads over
+    every framework and mode instead of landing on one.
+    """
+    frameworks, modes = list(frameworks), list(modes)
     return [
-        Cell(task, framework, device, repeat)
+        Cell(task, framework, device, repeat, mode)
         for repeat in range(repeats)
         for framework in frameworks
+        for mode in modes
     ]
 
 
@@ -107,6 +121,7 @@ def run_cell(
         "task": cell.task.name,
         "framework": cell.framework,
         "framework_version": adapter.version(),
+        "mode": cell.mode,
         "device": cell.device,
         "device_name": None,
         "repeat": cell.repeat,
@@ -130,6 +145,7 @@ def run_cell(
     spec = {
         "task": cell.task.model_dump(mode="json"),
         "framework": cell.framework,
+        "mode": cell.mode,
         "device": cell.device,
         "threads": settings.threads,
         "data_paths": settings.data_paths,
@@ -171,7 +187,14 @@ def run_cell(
     row["error"] = outcome.result.get("error")
     row["metrics"] = outcome.result.get("metrics", {})
     if row["status"] == "ok":
-        accuracy = row["metrics"].get(cell.task.target.metric)
+        metrics = row["metrics"]
+        peak = calibration.peak_flops(
+            cell.framework, row["framework_version"], row["device"], settings.threads
+        )
+        achieved = metrics.get("achieved_flops_per_second")
+        metrics["peak_flops_per_second"] = peak
+        metrics["utilisation"] = achieved / peak if peak and achieved else None
+        accuracy = metrics.get(cell.task.target.metric)
         row["met_target"] = accuracy is not None and accuracy >= cell.task.target.min
         if not row["met_target"]:
             # finished, but not good enough: still `ok`, kept apart from "met its target"

@@ -14,16 +14,17 @@ import math
 import os
 import resource
 import signal
-import statistics
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from harness.adapter import UnsupportedSpec
+from harness.adapter import StepClock, UnsupportedSpec, call_with_accepted
 from harness.data import datasets
 from harness.fairness import batch_order, initial_weights
+from harness.flops import training_flops
+from harness.measure import TrainingLog
 from harness.plugins import get_registry
 from harness.tasks import Task
 
@@ -48,12 +49,19 @@ def pin_threads(threads: int) -> list[int]:
     return cores
 
 
-def run_cell(spec: dict[str, Any], events: _Events) -> None:
+def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Any, dict[str, Any]] | None:
+    """Pin threads, pick the device, set the adapter up; ``None`` when the cell can't run here."""
     cores = pin_threads(spec["threads"])
-    task = Task.model_validate(spec["task"])
     adapter = get_registry().framework(spec["framework"])
-
-    started = time.perf_counter()
+    mode = spec.get("mode", "eager")
+    if mode not in adapter.modes:
+        events.send(
+            "result",
+            status="skipped",
+            kind="unsupported",
+            error=f"{adapter.name} has no {mode!r} mode (it has: {', '.join(adapter.modes)})",
+        )
+        return None
     available = adapter.devices()
     device = spec["device"]
     if device == "auto":
@@ -66,15 +74,30 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
             device=device,
             error=f"no {device.upper()} visible to {adapter.name} (it sees: {', '.join(available)})",
         )
-        return
-    runtime = adapter.setup(device=device, threads=spec["threads"])
-    setup_seconds = time.perf_counter() - started
+        return None
+    runtime = call_with_accepted(adapter.setup, device=device, threads=spec["threads"], mode=mode)
     runtime_fields = {
         "device": runtime.device,
         "device_name": runtime.device_name,
-        "settings": {**runtime.settings, "threads": spec["threads"], "cpu_affinity": cores},
+        "settings": {
+            "mode": mode,
+            **runtime.settings,
+            "threads": spec["threads"],
+            "cpu_affinity": cores,
+        },
     }
     events.send("runtime", **runtime_fields)
+    return adapter, runtime, runtime_fields
+
+
+def run_cell(spec: dict[str, Any], events: _Events) -> None:
+    task = Task.model_validate(spec["task"])
+    started = time.perf_counter()
+    prepared = prepare(spec, events)
+    if prepared is None:
+        return
+    adapter, runtime, runtime_fields = prepared
+    setup_seconds = time.perf_counter() - started  # framework import included
 
     started = time.perf_counter()
     split = datasets.load(
@@ -82,14 +105,14 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         {role: Path(path) for role, path in spec["data_paths"].items()},
         divide_by=task.preprocessing.divide_by,
     )
-    x_train, y_train = split.train.x, split.train.y
+    train, validation = datasets.hold_out(split.train, task.training.validation_samples)
     if spec.get("train_subset"):
-        x_train, y_train = x_train[: spec["train_subset"]], y_train[: spec["train_subset"]]
+        train = datasets.Arrays(train.x[: spec["train_subset"]], train.y[: spec["train_subset"]])
     data_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
     try:
-        trainer = adapter.build(task, initial_weights(task), x_train, y_train)
+        trainer = adapter.build(task, initial_weights(task), train.x, train.y)
     except UnsupportedSpec as exc:
         events.send(
             "result",
@@ -101,61 +124,87 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         return
     build_seconds = time.perf_counter() - started
 
-    epoch_seconds: list[float] = []
-    train_losses: list[float] = []
+    log = TrainingLog(target=task.target.min)
+    clock = StepClock()
     for epoch in range(task.training.epochs):
-        order = batch_order(task.seed, epoch, len(x_train))
+        order = batch_order(task.seed, epoch, len(train.x))
+        steps_before = len(clock.samples)
         started = time.perf_counter()
-        loss = float(trainer.train_epoch(order))
-        epoch_seconds.append(time.perf_counter() - started)
-        train_losses.append(loss)
+        loss = float(call_with_accepted(trainer.train_epoch, order, clock=clock))
+        seconds = time.perf_counter() - started
+        if epoch == 0:
+            log.first_epoch_steps = len(clock.samples) - steps_before
         if not math.isfinite(loss):
             # stop at once: the remaining epochs would only burn time on NaNs
+            log.add_epoch(seconds, loss, None, 0.0)
             events.send(
                 "result",
                 status="failed",
                 kind="diverged",
                 error=f"diverged: mean training loss of epoch {epoch + 1} is {loss}",
                 metrics={
-                    "epoch_seconds": epoch_seconds,
-                    "train_losses": [str(v) for v in train_losses],
+                    "epoch_seconds": log.epoch_seconds,
+                    "train_losses": [str(v) for v in log.train_losses],
                 },
                 **runtime_fields,
             )
             return
-        events.send("epoch", epoch=epoch + 1, seconds=epoch_seconds[-1], train_loss=loss)
+        accuracy, eval_seconds = None, 0.0
+        if len(validation.x):
+            started = time.perf_counter()
+            accuracy = float(trainer.evaluate(validation.x, validation.y).accuracy)
+            eval_seconds = time.perf_counter() - started
+        log.add_epoch(seconds, loss, accuracy, eval_seconds)
+        events.send(
+            "epoch", epoch=epoch + 1, seconds=seconds, train_loss=loss, validation_accuracy=accuracy
+        )
 
     started = time.perf_counter()
     evaluation = trainer.evaluate(split.test.x, split.test.y)
-    eval_seconds = time.perf_counter() - started
+    test_seconds = time.perf_counter() - started
 
-    fit_seconds = sum(epoch_seconds)
-    samples = len(x_train) * task.training.epochs
-    steady = epoch_seconds[1:]
     metrics = {
         "test_accuracy": float(evaluation.accuracy),
         "test_loss": float(evaluation.loss),
-        "train_loss": train_losses[-1],
-        "train_losses": train_losses,
-        "fit_seconds": fit_seconds,
-        "epoch_seconds": epoch_seconds,
-        # how much longer the first epoch took than a steady one: tracing, compilation, warm-up
-        "first_epoch_extra_seconds": (
-            epoch_seconds[0] - statistics.median(steady) if steady else None
-        ),
-        "samples_per_second": samples / fit_seconds if fit_seconds > 0 else None,
-        "steady_samples_per_second": (len(x_train) / statistics.median(steady) if steady else None),
+        **log.metrics(len(train.x), clock.samples),
+        "training_flops": training_flops(task, len(train.x)) * task.training.epochs,
         "setup_seconds": setup_seconds,
         "data_seconds": data_seconds,
         "build_seconds": build_seconds,
-        "eval_seconds": eval_seconds,
-        "train_samples": len(x_train),
+        "startup_seconds": setup_seconds + build_seconds,
+        "eval_seconds": test_seconds,
+        "train_samples": len(train.x),
+        "validation_samples": len(validation.x),
         "test_samples": len(split.test.x),
         "epochs": task.training.epochs,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": adapter.peak_device_memory_bytes(),
     }
+    metrics["achieved_flops_per_second"] = (
+        metrics["training_flops"] / metrics["fit_seconds"] if metrics["fit_seconds"] > 0 else None
+    )
+    runtime_fields["settings"].update(runtime.settings)  # what build() resolved (e.g. jit_compile)
     events.send("result", status="ok", kind=None, error=None, metrics=metrics, **runtime_fields)
+
+
+def run_calibration(spec: dict[str, Any], events: _Events) -> None:
+    """Measure the adapter's float32 matrix-product FLOP/s (for ``harness calibrate``)."""
+    prepared = prepare(spec, events)
+    if prepared is None:
+        return
+    adapter, _, runtime_fields = prepared
+    size, repeats = spec["size"], spec["repeats"]
+    adapter.matmul_seconds(size, 2)  # warm-up: first-call compilation and allocation
+    best = min(adapter.matmul_seconds(size, repeats) for _ in range(spec.get("rounds", 3)))
+    flops = 2 * size**3 * repeats / best
+    events.send(
+        "result",
+        status="ok",
+        kind=None,
+        error=None,
+        metrics={"matmul_flops_per_second": flops, "size": size, "repeats": repeats},
+        **runtime_fields,
+    )
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -194,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
     spec = json.loads(sys.stdin.read())
     try:
-        run_cell(spec, events)
+        (run_calibration if spec.get("action") == "calibrate" else run_cell)(spec, events)
     except Exception as exc:
         tb = traceback.format_exc()
         print(tb, file=sys.stderr)

@@ -1,8 +1,13 @@
-"""The JAX adapter: a Flax Linen module and an Optax optimizer, one ``jax.jit`` step per batch."""
+"""The JAX adapter: a Flax Linen module and an Optax optimizer.
+
+Modes: ``eager`` dispatches one ``jax.jit``-compiled step per batch from Python (as Flax's MNIST
+example does); ``compiled`` compiles a whole epoch's steps into one program with ``lax.scan``.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from importlib.metadata import version
 
 import numpy as np
@@ -15,6 +20,7 @@ class JaxAdapter(FrameworkAdapter):
     import_name = "flax"  # the adapter needs jax, flax and optax; flax brings the other two
     distribution = "jax"
     install_hint = "pip install 'harness[jax]'"
+    modes = ("eager", "compiled")
 
     def devices(self) -> list[str]:
         import jax
@@ -24,13 +30,15 @@ class JaxAdapter(FrameworkAdapter):
         except RuntimeError:
             return ["cpu"]
 
-    def setup(self, *, device: str, threads: int) -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
         import jax
 
+        self._mode = mode
         self._device = jax.devices("gpu" if device == "gpu" else "cpu")[0]
         jax.config.update("jax_default_device", self._device)
         settings = {
-            "mode": "jit-per-step",
+            "mode": mode,
+            "compiled_unit": "epoch (lax.scan)" if mode == "compiled" else "step (jax.jit)",
             "precision": "float32",
             # XLA's CPU thread pool is sized by the cores the process may use, which the
             # runner has pinned to `threads`; JAX has no thread-count setting of its own.
@@ -80,6 +88,18 @@ class JaxAdapter(FrameworkAdapter):
             return optax.apply_updates(params, updates), opt_state, loss_sum + loss
 
         @jax.jit
+        def train_steps(params, opt_state, loss_sum, x_all, y_all, batches):
+            """Every full batch of an epoch as one program: a scan over the batch indices."""
+
+            def body(carry, index):
+                params, opt_state, loss_sum = carry
+                loss, grads = jax.value_and_grad(loss_fn)(params, x_all[index], y_all[index])
+                updates, opt_state = optimizer.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state, loss_sum + loss), None
+
+            return jax.lax.scan(body, (params, opt_state, loss_sum), batches)[0]
+
+        @jax.jit
         def eval_step(params, xb, yb):
             logits = model.apply({"params": params}, xb)
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
@@ -91,6 +111,7 @@ class JaxAdapter(FrameworkAdapter):
             x=x,
             y=y.astype(np.int32),
             train_step=train_step,
+            train_steps=train_steps if self._mode == "compiled" else None,
             eval_step=eval_step,
             training=task.training,
         )
@@ -100,6 +121,20 @@ class JaxAdapter(FrameworkAdapter):
             return None
         stats = self._device.memory_stats() or {}
         return stats.get("peak_bytes_in_use")
+
+    def matmul_seconds(self, size: int, repeats: int) -> float:
+        import jax
+        import jax.numpy as jnp
+
+        a = jax.random.uniform(jax.random.key(0), (size, size), jnp.float32)
+        b = jax.random.uniform(jax.random.key(1), (size, size), jnp.float32)
+        matmul = jax.jit(jnp.matmul)
+        matmul(a, b).block_until_ready()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            c = matmul(a, b)
+        c.block_until_ready()
+        return time.perf_counter() - start
 
 
 def _sequential(layer_specs):
@@ -134,28 +169,51 @@ def _sequential(layer_specs):
 
 
 class JaxTrainer:
-    def __init__(self, *, params, opt_state, x, y, train_step, eval_step, training) -> None:
+    def __init__(
+        self, *, params, opt_state, x, y, train_step, train_steps, eval_step, training
+    ) -> None:
         self.params = params
         self.opt_state = opt_state
         self.x = x
         self.y = y
         self.train_step = train_step
+        self.train_steps = train_steps  # set in compiled mode
         self.eval_step = eval_step
         self.training = training
+        if train_steps is not None:
+            import jax
 
-    def train_epoch(self, batch_order: np.ndarray) -> float:
+            # a scanned epoch gathers its batches on the device, so the data lives there
+            self.x_device, self.y_device = jax.device_put(x), jax.device_put(y)
+
+    def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
         import jax.numpy as jnp
 
         batch_size = self.training.batch_size
         loss_sum = jnp.zeros((), jnp.float32)
-        steps = 0
-        for start in range(0, len(batch_order), batch_size):
+        steps = -(-len(batch_order) // batch_size)
+        first = 0
+        if self.train_steps is not None:
+            # one program for every full batch; a last, smaller batch goes through train_step
+            first = len(batch_order) // batch_size
+            batches = batch_order[: first * batch_size].astype(np.int32).reshape(first, batch_size)
+            self.params, self.opt_state, loss_sum = self.train_steps(
+                self.params, self.opt_state, loss_sum, self.x_device, self.y_device, batches
+            )
+            clock = None  # single steps of a scanned epoch can't be timed
+        for step in range(first, steps):
+            timed = clock is not None and clock.wants(step)
+            if timed:
+                loss_sum.block_until_ready()
+                began = time.perf_counter()
             # batches are gathered on the host and transferred, as in Flax's MNIST example
-            index = batch_order[start : start + batch_size]
+            index = batch_order[step * batch_size : (step + 1) * batch_size]
             self.params, self.opt_state, loss_sum = self.train_step(
                 self.params, self.opt_state, loss_sum, self.x[index], self.y[index]
             )
-            steps += 1
+            if timed:
+                loss_sum.block_until_ready()
+                clock.record(time.perf_counter() - began)
         return float(loss_sum) / steps  # float() waits for the device
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:

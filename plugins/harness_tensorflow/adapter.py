@@ -1,8 +1,14 @@
-"""The TensorFlow adapter: a ``keras.Sequential`` compiled and trained with ``model.fit``."""
+"""The TensorFlow adapter: a ``keras.Sequential`` compiled and trained with ``model.fit``.
+
+Modes: ``eager`` is Keras's default (``jit_compile="auto"``: a ``tf.function`` graph, which
+Keras hands to XLA on a GPU but not on a CPU); ``compiled`` forces XLA (``jit_compile=True``).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 
 import numpy as np
 
@@ -14,6 +20,7 @@ class TensorFlowAdapter(FrameworkAdapter):
     import_name = "tensorflow"
     distribution = "tensorflow"
     install_hint = "pip install 'harness[tensorflow]'"
+    modes = ("eager", "compiled")
 
     def devices(self) -> list[str]:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,7 +28,7 @@ class TensorFlowAdapter(FrameworkAdapter):
 
         return ["cpu", "gpu"] if tf.config.list_physical_devices("GPU") else ["cpu"]
 
-    def setup(self, *, device: str, threads: int) -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
         # Keras 3 picks its backend from this variable when first imported.
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf
@@ -29,7 +36,8 @@ class TensorFlowAdapter(FrameworkAdapter):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         gpus = tf.config.list_physical_devices("GPU")
-        settings: dict = {"mode": "keras-default", "precision": "float32"}
+        self._mode = mode
+        settings: dict = {"mode": mode, "precision": "float32"}
         if device == "gpu":
             for gpu in gpus:
                 tf.config.experimental.set_memory_growth(gpu, True)
@@ -42,6 +50,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         settings["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         settings["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
         self._device = device
+        self._settings = settings  # build() adds the jit_compile Keras resolved
         return RuntimeInfo(device=device, device_name=name, settings=settings)
 
     def build(self, task, weights, x, y) -> KerasTrainer:
@@ -68,7 +77,9 @@ class TensorFlowAdapter(FrameworkAdapter):
                 epsilon=adam.epsilon,
             ),
             loss=keras.losses.SparseCategoricalCrossentropy(),
+            jit_compile=True if self._mode == "compiled" else "auto",
         )
+        self._settings["jit_compile"] = model.jit_compile
         return KerasTrainer(model, x, y, task.training)
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -78,6 +89,17 @@ class TensorFlowAdapter(FrameworkAdapter):
 
         return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
 
+    def matmul_seconds(self, size: int, repeats: int) -> float:
+        import tensorflow as tf
+
+        a = tf.random.uniform((size, size))
+        b = tf.random.uniform((size, size))
+        start = time.perf_counter()
+        for _ in range(repeats):
+            c = tf.matmul(a, b)
+        float(tf.reduce_sum(c))  # waits for the device
+        return time.perf_counter() - start
+
 
 class KerasTrainer:
     def __init__(self, model, x: np.ndarray, y: np.ndarray, training) -> None:
@@ -86,7 +108,7 @@ class KerasTrainer:
         self.y = y
         self.training = training
 
-    def train_epoch(self, batch_order: np.ndarray) -> float:
+    def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
         # The harness fixes the batch order, so Keras gets the samples already in that order.
         history = self.model.fit(
             self.x[batch_order],
@@ -95,6 +117,7 @@ class KerasTrainer:
             epochs=1,
             shuffle=False,
             verbose=0,
+            callbacks=[_step_timer_class()(clock)] if clock is not None else None,
         )
         return float(history.history["loss"][-1])
 
@@ -106,3 +129,29 @@ class KerasTrainer:
             loss=float(-np.log(picked).mean()),
             accuracy=float((probabilities.argmax(axis=1) == y).mean()),
         )
+
+
+@functools.cache
+def _step_timer_class():
+    """The Keras callback class that times sampled steps (made on first use: keras is lazy)."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """Times the steps the harness's clock wants; only those wait for the device."""
+
+        def __init__(self, clock) -> None:
+            super().__init__()
+            self.clock = clock
+            self.began: float | None = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.clock.wants(batch):
+                self.began = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.began is not None:
+                float(logs["loss"])  # waits for the step's result
+                self.clock.record(time.perf_counter() - self.began)
+                self.began = None
+
+    return StepTimer

@@ -1,7 +1,11 @@
-"""The PyTorch adapter: an ``nn.Sequential`` trained with ``torch.optim.Adam`` in eager mode."""
+"""The PyTorch adapter: an ``nn.Sequential`` trained with ``torch.optim.Adam``.
+
+Modes: ``eager`` (PyTorch's default) and ``compiled`` (the model wrapped in ``torch.compile``).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -14,15 +18,17 @@ class TorchAdapter(FrameworkAdapter):
     import_name = "torch"
     distribution = "torch"
     install_hint = "pip install 'harness[torch]'"
+    modes = ("eager", "compiled")
 
     def devices(self) -> list[str]:
         import torch
 
         return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
 
-    def setup(self, *, device: str, threads: int) -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
         import torch
 
+        self._mode = mode
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(threads)
         if device == "gpu":
@@ -35,7 +41,12 @@ class TorchAdapter(FrameworkAdapter):
             device=device,
             device_name=name,
             settings={
-                "mode": "eager",
+                "mode": mode,
+                **(
+                    {"compiler": "torch.compile", "compile_backend": "inductor"}
+                    if mode == "compiled"
+                    else {}
+                ),
                 "precision": "float32",
                 "intra_op_threads": torch.get_num_threads(),
                 "inter_op_threads": torch.get_num_interop_threads(),
@@ -78,7 +89,8 @@ class TorchAdapter(FrameworkAdapter):
             betas=(adam.beta_1, adam.beta_2),
             eps=adam.epsilon,
         )
-        return TorchTrainer(model, optimizer, x, y, task.training, self._device)
+        forward = torch.compile(model) if self._mode == "compiled" else model
+        return TorchTrainer(model, forward, optimizer, x, y, task.training, self._device)
 
     def peak_device_memory_bytes(self) -> int | None:
         import torch
@@ -87,14 +99,34 @@ class TorchAdapter(FrameworkAdapter):
             return int(torch.cuda.max_memory_allocated(self._device))
         return None
 
+    def matmul_seconds(self, size: int, repeats: int) -> float:
+        import torch
+
+        a = torch.rand(size, size, device=self._device)
+        b = torch.rand(size, size, device=self._device)
+        _synchronize(self._device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            c = a @ b
+        c.sum().item()
+        return time.perf_counter() - start
+
+
+def _synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
 
 class TorchTrainer:
     def __init__(
-        self, model, optimizer, x: np.ndarray, y: np.ndarray, training: Any, device
+        self, model, forward, optimizer, x: np.ndarray, y: np.ndarray, training: Any, device
     ) -> None:
         import torch
 
         self.model = model
+        self.forward = forward  # the model, or its torch.compile wrapper
         self.optimizer = optimizer
         self.training = training
         self.device = device
@@ -102,23 +134,28 @@ class TorchTrainer:
         self.x = torch.from_numpy(x).to(device)
         self.y = torch.from_numpy(y).to(device)
 
-    def train_epoch(self, batch_order: np.ndarray) -> float:
+    def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
         import torch
 
         self.model.train()
         order = torch.from_numpy(batch_order).to(self.device)
         batch_size = self.training.batch_size
         total = torch.zeros((), device=self.device)
-        steps = 0
-        for start in range(0, len(order), batch_size):
+        for step, start in enumerate(range(0, len(order), batch_size)):
+            timed = clock is not None and clock.wants(step)
+            if timed:
+                _synchronize(self.device)
+                began = time.perf_counter()
             index = order[start : start + batch_size]
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.model(self.x[index]), self.y[index])
+            loss = self.loss_fn(self.forward(self.x[index]), self.y[index])
             loss.backward()
             self.optimizer.step()
             total += loss.detach()
-            steps += 1
-        return total.item() / steps  # .item() waits for the device
+            if timed:
+                _synchronize(self.device)
+                clock.record(time.perf_counter() - began)
+        return total.item() / (step + 1)  # .item() waits for the device
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
         import torch
@@ -130,7 +167,7 @@ class TorchTrainer:
             for start in range(0, len(x), batch):
                 xb = torch.from_numpy(x[start : start + batch]).to(self.device)
                 yb = torch.from_numpy(y[start : start + batch]).to(self.device)
-                logits = self.model(xb)
+                logits = self.forward(xb)
                 loss_sum += torch.nn.functional.cross_entropy(logits, yb, reduction="sum").item()
                 correct += int((logits.argmax(dim=1) == yb).sum().item())
         return Evaluation(loss=loss_sum / len(x), accuracy=correct / len(x))

@@ -1,0 +1,30 @@
+"""FLOPs of a training step, from the task spec alone (a formula per layer kind).
+
+Counts multiply-adds as two FLOPs. A training step costs about three forward passes: the
+forward pass itself, and a backward pass that computes gradients with respect to both the
+inputs and the weights (each as expensive as the forward matrix products). Elementwise work
+(activations, the loss, the optimizer update) is small next to the matrix products and left out,
+as is usual for model-FLOP-utilisation figures.
+"""
+
+from __future__ import annotations
+
+from harness.tasks import Dense, Task
+
+#: forward + backward (gradients for inputs and for weights)
+TRAINING_MULTIPLIER = 3
+
+
+def forward_flops_per_sample(task: Task) -> int:
+    """FLOPs of one sample's forward pass through the task's model."""
+    shapes = [tuple(task.model.input_shape), *task.model.output_shapes()]
+    total = 0
+    for layer, in_shape in zip(task.model.layers, shapes, strict=False):
+        if isinstance(layer, Dense):
+            total += 2 * in_shape[0] * layer.units  # the matrix product (bias adds left out)
+    return total
+
+
+def training_flops(task: Task, samples: int) -> int:
+    """FLOPs of training on ``samples`` samples (one epoch over them, say)."""
+    return TRAINING_MULTIPLIER * forward_flops_per_sample(task) * samples

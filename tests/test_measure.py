@@ -1,0 +1,41 @@
+import pytest
+
+from harness.measure import TrainingLog
+
+
+def log_of(epochs):
+    log = TrainingLog(target=0.97)
+    for seconds, accuracy in epochs:
+        log.add_epoch(seconds, loss=0.1, accuracy=accuracy, eval_seconds=0.5)
+    return log
+
+
+def test_time_to_target_counts_training_time_only_up_to_the_first_epoch_that_reaches_it():
+    log = log_of([(3.0, 0.95), (2.0, 0.969), (2.0, 0.97), (2.0, 0.98)])
+    assert log.time_to_target() == (7.0, 3)  # 3 + 2 + 2 seconds; evaluation time left out
+
+
+def test_never_reaching_the_target():
+    assert log_of([(1.0, 0.5), (1.0, 0.6)]).time_to_target() == (None, None)
+    assert log_of([(1.0, None)]).time_to_target() == (None, None)  # no validation split
+
+
+def test_metrics_separate_the_first_epoch_from_the_steady_state():
+    log = log_of([(5.0, 0.9), (2.0, 0.98), (2.2, 0.99)])
+    log.first_epoch_steps = 2
+    metrics = log.metrics(train_samples=1000, step_samples=[0.9, 0.8, 0.010, 0.012, 0.011])
+    assert metrics["fit_seconds"] == pytest.approx(9.2)
+    assert metrics["first_epoch_seconds"] == 5.0
+    assert metrics["steady_epoch_seconds"] == pytest.approx(2.1)
+    assert metrics["first_epoch_extra_seconds"] == pytest.approx(2.9)
+    assert metrics["samples_per_second"] == pytest.approx(3000 / 9.2)
+    assert metrics["time_to_target_seconds"] == 7.0 and metrics["target_reached_epoch"] == 2
+    # the first epoch's (compiling) steps are kept raw but left out of the percentiles
+    assert metrics["step_seconds_sampled"] == [0.9, 0.8, 0.010, 0.012, 0.011]
+    assert metrics["step_seconds_p50"] == 0.011 and metrics["step_seconds_p99"] == 0.012
+
+
+def test_one_epoch_has_no_steady_state():
+    metrics = log_of([(5.0, 0.9)]).metrics(train_samples=10, step_samples=[])
+    assert metrics["steady_epoch_seconds"] is None and metrics["first_epoch_extra_seconds"] is None
+    assert "step_seconds_p50" not in metrics
