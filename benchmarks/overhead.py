@@ -1,12 +1,14 @@
-"""How much time does the harness add? Its fit time next to a plain training loop's, per framework.
+"""How much time does the harness add? Its fit time next to a plain training loop's, per framework and mode.
 
-For each framework, in one invocation, this runs ``mnist_mlp`` through ``harness run`` and
-through a plain, idiomatic training loop of the same model in the same framework (a fresh
-process each, pinned to the same cores, the same thread count), and prints both fit times
-(median of ``--repeats``) and the harness's overhead. The harness should add no more than 10 %.
+For each framework and execution mode, in one invocation, this runs ``mnist_mlp`` through
+``harness run`` and through a plain, idiomatic training loop of the same model in the same
+framework and mode (a fresh process each, pinned to the same cores, the same thread count, the
+same 55,000 training samples), and prints both fit times (median of ``--repeats``) and the
+harness's overhead; the harness should add no more than 10 %. It also prints the roofline: the
+task's training FLOPs divided by the peak that ``harness calibrate`` measured.
 
-    python benchmarks/overhead.py                      # all three, the task's 5 epochs
-    python benchmarks/overhead.py -f torch --epochs 2 --repeats 3
+    python benchmarks/overhead.py                          # every framework and mode, 5 epochs
+    python benchmarks/overhead.py -f torch --mode eager --epochs 2 --repeats 3
 
 This is a benchmark that prints figures, not a test: timings depend on the machine.
 """
@@ -24,13 +26,14 @@ import time
 from pathlib import Path
 
 FRAMEWORKS = ("tensorflow", "torch", "jax")
+MODES = ("eager", "compiled")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 # -- plain loops: what a user would write without the harness --------------------------
 
 
-def plain_tensorflow(x, y, epochs):
+def plain_tensorflow(x, y, epochs, mode):
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import keras
     import tensorflow as tf
@@ -49,13 +52,14 @@ def plain_tensorflow(x, y, epochs):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=0.001, epsilon=1e-7),
         loss=keras.losses.SparseCategoricalCrossentropy(),
+        jit_compile=mode == "compiled" or "auto",
     )
     start = time.perf_counter()
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
     return time.perf_counter() - start
 
 
-def plain_torch(x, y, epochs):
+def plain_torch(x, y, epochs, mode):
     import torch
     from torch import nn
 
@@ -63,6 +67,7 @@ def plain_torch(x, y, epochs):
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(threads)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    forward = torch.compile(model) if mode == "compiled" else model
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
     x, y = torch.from_numpy(x), torch.from_numpy(y)
@@ -72,16 +77,17 @@ def plain_torch(x, y, epochs):
         for begin in range(0, len(x), 32):
             index = order[begin : begin + 32]
             optimizer.zero_grad()
-            loss = loss_fn(model(x[index]), y[index])
+            loss = loss_fn(forward(x[index]), y[index])
             loss.backward()
             optimizer.step()
         loss.item()
     return time.perf_counter() - start
 
 
-def plain_jax(x, y, epochs):
+def plain_jax(x, y, epochs, mode):
     import flax.linen as nn
     import jax
+    import jax.numpy as jnp
     import numpy as np
     import optax
 
@@ -96,8 +102,7 @@ def plain_jax(x, y, epochs):
     optimizer = optax.adam(0.001, eps=1e-7)
     opt_state = optimizer.init(params)
 
-    @jax.jit
-    def train_step(params, opt_state, xb, yb):
+    def step(params, opt_state, xb, yb):
         def loss_fn(params):
             logits = model.apply({"params": params}, xb)
             return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
@@ -106,15 +111,31 @@ def plain_jax(x, y, epochs):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
+    train_step = jax.jit(step)
+
+    @jax.jit
+    def train_epoch(params, opt_state, x_all, y_all, batches):
+        def body(carry, index):
+            params, opt_state, loss = step(*carry, x_all[index], y_all[index])
+            return (params, opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
+        return params, opt_state, losses.mean()
+
     y = y.astype(np.int32)
+    x_device, y_device = jnp.asarray(x), jnp.asarray(y)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     for _ in range(epochs):
         order = rng.permutation(len(x))
+        if mode == "compiled":
+            batches = order[: len(x) // 32 * 32].reshape(-1, 32)
+            params, opt_state, loss = train_epoch(params, opt_state, x_device, y_device, batches)
+            continue
         for begin in range(0, len(x), 32):
             index = order[begin : begin + 32]
             params, opt_state, loss = train_step(params, opt_state, x[index], y[index])
-        loss.block_until_ready()
+    loss.block_until_ready()
     return time.perf_counter() - start
 
 
@@ -127,17 +148,28 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_plain(framework: str, epochs: int, threads: int) -> float:
-    command = [sys.executable, __file__, "--plain", framework, "--epochs", str(epochs)]
+def run_plain(framework: str, mode: str, epochs: int, threads: int) -> float:
     cores = ",".join(str(core) for core in sorted(os.sched_getaffinity(0))[:threads])
-    command = ["taskset", "-c", cores, *command]
+    command = [
+        "taskset",
+        "-c",
+        cores,
+        sys.executable,
+        __file__,
+        "--plain",
+        framework,
+        "--mode",
+        mode,
+        "--epochs",
+        str(epochs),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, env=child_env(threads))
     if out.returncode != 0:
-        raise SystemExit(f"plain {framework} loop failed:\n{out.stderr[-2000:]}")
+        raise SystemExit(f"plain {framework} {mode} loop failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["fit_seconds"]
 
 
-def run_harness(framework: str, epochs: int, threads: int) -> float:
+def run_harness(framework: str, mode: str, epochs: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         command = [
             sys.executable,
@@ -148,6 +180,8 @@ def run_harness(framework: str, epochs: int, threads: int) -> float:
             "mnist_mlp",
             "-f",
             framework,
+            "--mode",
+            mode,
             "--device",
             "cpu",
             "--epochs",
@@ -162,50 +196,61 @@ def run_harness(framework: str, epochs: int, threads: int) -> float:
         [row] = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     if row["status"] != "ok":
         raise SystemExit(
-            f"harness {framework} cell {row['status']}: {row['error']}\n{result.stderr}"
+            f"harness {framework} {mode}: {row['status']}: {row['error']}\n{result.stderr}"
         )
-    return row["metrics"]["fit_seconds"]
+    return row
 
 
-def plain_main(framework: str, epochs: int) -> None:
+def plain_main(framework: str, mode: str, epochs: int) -> None:
     from harness.data import datasets
+    from harness.tasks import load_task
 
+    task = load_task("mnist_mlp")
     split = datasets.load("mnist", datasets.locate("mnist"), divide_by=255)
+    train, _ = datasets.hold_out(split.train, task.training.validation_samples)
     plain = {"tensorflow": plain_tensorflow, "torch": plain_torch, "jax": plain_jax}[framework]
-    print(json.dumps({"fit_seconds": plain(split.train.x, split.train.y, epochs)}))
+    print(json.dumps({"fit_seconds": plain(train.x, train.y, epochs, mode)}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-f", "--framework", action="append", choices=FRAMEWORKS)
+    parser.add_argument("--mode", choices=[*MODES, "all"], default="all")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--plain", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
-        plain_main(args.plain, args.epochs)
+        plain_main(args.plain, args.mode, args.epochs)
         return
 
+    modes = MODES if args.mode == "all" else (args.mode,)
     print(
         f"mnist_mlp, {args.epochs} epoch(s), {args.threads} thread(s), "
         f"median of {args.repeats} run(s) each"
     )
     print(
-        f"{'framework':<12}{'plain loop s':>14}{'harness s':>12}{'overhead':>10}   "
-        "range plain / harness"
+        f"{'framework':<12}{'mode':<10}{'plain s':>9}{'harness s':>11}{'overhead':>10}"
+        f"{'x roofline':>12}   range plain / harness"
     )
     for framework in args.framework or FRAMEWORKS:
-        plain, harnessed = [], []
-        for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
-            plain.append(run_plain(framework, args.epochs, args.threads))
-            harnessed.append(run_harness(framework, args.epochs, args.threads))
-        p, h = statistics.median(plain), statistics.median(harnessed)
-        print(
-            f"{framework:<12}{p:>14.2f}{h:>12.2f}{(h / p - 1) * 100:>+9.1f}%   "
-            f"{min(plain):.2f}-{max(plain):.2f} / {min(harnessed):.2f}-{max(harnessed):.2f}",
-            flush=True,
-        )
+        for mode in modes:
+            plain, harnessed, roofline = [], [], None
+            for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
+                plain.append(run_plain(framework, mode, args.epochs, args.threads))
+                row = run_harness(framework, mode, args.epochs, args.threads)
+                harnessed.append(row["metrics"]["fit_seconds"])
+                peak = row["metrics"].get("peak_flops_per_second")
+                if peak:
+                    roofline = row["metrics"]["training_flops"] / peak
+            p, h = statistics.median(plain), statistics.median(harnessed)
+            versus = f"{h / roofline:>11.1f}x" if roofline else f"{'(calibrate)':>12}"
+            print(
+                f"{framework:<12}{mode:<10}{p:>9.2f}{h:>11.2f}{(h / p - 1) * 100:>+9.1f}%{versus}   "
+                f"{min(plain):.2f}-{max(plain):.2f} / {min(harnessed):.2f}-{max(harnessed):.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

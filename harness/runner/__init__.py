@@ -156,6 +156,7 @@ def run_cell(
         threads=settings.threads,
         limits=limits,
         log_path=log_path,
+        gpu=cell.device in ("gpu", "auto"),
         on_event=(lambda event: observer.cell_event(cell, event)) if observer else None,
     )
     row["log"] = str(log_path.relative_to(run_dir.path))
@@ -193,6 +194,8 @@ def run_cell(
         )
         achieved = metrics.get("achieved_flops_per_second")
         metrics["peak_flops_per_second"] = peak
+        if row["device"] == "gpu":
+            metrics["peak_device_memory_nvml_bytes"] = outcome.peak_gpu_bytes
         metrics["utilisation"] = achieved / peak if peak and achieved else None
         accuracy = metrics.get(cell.task.target.metric)
         row["met_target"] = accuracy is not None and accuracy >= cell.task.target.min

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
+from harness.runner.monitor import ProcessMonitor
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -44,6 +44,8 @@ class ChildOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     #: resident memory of the child's process tree when it went past the memory limit, else None
     over_memory_bytes: int | None = None
+    #: the most GPU memory the driver (NVML) saw the child's processes hold, on a GPU cell
+    peak_gpu_bytes: int | None = None
 
     def failure(self, limits: Limits, log_path: Path) -> tuple[str, str] | None:
         """``(kind, one-line reason)`` when the child failed, ``None`` when it reported a result."""
@@ -89,6 +91,7 @@ def run_child(
     limits: Limits,
     log_path: Path,
     on_event: EventHandler | None = None,
+    gpu: bool = False,
 ) -> ChildOutcome:
     """Run one cell's worker process to completion (or its timeout) and collect its events."""
     read_fd, write_fd = os.pipe()
@@ -115,7 +118,7 @@ def run_child(
         pass  # the child died before reading its spec; its exit status says why
 
     events: list[dict[str, Any]] = []
-    watch = _MemoryWatch(child.pid, limits.memory_bytes)
+    watch = ProcessMonitor(child.pid, limits.memory_bytes, gpu=gpu)
     timed_out = _read_events(read_fd, start + limits.timeout, events, on_event, watch)
     if timed_out or watch.exceeded is not None:
         _kill_group(child)
@@ -127,36 +130,9 @@ def run_child(
     wall = time.perf_counter() - start
     result = next((e for e in events if e.get("event") == "result"), None)
     error = next((e for e in events if e.get("event") == "error"), None)
-    return ChildOutcome(result, error, returncode, timed_out, wall, events, watch.exceeded)
-
-
-class _MemoryWatch:
-    """Polls the resident memory of a process and its descendants against a limit.
-
-    Polling (rather than an address-space rlimit) because JAX and TensorFlow reserve far more
-    virtual memory than they ever touch; resident memory is what runs a machine out.
-    """
-
-    interval = 0.1
-
-    def __init__(self, pid: int, limit: int | None) -> None:
-        self.limit = limit
-        self.exceeded: int | None = None
-        self._process = psutil.Process(pid) if limit is not None else None
-
-    def check(self) -> bool:
-        """True once the limit has been passed."""
-        if self._process is None:
-            return False
-        try:
-            processes = [self._process, *self._process.children(recursive=True)]
-            rss = sum(process.memory_info().rss for process in processes)
-        except psutil.Error:  # the process is exiting; its exit status will tell
-            return False
-        if self.limit is not None and rss > self.limit:
-            self.exceeded = rss
-            return True
-        return False
+    return ChildOutcome(
+        result, error, returncode, timed_out, wall, events, watch.exceeded, watch.peak_gpu_bytes
+    )
 
 
 def _read_events(
@@ -164,7 +140,7 @@ def _read_events(
     deadline: float,
     events: list[dict[str, Any]],
     on_event: EventHandler | None,
-    watch: _MemoryWatch,
+    watch: ProcessMonitor,
 ) -> bool:
     """Read JSON lines from ``fd`` until EOF or a limit; returns True if the deadline passed first."""
     buffer = b""

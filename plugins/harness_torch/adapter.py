@@ -5,6 +5,7 @@ Modes: ``eager`` (PyTorch's default) and ``compiled`` (the model wrapped in ``to
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -31,9 +32,15 @@ class TorchAdapter(FrameworkAdapter):
         self._mode = mode
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(threads)
+        allocator = {}
         if device == "gpu":
             self._device = torch.device("cuda")
             name = torch.cuda.get_device_name(self._device)
+            allocator = {
+                "pytorch_cuda_alloc_conf": os.environ.get(
+                    "PYTORCH_CUDA_ALLOC_CONF", "default (caching allocator)"
+                )
+            }
         else:
             self._device = torch.device("cpu")
             name = "cpu"
@@ -48,6 +55,7 @@ class TorchAdapter(FrameworkAdapter):
                     else {}
                 ),
                 "precision": "float32",
+                **allocator,
                 "intra_op_threads": torch.get_num_threads(),
                 "inter_op_threads": torch.get_num_interop_threads(),
             },

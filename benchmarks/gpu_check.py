@@ -1,0 +1,74 @@
+"""Check the GPU path end to end, on a machine that has a GPU.
+
+Trains ``mnist_mlp`` with ``--device gpu`` in every installed framework and mode, then asserts
+that each cell really ran on the GPU (the framework named a GPU device and allocated memory on
+it) and reached the task's target; prints the figures to record in the README.
+
+    pip install -e '.[all,gpu]'      # a CUDA build of each framework, and NVML
+    python benchmarks/gpu_check.py   # exits non-zero if any check fails
+
+Not part of the test suite: the project's CI machines have no GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--task",
+            "mnist_mlp",
+            "--all-frameworks",
+            "--device",
+            "gpu",
+            "--mode",
+            "all",
+            "--out",
+            out,
+            *sys.argv[1:],
+        ]
+        run = subprocess.run(command, text=True)
+        [run_dir] = Path(out).iterdir()
+        rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    problems = []
+    print(
+        f"\n{'framework':<12}{'mode':<10}{'device':<28}{'acc':>7}{'fit s':>8}"
+        f"{'framework MiB':>15}{'NVML MiB':>10}"
+    )
+    for row in rows:
+        metrics = row["metrics"]
+        cell = f"{row['framework']} {row['mode']}"
+        if row["status"] != "ok":
+            problems.append(f"{cell}: {row['status']}: {row['error']}")
+            continue
+        allocated = metrics.get("peak_device_memory_bytes")
+        nvml = metrics.get("peak_device_memory_nvml_bytes")
+        print(
+            f"{row['framework']:<12}{row['mode']:<10}{row['device_name'][:27]:<28}"
+            f"{metrics['test_accuracy']:>7.4f}{metrics['fit_seconds']:>8.2f}"
+            f"{(allocated or 0) / 2**20:>15,.0f}{(nvml or 0) / 2**20:>10,.0f}"
+        )
+        if row["device"] != "gpu" or row["device_name"] in ("", "cpu"):
+            problems.append(f"{cell}: ran on {row['device_name']!r}, not a GPU")
+        if not allocated:
+            problems.append(f"{cell}: the framework reports no GPU memory allocated")
+        if not row["met_target"]:
+            problems.append(f"{cell}: missed the target: {row['error']}")
+    for problem in problems:
+        print("FAIL", problem)
+    print("GPU path OK" if not problems and run.returncode == 0 else "GPU path FAILED")
+    return 1 if problems or run.returncode else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
