@@ -95,7 +95,7 @@ class StepClock:
     the others keep their overlap of host and device work.
     """
 
-    def __init__(self, every: int = 8) -> None:
+    def __init__(self, every: int = 32) -> None:
         self.every = every
         self.samples: list[float] = []
 

@@ -137,9 +137,15 @@ class RunDir:
         return rows
 
 
-def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Result rows as a DataFrame; list-valued metrics (per-epoch values) are JSON strings."""
+def results_frame(rows: list[dict[str, Any]], *, lists_as_json: bool = True) -> pd.DataFrame:
+    """Result rows as a DataFrame, metrics flattened to ``metrics.<name>`` columns.
+
+    :param lists_as_json: write list values (per-epoch values) as JSON strings, as a CSV needs;
+        ``False`` keeps them as Python lists, as a notebook wants.
+    """
     flat = pd.json_normalize(rows, sep=".")
+    if not lists_as_json:
+        return flat
     for column in flat.columns:
         if flat[column].map(lambda value: isinstance(value, list | dict)).any():
             flat[column] = flat[column].map(

@@ -137,21 +137,35 @@ def _step_timer_class():
     import keras
 
     class StepTimer(keras.callbacks.Callback):
-        """Times the steps the harness's clock wants; only those wait for the device."""
+        """Times the steps the harness's clock wants, from batch start to the next batch start.
+
+        Only ``on_train_batch_begin`` is overridden: a batch-end hook would make Keras turn
+        every step's logs into Python numbers, waiting for the device at every step. Reading
+        the optimizer's step counter waits for the updates before it, so only the sampled steps
+        (and the step after each) are synchronised.
+        """
 
         def __init__(self, clock) -> None:
             super().__init__()
             self.clock = clock
             self.began: float | None = None
 
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.clock.wants(batch):
-                self.began = time.perf_counter()
+        def _sync(self) -> None:
+            int(self.model.optimizer.iterations)
 
-        def on_train_batch_end(self, batch, logs=None):
+        def _finish(self) -> None:
             if self.began is not None:
-                float(logs["loss"])  # waits for the step's result
+                self._sync()
                 self.clock.record(time.perf_counter() - self.began)
                 self.began = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._finish()
+            if self.clock.wants(batch):
+                self._sync()
+                self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._finish()
 
     return StepTimer

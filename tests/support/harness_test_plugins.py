@@ -66,6 +66,20 @@ class RaisingAdapter(CentroidAdapter):
         return RaisingTrainer(x, y, 10)
 
 
+class MarkupTrainer(CentroidTrainer):
+    def train_epoch(self, batch_order):
+        raise ValueError("<script>alert('from a plugin')</script>")
+
+
+class MarkupAdapter(CentroidAdapter):
+    """Fails with markup in its message: reports must show it as text."""
+
+    name = "markup"
+
+    def build(self, task, weights, x, y):
+        return MarkupTrainer(x, y, 10)
+
+
 class SegfaultAdapter(CentroidAdapter):
     name = "segfaults"
 
@@ -140,6 +154,7 @@ def harness_register_frameworks(register):
     for adapter in (
         CentroidAdapter,
         RaisingAdapter,
+        MarkupAdapter,
         SegfaultAdapter,
         HangingAdapter,
         ImportErrorAdapter,

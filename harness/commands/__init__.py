@@ -1,0 +1,1 @@
+"""The subcommands of ``harness``, one module each; ``harness.cli`` gathers them."""

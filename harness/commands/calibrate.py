@@ -1,0 +1,96 @@
+"""``harness calibrate``: each framework's peak matrix-product FLOP/s on this machine."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from harness import calibration, runner
+from harness.commands.common import require_gpu_if_asked, resolve_threads
+from harness.console import console
+from harness.plugins import get_registry
+
+
+@click.command()
+@click.option(
+    "--framework",
+    "-f",
+    "frameworks",
+    multiple=True,
+    metavar="NAME",
+    help="A framework to calibrate; repeat for several  [default: every available one]",
+)
+@click.option(
+    "--device", type=click.Choice(runner.DEVICE_CHOICES), default="auto", show_default=True
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Threads, as for `harness run`  [default: all usable cores]",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(64, 65536),
+    default=None,
+    help="Matrix size  [default: 2048 on a CPU, 8192 on a GPU]",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 10_000),
+    default=5,
+    show_default=True,
+    help="Matrix products per timed round (the best of 3 rounds counts).",
+)
+def calibrate(frameworks, device, threads, size, repeats) -> None:
+    """Measure each framework's peak float32 matrix-product FLOP/s here, and cache it.
+
+    `harness run` divides each cell's achieved FLOP/s by this peak (same framework, version,
+    device and thread count) to report its model-FLOP utilisation.
+    """
+    registry = get_registry()
+    names = list(dict.fromkeys(frameworks)) or sorted(
+        name
+        for name, entry in registry.frameworks.items()
+        if entry.adapter.availability().available
+    )
+    for name in names:
+        registry.framework(name)
+    require_gpu_if_asked(device)
+    threads = resolve_threads(threads)
+    table = Table(title=f"float32 matrix products, {threads} thread(s)")
+    for column in ("framework", "version", "device", "GFLOP/s", "note"):
+        table.add_column(column)
+    entries: dict = {}
+    for name in names:
+        adapter = registry.framework(name)
+        with console.status(f"calibrating {name}"):
+            outcome = calibration.measure(
+                name, device=device, threads=threads, size=size, repeats=repeats
+            )
+        if outcome["status"] != "ok":
+            table.add_row(name, adapter.version() or "", device, "", escape(outcome["error"] or ""))
+            continue
+        entries.update(
+            calibration.record(
+                name,
+                adapter.version(),
+                outcome["device"],
+                threads,
+                outcome["flops_per_second"],
+                outcome["size"],
+            )
+        )
+        table.add_row(
+            name,
+            adapter.version() or "",
+            outcome["device_name"],
+            f"{outcome['flops_per_second'] / 1e9:,.1f}",
+            f"{outcome['size']}² matrices",
+        )
+    console.print(table)
+    if entries:
+        console.print(f"cached in {calibration.save(entries)}", highlight=False)
+    if len(entries) < len(names):
+        raise SystemExit(1)

@@ -1,0 +1,60 @@
+"""What several commands share: exit codes, option types, and checks made before any work."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from harness.environment import usable_cores
+from harness.errors import HarnessError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  every cell finished (ok or skipped; ok includes target_missed)
+  1  at least one cell failed (crash, oom, timeout, import_error, exception, diverged)
+  2  bad input: unknown name, bad value, malformed task file, unusable or foreign
+     run folder, GPU asked for and none present
+  3  dataset missing, truncated or failing its checksum
+  4  harness compare --fail-on-regression: a cell got slower beyond the threshold
+"""
+
+
+class MemorySize(click.ParamType):
+    """A byte count written like 512M, 4G or 1.5GiB."""
+
+    name = "size"
+    _units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value).lower())
+        if not match or float(match.group(1)) <= 0:
+            self.fail(f"{value!r} is not a size like 512M or 4G", param, ctx)
+        return int(float(match.group(1)) * self._units[match.group(2)])
+
+
+def gpu_present() -> bool:
+    """Whether this machine has an NVIDIA or ROCm GPU, judged without importing a framework."""
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/kfd").exists()
+
+
+def resolve_threads(threads: int | None) -> int:
+    """``--threads``: at most the usable cores (the runner pins each cell to that many)."""
+    cores = usable_cores()
+    if threads is not None and threads > cores:
+        raise click.BadParameter(
+            f"{threads} is more than the {cores} usable cores", param_hint="'--threads'"
+        )
+    return threads or cores
+
+
+def require_gpu_if_asked(device: str) -> None:
+    if device == "gpu" and not gpu_present():
+        raise HarnessError(
+            "--device gpu: no GPU found on this machine (no NVIDIA or ROCm device); "
+            "use --device cpu or --device auto"
+        )

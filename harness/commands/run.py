@@ -1,0 +1,271 @@
+"""``harness run``: train a task with one or more frameworks, then tabulate and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+from rich.markup import escape
+
+from harness import runner
+from harness.adapter import MODES
+from harness.commands.common import EXIT_CODES, MemorySize, require_gpu_if_asked, resolve_threads
+from harness.console import RunProgress, console, errors, problems_table, results_table
+from harness.data import datasets
+from harness.environment import environment_record
+from harness.errors import HarnessError
+from harness.plugins import get_registry
+from harness.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
+from harness.tasks import Task, load_task
+
+CONFIG_OPTIONS = (
+    "mode",
+    "task_name",
+    "frameworks",
+    "all_frameworks",
+    "device",
+    "epochs",
+    "threads",
+    "repeats",
+    "timeout",
+    "memory_limit",
+    "train_subset",
+    "out",
+    "data_dir",
+)
+
+
+@click.command(epilog=EXIT_CODES)
+@click.option(
+    "--task",
+    "task_name",
+    metavar="NAME|PATH",
+    help="A built-in task (see `harness list`) or the path of a .toml task file.",
+)
+@click.option(
+    "--framework",
+    "-f",
+    "frameworks",
+    multiple=True,
+    metavar="NAME",
+    help="A framework to run; repeat for several.",
+)
+@click.option("--all-frameworks", is_flag=True, help="Run every registered framework.")
+@click.option(
+    "--device",
+    type=click.Choice(runner.DEVICE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Where to train; auto prefers a GPU when the framework sees one.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice([*MODES, "all"]),
+    default="eager",
+    show_default=True,
+    help="eager: each framework's default execution; compiled: torch.compile, Keras "
+    "jit_compile=True, a whole JAX epoch in lax.scan; all: both, each its own row.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Override the task's epoch count.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Threads for every framework, at most the usable cores  [default: all usable cores]",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Run each cell this many times, each in a fresh process.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, None),
+    default=3600,
+    show_default=True,
+    help="Seconds a cell may run before it is killed and recorded as failed (timeout).",
+)
+@click.option(
+    "--memory-limit",
+    type=MemorySize(),
+    default=None,
+    metavar="SIZE",
+    help="Resident memory a cell may use, e.g. 4G or 512M; past it the cell is killed "
+    "and recorded as failed (oom).  [default: no limit]",
+)
+@click.option(
+    "--train-subset",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="N",
+    help="Train on the first N training samples only (quick smoke runs).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Folder that receives the run folder.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding the dataset files (also $HARNESS_DATA_DIR); "
+    "else the user cache, then the copy shipped with harness.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN_DIR",
+    help="Finish an interrupted run: run only its cells that have no complete result, "
+    "with the configuration recorded in RUN_DIR (give no other run options).",
+)
+@click.option("--no-report", is_flag=True, help="Don't write report.md and report.html at the end.")
+@click.pass_context
+def run(
+    ctx,
+    task_name,
+    frameworks,
+    all_frameworks,
+    device,
+    mode,
+    epochs,
+    threads,
+    repeats,
+    timeout,
+    memory_limit,
+    train_subset,
+    out,
+    data_dir,
+    resume,
+    no_report,
+) -> None:
+    """Train a task with one or more frameworks and record accuracy, time and memory."""
+    registry = get_registry()
+    if resume is not None:
+        given = [
+            name
+            for name in CONFIG_OPTIONS
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            flags = ", ".join("--" + name.removesuffix("_name").replace("_", "-") for name in given)
+            raise click.UsageError(
+                f"--resume reuses the configuration recorded in {resume}; "
+                f"drop {flags}, or start a new run without --resume"
+            )
+        run_dir, config = RunDir.open(resume)
+        task = Task.model_validate(config["task"])
+    else:
+        if not task_name:
+            raise click.UsageError("give --task NAME (see `harness list`), or --resume RUN_DIR")
+        task = load_task(task_name)
+        if epochs is not None:
+            task = task.with_epochs(epochs)
+        if all_frameworks == bool(frameworks):
+            raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
+        names = sorted(registry.frameworks) if all_frameworks else list(dict.fromkeys(frameworks))
+        if not names:
+            raise HarnessError(
+                "no frameworks are registered; install one, e.g. pip install 'harness[torch]'"
+            )
+        config = {
+            "task": task.model_dump(mode="json"),
+            "frameworks": names,
+            "device": device,
+            "modes": list(MODES) if mode == "all" else [mode],
+            "repeats": repeats,
+            "threads": resolve_threads(threads),
+            "timeout": timeout,
+            "memory_limit": memory_limit,
+            "train_subset": train_subset,
+            "data_dir": str(data_dir.resolve()) if data_dir else None,
+        }
+        run_dir = None
+
+    for name in config["frameworks"]:
+        registry.framework(name)  # an unknown name fails here, before any work
+    require_gpu_if_asked(config["device"])
+    recorded_dir = Path(config["data_dir"]) if config["data_dir"] else None
+    data_paths = datasets.locate(task.dataset.name, recorded_dir)
+    settings = runner.RunSettings(
+        threads=config["threads"],
+        timeout=config["timeout"],
+        memory_limit=config["memory_limit"],
+        data_paths={role: str(path.resolve()) for role, path in data_paths.items()},
+        train_subset=config["train_subset"],
+    )
+    cells = runner.plan(
+        task,
+        config["frameworks"],
+        config["device"],
+        config["repeats"],
+        config.get("modes", ["eager"]),
+    )
+
+    if run_dir is None:
+        run_dir = RunDir.create(out, task.name)
+        run_dir.write_json(RUN_FILE, {"schema": SCHEMA_VERSION, "run_id": run_dir.run_id, **config})
+        versions = {
+            name: registry.frameworks[name].adapter.version() for name in config["frameworks"]
+        }
+        run_dir.write_json(
+            ENVIRONMENT_FILE,
+            environment_record(threads=settings.threads, seed=task.seed, frameworks=versions),
+        )
+        todo = cells
+    else:
+        done = {row.get("cell_id") for row in run_dir.read_results()}
+        todo = [cell for cell in cells if cell.id not in done]
+        console.print(
+            f"resuming {run_dir.run_id}: {len(cells) - len(todo)} of {len(cells)} "
+            "cell(s) already have a result",
+            highlight=False,
+        )
+
+    console.print(
+        f"run [bold]{run_dir.run_id}[/]: task {task.name}, "
+        f"{len(todo)} cell(s) to run, {settings.threads} thread(s) each",
+        highlight=False,
+    )
+    with RunProgress(len(todo)) as progress:
+        runner.execute(todo, settings, run_dir, registry, progress)
+    rows = run_dir.read_results()
+    run_dir.write_table()
+    title = f"{task.name} (target {task.target.metric} ≥ {task.target.min:g})"
+    console.print(results_table(rows, task.target.min, title=title))
+    problems = problems_table(rows)
+    if problems is not None:
+        console.print(problems)
+    console.print(f"results: {run_dir.path}", highlight=False)
+    if not no_report:
+        write_report(run_dir.path)
+    if any(row["status"] == "failed" for row in rows):
+        raise SystemExit(1)
+
+
+def write_report(path: Path) -> None:
+    """The end-of-run report; a failure to draw it loses no result and doesn't fail the run."""
+    from harness import report
+    from harness.runs import open_run
+
+    try:
+        markdown, html = report.build(open_run(path))
+    except Exception as exc:  # the results are safe on disk; say what went wrong and go on
+        errors.print(
+            f"[yellow]warning:[/] no report: {escape(f'{type(exc).__name__}: {exc}')}; "
+            f"retry with `harness report {escape(str(path))}`",
+            highlight=False,
+        )
+        return
+    console.print(f"report:  {markdown}\n         {html}", highlight=False)

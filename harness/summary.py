@@ -1,0 +1,127 @@
+"""Result rows summarised per task, framework, mode and device: what tables and reports show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.stats import Summary, summarize
+
+
+@dataclass
+class Group:
+    """The repeats of one framework, mode and device on one task."""
+
+    task: str
+    framework: str
+    mode: str
+    device: str
+    rows: list[dict[str, Any]]
+    #: set by :func:`summarise`: lowest median fit time / peak RSS among the task's groups
+    fastest: bool = False
+    leanest: bool = False
+    _cache: dict[str, Summary | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def done(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row["status"] == "ok"]
+
+    @property
+    def version(self) -> str:
+        return self.rows[0].get("framework_version") or ""
+
+    @property
+    def met_target(self) -> bool:
+        return bool(self.done) and all(row.get("met_target") for row in self.done)
+
+    def stat(self, metric: str) -> Summary | None:
+        """Median and quartiles of a metric over the repeats that finished."""
+        if metric not in self._cache:
+            self._cache[metric] = summarize([row["metrics"].get(metric) for row in self.done])
+        return self._cache[metric]
+
+    def median(self, metric: str) -> float | None:
+        summary = self.stat(metric)
+        return summary.median if summary else None
+
+    def reached_target_every_time(self) -> bool:
+        return bool(self.done) and all(
+            row["metrics"].get("time_to_target_seconds") is not None for row in self.done
+        )
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[Group]:
+    """Groups in first-seen order, with the fastest and leanest of each task marked."""
+    groups: dict[tuple[str, str, str, str], Group] = {}
+    for row in rows:
+        key = (
+            row["task"],
+            row["framework"],
+            row.get("mode", "eager"),
+            row.get("device_name") or row["device"],
+        )
+        groups.setdefault(key, Group(*key, rows=[])).rows.append(row)
+    by_task: dict[str, list[Group]] = {}
+    for group in groups.values():
+        by_task.setdefault(group.task, []).append(group)
+    for members in by_task.values():
+        for metric, flag in (("fit_seconds", "fastest"), ("peak_rss_bytes", "leanest")):
+            ranked = [(value, g) for g in members if (value := g.median(metric)) is not None]
+            if len(ranked) > 1:
+                setattr(min(ranked, key=lambda pair: pair[0])[1], flag, True)
+    return list(groups.values())
+
+
+def _spread(group: Group, metric: str, scale: float = 1.0, digits: int = 2) -> str:
+    summary = group.stat(metric)
+    if summary is None:
+        return ""
+    text = f"{summary.median * scale:.{digits}f}"
+    return text + (f" ± {summary.iqr * scale / 2:.{digits}f}" if summary.count > 1 else "")
+
+
+def summary_line(group: Group, target: float) -> dict[str, str]:
+    """One table line of a group, as plain text (the terminal, Markdown and HTML tables)."""
+    done = group.done
+    accuracy = group.median("test_accuracy")
+    percentiles = [
+        value for p in (50, 90, 99) if (value := group.median(f"step_seconds_p{p}")) is not None
+    ]
+    utilisation = group.median("utilisation")
+    memory = group.median("peak_rss_bytes")
+    throughput = group.median("samples_per_second")
+    flops = group.median("achieved_flops_per_second")
+    marks = [mark for mark, on in (("fastest", group.fastest), ("leanest", group.leanest)) if on]
+    return {
+        "framework": group.framework,
+        "version": group.version,
+        "mode": group.mode,
+        "device": group.device,
+        "status": f"{len(done)}/{len(group.rows)} ok",
+        "accuracy": ""
+        if accuracy is None
+        else f"{accuracy:.4f} {'≥' if accuracy >= target else '<'} {target:g}",
+        "fit": _spread(group, "fit_seconds"),
+        "first_epoch": _spread(group, "first_epoch_seconds"),
+        "steady_epoch": _spread(group, "steady_epoch_seconds"),
+        "steps": " / ".join(f"{p * 1000:.2f}" for p in percentiles)
+        if len(percentiles) == 3
+        else "",
+        "to_target": (
+            _spread(group, "time_to_target_seconds")
+            if group.reached_target_every_time()
+            else "never"
+            if done
+            else ""
+        ),
+        "memory": "" if memory is None else f"{memory / 2**20:,.0f} MiB",
+        "throughput": "" if throughput is None else f"{throughput:,.0f}",
+        "flops": "" if flops is None else f"{flops / 1e9:.1f}",
+        "utilisation": "" if utilisation is None else f"{utilisation:.1%}",
+        "marks": ", ".join(marks),
+    }
+
+
+def flagged_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cells that failed, were skipped or missed their target: never dropped from a report."""
+    return [row for row in rows if row["status"] != "ok" or row.get("kind")]

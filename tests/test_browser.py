@@ -1,0 +1,73 @@
+"""The HTML report in a real headless browser: Debian's chromium, driven by Playwright.
+
+`.ci/run` (and the README's test command) install chromium; Playwright's own browser download
+is never used.
+"""
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import sync_playwright
+
+from .test_report import reported_run  # noqa: F401  (the module-scoped run with its report)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# what the machine's closed network needs: no background connections at start-up
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: apt-get install -y chromium (as .ci/run does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_the_report_renders_offline_with_its_charts(browser, reported_run):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    requests, problems, dialogs = [], [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    url = (reported_run / "report.html").as_uri()
+    page.goto(url)
+    page.wait_for_load_state("load")
+
+    assert requests == [url]  # nothing fetched but the file itself
+    assert problems == [] and dialogs == []  # no errors, and no injected script ran
+
+    charts = page.locator("figure.chart svg")
+    assert charts.count() == 4
+    for index in range(4):
+        box = charts.nth(index).bounding_box()
+        assert box["width"] > 200 and box["height"] > 50
+        assert charts.nth(index).locator("path").count() > 20  # axes, lines, glyphs were drawn
+    assert page.locator("table.summary tbody tr").count() == 2  # centroid and markup
+    assert "<script>alert('from a plugin')</script>" in page.locator("table.problems").inner_text()
+    assert "cpu_model" in page.locator("table.environment").inner_text()
+
+    screenshot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    colours = screenshot.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 50  # not a blank page
+    page.close()
