@@ -68,7 +68,9 @@ class RunProgress:
             )
 
     def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None:
-        self.progress.remove_task(self.epochs)
+        if self.epochs is not None:  # the Ray executor reports cells only as they finish
+            self.progress.remove_task(self.epochs)
+            self.epochs = None
         self.progress.advance(self.cells)
         style = STATUS_STYLE.get(row["status"], "")
         detail = f": {row['error']}" if row.get("error") else ""
@@ -87,6 +89,7 @@ def results_table(rows: list[dict[str, Any]], target: float, title: str = "") ->
         ("version", "version"),
         ("mode", "mode"),
         ("device", "device"),
+        ("host", "host"),
         ("ok", "status"),
         ("test acc", "accuracy"),
         ("fit s", "fit"),
@@ -101,17 +104,16 @@ def results_table(rows: list[dict[str, Any]], target: float, title: str = "") ->
         ("", "marks"),
     ]
     for header, _ in columns:
-        left = header in ("framework", "version", "mode", "device", "")
+        left = header in ("framework", "version", "mode", "device", "host", "")
         table.add_column(header, justify="left" if left else "right")
     for group in summarise(rows):
-        line = summary_line(group, target)
-        cells = [escape(line[key]) for _, key in columns]
+        line = {key: escape(text) for key, text in summary_line(group, target).items()}
         done = len(group.done)
         style = "green" if done == len(group.rows) else "red" if not done else "yellow"
-        cells[4] = f"[{style}]{done}/{len(group.rows)}[/]"
+        line["status"] = f"[{style}]{done}/{len(group.rows)}[/]"
         if done:
-            cells[5] += " [green]✓[/]" if group.met_target else " [red]✗[/]"
-        table.add_row(*cells)
+            line["accuracy"] += " [green]✓[/]" if group.met_target else " [red]✗[/]"
+        table.add_row(*(line[key] for _, key in columns))
     return table
 
 

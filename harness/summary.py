@@ -16,6 +16,7 @@ class Group:
     framework: str
     mode: str
     device: str
+    host: str
     rows: list[dict[str, Any]]
     #: set by :func:`summarise`: lowest median fit time / peak RSS among the task's groups
     fastest: bool = False
@@ -52,13 +53,14 @@ class Group:
 
 def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     """Groups in first-seen order, with the fastest and leanest of each task marked."""
-    groups: dict[tuple[str, str, str, str], Group] = {}
+    groups: dict[tuple[str, str, str, str, str], Group] = {}
     for row in rows:
         key = (
             row["task"],
             row["framework"],
             row.get("mode", "eager"),
             row.get("device_name") or row["device"],
+            row.get("host") or "",
         )
         groups.setdefault(key, Group(*key, rows=[])).rows.append(row)
     by_task: dict[str, list[Group]] = {}
@@ -97,6 +99,7 @@ def summary_line(group: Group, target: float) -> dict[str, str]:
         "version": group.version,
         "mode": group.mode,
         "device": group.device,
+        "host": group.host,
         "status": f"{len(done)}/{len(group.rows)} ok",
         "accuracy": ""
         if accuracy is None

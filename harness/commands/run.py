@@ -33,6 +33,8 @@ CONFIG_OPTIONS = (
     "train_subset",
     "out",
     "data_dir",
+    "executor",
+    "ray_address",
 )
 
 
@@ -123,6 +125,20 @@ CONFIG_OPTIONS = (
     "else the user cache, then the copy shipped with harness.",
 )
 @click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: cells one after another on this machine; ray: every cell a Ray task on a "
+    "cluster (pip install 'harness[ray]').",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="The Ray cluster's head node for --executor ray  [default: start a local Ray]",
+)
+@click.option(
     "--resume",
     type=click.Path(path_type=Path),
     default=None,
@@ -149,6 +165,8 @@ def run(
     data_dir,
     resume,
     no_report,
+    executor,
+    ray_address,
 ) -> None:
     """Train a task with one or more frameworks and record accuracy, time and memory."""
     registry = get_registry()
@@ -190,6 +208,8 @@ def run(
             "memory_limit": memory_limit,
             "train_subset": train_subset,
             "data_dir": str(data_dir.resolve()) if data_dir else None,
+            "executor": executor,
+            "ray_address": ray_address,
         }
         run_dir = None
 
@@ -239,7 +259,14 @@ def run(
         highlight=False,
     )
     with RunProgress(len(todo)) as progress:
-        runner.execute(todo, settings, run_dir, registry, progress)
+        if config.get("executor", "local") == "ray":
+            from harness.runner import ray_executor
+
+            ray_executor.execute(
+                todo, settings, run_dir, address=config.get("ray_address"), observer=progress
+            )
+        else:
+            runner.execute(todo, settings, run_dir, registry, progress)
     rows = run_dir.read_results()
     run_dir.write_table()
     title = f"{task.name} (target {task.target.metric} ≥ {task.target.min:g})"

@@ -8,6 +8,7 @@ saying how to install it, and the run goes on either way.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,9 @@ class RunSettings:
     memory_limit: int | None = None
     #: train on only the first N training samples (smoke runs); ``None`` for all of them
     train_subset: int | None = None
+    #: pin each cell's process to ``threads`` cores; off where cells share a node they don't
+    #: own (the Ray executor), since every cell would pin to the same first cores
+    pin_cores: bool = True
 
 
 class Observer(Protocol):
@@ -106,24 +110,18 @@ def execute(
     return rows
 
 
-def run_cell(
-    cell: Cell,
-    settings: RunSettings,
-    run_dir: RunDir,
-    registry: Registry,
-    observer: Observer | None = None,
-) -> dict[str, Any]:
-    """Run one cell and return its result row (never raises for a failure of the cell)."""
-    adapter = registry.framework(cell.framework)
-    row: dict[str, Any] = {
-        "run_id": run_dir.run_id,
+def new_row(cell: Cell, settings: RunSettings, run_id: str, version: str | None) -> dict[str, Any]:
+    """A cell's result row before it has run: ``skipped`` until the cell says otherwise."""
+    return {
+        "run_id": run_id,
         "cell_id": cell.id,
         "task": cell.task.name,
         "framework": cell.framework,
-        "framework_version": adapter.version(),
+        "framework_version": version,
         "mode": cell.mode,
         "device": cell.device,
         "device_name": None,
+        "host": socket.gethostname(),
         "repeat": cell.repeat,
         "seed": cell.task.seed,
         "threads": settings.threads,
@@ -135,6 +133,18 @@ def run_cell(
         "metrics": {},
         "settings": {},
     }
+
+
+def run_cell(
+    cell: Cell,
+    settings: RunSettings,
+    run_dir: RunDir,
+    registry: Registry,
+    observer: Observer | None = None,
+) -> dict[str, Any]:
+    """Run one cell and return its result row (never raises for a failure of the cell)."""
+    adapter = registry.framework(cell.framework)
+    row = new_row(cell, settings, run_dir.run_id, adapter.version())
     availability = adapter.availability()
     if not availability.available:
         row["error"] = availability.reason
@@ -150,6 +160,7 @@ def run_cell(
         "threads": settings.threads,
         "data_paths": settings.data_paths,
         "train_subset": settings.train_subset,
+        "pin_cores": settings.pin_cores,
     }
     outcome = run_child(
         spec,

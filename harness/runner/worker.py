@@ -51,7 +51,9 @@ def pin_threads(threads: int) -> list[int]:
 
 def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Any, dict[str, Any]] | None:
     """Pin threads, pick the device, set the adapter up; ``None`` when the cell can't run here."""
-    cores = pin_threads(spec["threads"])
+    cores: list[int] | str = (
+        pin_threads(spec["threads"]) if spec.get("pin_cores", True) else "not pinned"
+    )
     adapter = get_registry().framework(spec["framework"])
     mode = spec.get("mode", "eager")
     if mode not in adapter.modes:

@@ -142,6 +142,17 @@ class SlowAdapter(CentroidAdapter):
         return super().build(task, weights, x, y)
 
 
+class ParentKillerAdapter(CentroidAdapter):
+    """Kills the process that started the cell: under Ray, the worker running the cell's task,
+    as when a node is lost. (Never run it with the local executor: that parent is the runner.)"""
+
+    name = "kills-parent"
+
+    def build(self, task, weights, x, y):
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)
+
+
 class MissingAdapter(CentroidAdapter):
     name = "missing"
 
@@ -161,6 +172,7 @@ def harness_register_frameworks(register):
         NanAdapter,
         MemoryHogAdapter,
         SlowAdapter,
+        ParentKillerAdapter,
         MissingAdapter,
     ):
         register(adapter())

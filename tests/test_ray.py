@@ -1,0 +1,159 @@
+"""The Ray executor against a real Ray head started on loopback inside the test."""
+
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from harness.results import RunDir
+
+from .conftest import harness_env, run_harness
+
+PLUGINS = harness_env(HARNESS_PLUGINS="harness_test_plugins", RAY_USAGE_STATS_ENABLED="0")
+MATRIX = [
+    "--task",
+    "mnist_mlp",
+    "--epochs",
+    "1",
+    "--train-subset",
+    "1000",
+    "--timeout",
+    "120",
+    "-f",
+    "centroid",
+    "-f",
+    "segfaults",
+    "-f",
+    "raises",
+    "-f",
+    "missing",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """`ray start --head` with 2 CPUs on 127.0.0.1; its workers see the test plugins."""
+    ray = shutil.which("ray", path=os.path.dirname(os.sys.executable))
+    port = free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    start = [
+        ray,
+        "start",
+        "--head",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--num-gpus",
+        "0",
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+        "--temp-dir",
+        str(temp),
+    ]
+    subprocess.run(start, env=PLUGINS, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=PLUGINS, capture_output=True, timeout=120)
+
+
+def rows_by_framework(out):
+    [run_dir] = out.iterdir()
+    return run_dir, {row["framework"]: row for row in RunDir(run_dir).read_results()}
+
+
+def test_the_ray_executor_gives_what_the_local_one_gives(ray_head, tmp_path):
+    local = run_harness(
+        "run", *MATRIX, "--out", str(tmp_path / "local"), "--no-report", env=PLUGINS
+    )
+    clustered = run_harness(
+        "run",
+        *MATRIX,
+        "--executor",
+        "ray",
+        "--ray-address",
+        ray_head,
+        "--out",
+        str(tmp_path / "ray"),
+        env=PLUGINS,
+    )
+    assert local.returncode == clustered.returncode == 1, clustered.stdout + clustered.stderr
+    _, local_rows = rows_by_framework(tmp_path / "local")
+    run_dir, ray_rows = rows_by_framework(tmp_path / "ray")
+
+    assert local_rows.keys() == ray_rows.keys() == {"centroid", "segfaults", "raises", "missing"}
+    for framework, row in local_rows.items():
+        clustered_row = ray_rows[framework]
+        assert (clustered_row["status"], clustered_row["kind"]) == (row["status"], row["kind"])
+        assert clustered_row.keys() == row.keys()
+        assert clustered_row["metrics"].keys() == row["metrics"].keys()
+    assert ray_rows["segfaults"]["error"].startswith("crashed: killed by SIGSEGV")
+    assert (
+        ray_rows["centroid"]["metrics"]["test_accuracy"]
+        == local_rows["centroid"]["metrics"]["test_accuracy"]
+    )
+
+    # the node's log, traceback and environment came back into the run folder
+    assert "Traceback" in (run_dir / ray_rows["raises"]["traceback"]).read_text()
+    assert (run_dir / ray_rows["centroid"]["log"]).exists()
+    assert (run_dir / "hosts" / f"{ray_rows['centroid']['host']}.json").exists()
+    assert ray_rows["centroid"]["settings"]["cpu_affinity"] == "not pinned"
+    assert "host" in clustered.stdout and (run_dir / "report.html").exists()
+
+
+def test_a_worker_lost_mid_cell_is_a_failed_cell_and_the_run_goes_on(ray_head, tmp_path):
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "1000",
+        "-f",
+        "kills-parent",
+        "-f",
+        "centroid",
+        "--executor",
+        "ray",
+        "--ray-address",
+        ray_head,
+        "--out",
+        str(tmp_path),
+        "--no-report",
+        env=PLUGINS,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    _, rows = rows_by_framework(tmp_path)
+    assert (rows["kills-parent"]["status"], rows["kills-parent"]["kind"]) == ("failed", "node_lost")
+    assert rows["kills-parent"]["error"].startswith("lost on the cluster: ")
+    assert rows["centroid"]["status"] == "ok"
+
+
+def test_a_cluster_that_is_not_there_is_one_clear_line(tmp_path):
+    result = run_harness(
+        "run",
+        *MATRIX,
+        "--executor",
+        "ray",
+        "--ray-address",
+        f"127.0.0.1:{free_port()}",
+        "--out",
+        str(tmp_path),
+        env=PLUGINS,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot reach the Ray cluster" in result.stderr and "Traceback" not in result.stderr
