@@ -112,6 +112,8 @@ class Preprocessing(_Spec):
 class Target(_Spec):
     metric: Literal["test_accuracy"] = "test_accuracy"
     min: float = Field(ge=0, le=1)
+    #: the target when the task runs on another dataset (``--dataset``), by dataset name
+    by_dataset: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
 
 
 class Task(_Spec):
@@ -149,6 +151,14 @@ class Task(_Spec):
         data = self.model_dump()
         data["training"]["epochs"] = epochs
         return _validate(data, origin=f"task {self.name!r} with --epochs {epochs}")
+
+    def with_dataset(self, name: str) -> Task:
+        """This task on another dataset of the same shape (``--dataset``), with that dataset's
+        target from ``target.by_dataset`` when the task gives one."""
+        data = self.model_dump()
+        data["dataset"]["name"] = name
+        data["target"]["min"] = self.target.by_dataset.get(name, self.target.min)
+        return _validate(data, origin=f"task {self.name!r} with --dataset {name}")
 
 
 # -- loading ----------------------------------------------------------------

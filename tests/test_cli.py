@@ -189,3 +189,20 @@ def test_a_truncated_dataset_file_names_it(tmp_path):
 
     result = run_with_damaged_data(tmp_path, truncate)
     assert_one_clear_line(result, 3, "train-labels-idx1-ubyte.gz: cannot read")
+
+
+def test_an_unknown_dataset_suggests_the_closest(tmp_path):
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--all-frameworks",
+        "--dataset",
+        "fashion-mnist",
+        "--out",
+        str(tmp_path),
+    )
+    assert_one_clear_line(
+        result, 2, "unknown dataset 'fashion-mnist'; did you mean 'fashion_mnist'?"
+    )
+    assert not any(tmp_path.iterdir())

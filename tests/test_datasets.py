@@ -125,3 +125,23 @@ def test_load_scales_inputs_and_keeps_integer_labels():
     assert split.train.x.shape == (60000, 28, 28) and split.train.x.dtype == np.float32
     assert split.train.x.max() == 1.0 and split.train.x.min() == 0.0
     assert split.test.y.dtype == np.int64 and len(split.test.y) == 10000
+
+
+DEBIAN_FASHION = datasets.DATASETS["fashion_mnist"].system_dirs[0]
+
+
+def test_fashion_mnist_is_found_where_debians_package_installs_it():
+    # .ci/run installs Debian's dataset-fashion-mnist
+    paths = datasets.locate("fashion_mnist")
+    assert all(path.parent == DEBIAN_FASHION for path in paths.values())
+    split = datasets.load("fashion_mnist", paths, divide_by=255)
+    assert split.train.x.shape == (60000, 28, 28) and split.test.x.shape == (10000, 28, 28)
+    assert np.bincount(split.train.y).tolist() == [6000] * 10
+    assert np.bincount(split.test.y).tolist() == [1000] * 10
+
+
+def test_fashion_mnist_in_a_data_dir_under_its_own_folder_name(tmp_path):
+    folder = tmp_path / "data" / "fashion-mnist"  # the folder name SHA256SUMS uses
+    shutil.copytree(DEBIAN_FASHION, folder)
+    paths = datasets.locate("fashion_mnist", tmp_path / "data")
+    assert all(path.parent == folder for path in paths.values())

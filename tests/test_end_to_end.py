@@ -93,6 +93,31 @@ def test_trains_mnist_mlp_on_real_mnist(tmp_path, framework):
     assert framework in result.stdout and "ok" in result.stdout
 
 
+def test_fashion_mnist_is_a_drop_in_for_an_mnist_task(tmp_path):
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--framework",
+        "torch",
+        "--dataset",
+        "fashion_mnist",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "15000",
+        "--no-report",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir, [row] = read_run(tmp_path)
+    assert row["status"] == "ok" and row["metrics"]["test_accuracy"] > 0.75
+    config = json.loads((run_dir / "run.json").read_text())
+    assert config["task"]["dataset"]["name"] == "fashion_mnist"
+    assert config["task"]["target"]["min"] == 0.85
+
+
 def test_frameworks_start_from_the_same_weights_and_batches(tmp_path):
     """Same data, weights and batch order: the first epoch's mean loss agrees closely."""
     result = run_harness(

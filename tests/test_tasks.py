@@ -57,6 +57,13 @@ def test_a_path_loads_the_file(tmp_path):
     assert load_task(write_task(tmp_path, mlp_text())).name == "mnist_mlp"
 
 
+def test_with_dataset_swaps_the_dataset_and_its_target():
+    task = load_task("mnist_mlp").with_dataset("fashion_mnist")
+    assert task.dataset.name == "fashion_mnist" and task.target.min == 0.85
+    with pytest.raises(TaskError, match="unknown dataset 'fashion'; did you mean 'fashion_mnist'"):
+        load_task("mnist_mlp").with_dataset("fashion")
+
+
 def test_with_epochs_overrides_and_validates():
     assert load_task("mnist_mlp").with_epochs(2).training.epochs == 2
     with pytest.raises(TaskError, match="training.epochs"):

@@ -20,6 +20,7 @@ from harness.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
 from harness.tasks import Task, load_task
 
 CONFIG_OPTIONS = (
+    "dataset",
     "mode",
     "task_name",
     "frameworks",
@@ -68,6 +69,12 @@ CONFIG_OPTIONS = (
     show_default=True,
     help="eager: each framework's default execution; compiled: torch.compile, Keras "
     "jit_compile=True, a whole JAX epoch in lax.scan; all: both, each its own row.",
+)
+@click.option(
+    "--dataset",
+    default=None,
+    metavar="NAME",
+    help="Train on another dataset of the same shape, e.g. fashion_mnist for an MNIST task.",
 )
 @click.option(
     "--epochs",
@@ -155,6 +162,7 @@ def run(
     all_frameworks,
     device,
     mode,
+    dataset,
     epochs,
     threads,
     repeats,
@@ -190,6 +198,8 @@ def run(
         task = load_task(task_name)
         if epochs is not None:
             task = task.with_epochs(epochs)
+        if dataset is not None:
+            task = task.with_dataset(dataset)
         if all_frameworks == bool(frameworks):
             raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
         names = sorted(registry.frameworks) if all_frameworks else list(dict.fromkeys(frameworks))

@@ -1,8 +1,9 @@
 """Where dataset files are found, how they are verified, and how they become arrays.
 
 Files are looked for, in order: the ``--data-dir`` / ``HARNESS_DATA_DIR`` folder, the user
-cache, the copy that ships with the package; failing all three they are downloaded from the
-dataset's public mirrors into the user cache. Whatever the source, the SHA-256 of the
+cache, the copy that ships with the package (MNIST), system-wide copies (Fashion-MNIST from
+Debian's ``dataset-fashion-mnist``); failing all of them they are downloaded from the dataset's
+public mirrors into the user cache. Whatever the source, the SHA-256 of the
 decompressed bytes must equal the canonical sum in ``SHA256SUMS``.
 """
 
@@ -39,6 +40,14 @@ class DatasetInfo:
     num_classes: int
     #: base URLs tried in order when no local copy exists
     mirrors: tuple[str, ...]
+    #: the folder name in SHA256SUMS, the shipped copy and data folders (``fashion-mnist``)
+    folder: str = ""
+    #: system-wide copies, searched after the shipped one (e.g. where a Debian package puts it)
+    system_dirs: tuple[Path, ...] = ()
+
+    @property
+    def subfolder(self) -> str:
+        return self.folder or self.name
 
 
 _IDX_FILES = {
@@ -58,6 +67,16 @@ DATASETS: dict[str, DatasetInfo] = {
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
         ),
+    ),
+    "fashion_mnist": DatasetInfo(
+        name="fashion_mnist",
+        files=_IDX_FILES,
+        input_shape=(28, 28),
+        num_classes=10,
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        folder="fashion-mnist",
+        # Debian's dataset-fashion-mnist package
+        system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
     ),
 }
 
@@ -130,11 +149,11 @@ def locate(
     """Find (or download), verify and return the path of each of the dataset's files."""
     info = DATASETS[name]
     sums = canonical_sums()
-    dirs = search_dirs(data_dir)
+    dirs = [*search_dirs(data_dir), *info.system_dirs]
     located = {}
     for role, stem in info.files.items():
-        expected = sums[f"{name}/{stem}"]
-        path = _find_local(dirs, name, stem)
+        expected = sums[f"{info.subfolder}/{stem}"]
+        path = _find_local(dirs, info, stem)
         if path is None:
             path = _download(info, stem, mirrors if mirrors is not None else info.mirrors)
         verify(path, expected)
@@ -143,9 +162,11 @@ def locate(
     return located
 
 
-def _find_local(dirs: list[Path], name: str, stem: str) -> Path | None:
+def _find_local(dirs: list[Path], info: DatasetInfo, stem: str) -> Path | None:
+    subfolders = dict.fromkeys([info.subfolder, info.name])
     for folder in dirs:
-        for candidate in (folder / name / f"{stem}.gz", folder / f"{stem}.gz"):
+        candidates = [folder / sub / f"{stem}.gz" for sub in subfolders] + [folder / f"{stem}.gz"]
+        for candidate in candidates:
             if candidate.is_file():
                 return candidate
     return None
@@ -154,7 +175,7 @@ def _find_local(dirs: list[Path], name: str, stem: str) -> Path | None:
 def _download(info: DatasetInfo, stem: str, mirrors: Sequence[str]) -> Path:
     import pooch  # imported here: only needed when no local copy exists
 
-    target = cache_dir() / info.name
+    target = cache_dir() / info.subfolder
     problems = []
     for base in mirrors:
         try:
@@ -169,7 +190,7 @@ def _download(info: DatasetInfo, stem: str, mirrors: Sequence[str]) -> Path:
         except Exception as exc:  # network errors come in many types; try the next mirror
             problems.append(f"{base}: {type(exc).__name__}")
     raise DataError(
-        f"{info.name}/{stem}.gz not found locally and could not be downloaded "
+        f"{info.subfolder}/{stem}.gz not found locally and could not be downloaded "
         f"({'; '.join(problems) or 'no mirrors'}); put the file in a folder and pass "
         f"--data-dir DIR (or set {DATA_DIR_ENV})"
     )
