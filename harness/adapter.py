@@ -13,6 +13,10 @@ process the runner drives it in this order::
     evaluation = trainer.evaluate(x_test, y_test)
     adapter.peak_device_memory_bytes()
 
+``harness check-agreement`` and the layer tests also call ``trainer.predict``,
+``trainer.weights`` and ``trainer.parameter_count``, and train one batch at a time by passing
+``train_epoch`` a ``batch_order`` of one batch's indices.
+
 Nothing here imports a framework; adapters import theirs lazily, in ``setup``.
 """
 
@@ -80,10 +84,16 @@ class RuntimeInfo:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Mean loss and accuracy over an evaluated split."""
+    """Mean loss and accuracy over an evaluated split.
+
+    :param loss: the task's loss, averaged over the samples (for ``mean_squared_error`` tasks
+        this is the mean squared error the target is judged on).
+    :param accuracy: the share of samples whose most probable class is the label; ``None`` for
+        a regression task.
+    """
 
     loss: float
-    accuracy: float
+    accuracy: float | None
 
 
 class StepClock:
@@ -123,7 +133,30 @@ class Trainer(Protocol):
         ...
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
-        """Return the mean loss and the accuracy of the current model on ``(x, y)``."""
+        """Return the mean loss and the accuracy of the current model on ``(x, y)``.
+
+        Dropout is off while evaluating.
+        """
+        ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs for ``x`` as a float32 array, dropout off.
+
+        The output of the last layer as the task specifies it, activation included: class
+        probabilities for a softmax layer even where the framework folds softmax into its loss.
+        """
+        ...
+
+    def weights(self) -> list[dict[str, np.ndarray]]:
+        """The current weights, converted back to the harness's layout (as ``build`` got them)."""
+        ...
+
+    def parameter_count(self) -> int:
+        """The number of trainable parameters, counted by the framework itself.
+
+        The runner fails a cell whose count differs from the one the harness derives from the
+        task (``harness.fairness.parameter_count``): a different count means a different model.
+        """
         ...
 
 
@@ -189,10 +222,13 @@ class FrameworkAdapter(abc.ABC):
 
         :param task: the resolved task; ``task.model`` and ``task.training`` say what to build.
         :param weights: one dict per layer of ``task.model.layers``, in the harness's layout
-            (dense: ``kernel`` of shape ``(in, out)``, ``bias`` of shape ``(out,)``; layers
-            without parameters get an empty dict). Convert to the framework's layout.
-        :param x: preprocessed training inputs, ``float32``, shape ``(n, *input_shape)``.
-        :param y: training labels, ``int64``, shape ``(n,)``.
+            (see :mod:`harness.fairness`: dense ``kernel (in, out)``, conv ``kernel
+            (kh, kw, in, out)``, Keras's gate order in recurrent kernels; layers without
+            parameters get an empty dict). Convert to the framework's layout.
+        :param x: preprocessed training inputs, ``float32``, shape ``(n, *input_shape)``
+            (images channels-last: ``(n, height, width, channels)``).
+        :param y: training labels, ``int64``, shape ``(n,)``; for ``mean_squared_error`` tasks
+            float32 targets of shape ``(n,)``, to compare with the ``(n, 1)`` output.
         :raises UnsupportedSpec: when a layer, loss or optimizer can't be expressed.
         """
 

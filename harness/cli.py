@@ -8,6 +8,7 @@ import click
 from rich.markup import escape
 
 import harness
+from harness.commands.agreement import check_agreement
 from harness.commands.calibrate import calibrate
 from harness.commands.common import EXIT_CODES
 from harness.commands.listing import list_command
@@ -37,7 +38,15 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
 
 
-for command in (run, calibrate, list_command, report_command, runs_command, compare_command):
+for command in (
+    run,
+    check_agreement,
+    calibrate,
+    list_command,
+    report_command,
+    runs_command,
+    compare_command,
+):
     cli.add_command(command)
 
 

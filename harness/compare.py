@@ -27,6 +27,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "step_seconds_p99": ("step p99", True),
     "peak_rss_bytes": ("peak RSS", True),
     "test_accuracy": ("test accuracy", False),
+    "test_mse": ("test MSE", True),
 }
 #: share of pairs that must agree on a change's direction for a verdict
 AGREEMENT = 0.9

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from harness.runner import Cell
 from harness.summary import flagged_rows, summarise, summary_line
+from harness.tasks import Target
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 150
@@ -77,7 +78,7 @@ class RunProgress:
         console.print(f"[{style}]{row['status']:>7}[/] {cell.id}{detail}", highlight=False)
 
 
-def results_table(rows: list[dict[str, Any]], target: float, title: str = "") -> Table:
+def results_table(rows: list[dict[str, Any]], target: Target, title: str = "") -> Table:
     """One line per task, framework, mode and device: medians over the repeats that finished."""
     table = Table(
         title=title or None,
@@ -91,7 +92,7 @@ def results_table(rows: list[dict[str, Any]], target: float, title: str = "") ->
         ("device", "device"),
         ("host", "host"),
         ("ok", "status"),
-        ("test acc", "accuracy"),
+        ("test acc" if target.higher_is_better else "test MSE", "quality"),
         ("fit s", "fit"),
         ("1st epoch s", "first_epoch"),
         ("s/epoch", "steady_epoch"),
@@ -101,10 +102,11 @@ def results_table(rows: list[dict[str, Any]], target: float, title: str = "") ->
         ("peak RSS", "memory"),
         ("GFLOP/s", "flops"),
         ("util", "utilisation"),
+        ("agreement", "agreement"),
         ("", "marks"),
     ]
     for header, _ in columns:
-        left = header in ("framework", "version", "mode", "device", "host", "")
+        left = header in ("framework", "version", "mode", "device", "host", "agreement", "")
         table.add_column(header, justify="left" if left else "right")
     for group in summarise(rows):
         line = {key: escape(text) for key, text in summary_line(group, target).items()}
@@ -112,7 +114,7 @@ def results_table(rows: list[dict[str, Any]], target: float, title: str = "") ->
         style = "green" if done == len(group.rows) else "red" if not done else "yellow"
         line["status"] = f"[{style}]{done}/{len(group.rows)}[/]"
         if done:
-            line["accuracy"] += " [green]✓[/]" if group.met_target else " [red]✗[/]"
+            line["quality"] += " [green]✓[/]" if group.met_target else " [red]✗[/]"
         table.add_row(*(line[key] for _, key in columns))
     return table
 

@@ -9,7 +9,8 @@ as is usual for model-FLOP-utilisation figures.
 
 from __future__ import annotations
 
-from harness.tasks import Dense, Task
+from harness.fairness import GATES
+from harness.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task
 
 #: forward + backward (gradients for inputs and for weights)
 TRAINING_MULTIPLIER = 3
@@ -17,11 +18,20 @@ TRAINING_MULTIPLIER = 3
 
 def forward_flops_per_sample(task: Task) -> int:
     """FLOPs of one sample's forward pass through the task's model."""
-    shapes = [tuple(task.model.input_shape), *task.model.output_shapes()]
+    model = task.model
     total = 0
-    for layer, in_shape in zip(task.model.layers, shapes, strict=False):
+    for layer, in_shape, out_shape in zip(
+        model.layers, model.input_shapes(), model.output_shapes(), strict=True
+    ):
         if isinstance(layer, Dense):
             total += 2 * in_shape[0] * layer.units  # the matrix product (bias adds left out)
+        elif isinstance(layer, Conv2D):
+            kh, kw = layer.kernel_size
+            total += 2 * out_shape[0] * out_shape[1] * layer.filters * kh * kw * in_shape[2]
+        elif isinstance(layer, SimpleRNN | LSTM | GRU):
+            steps, features = in_shape
+            width = GATES[layer.kind] * layer.units
+            total += 2 * steps * (features + layer.units) * width  # input and recurrent products
     return total
 
 

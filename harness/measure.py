@@ -1,4 +1,4 @@
-"""Bookkeeping of one cell's training: epoch times, losses, time-to-accuracy, step times."""
+"""Bookkeeping of one cell's training: epoch times, losses, time-to-target, step times."""
 
 from __future__ import annotations
 
@@ -7,40 +7,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.stats import percentiles
+from harness.tasks import Target
 
 
 @dataclass
 class TrainingLog:
     """What the runner records epoch by epoch while a cell trains.
 
-    :param target: the validation accuracy that counts as "reached" for time-to-accuracy.
+    :param target: the task's target; its threshold, applied to the validation figure
+        (accuracy or mean squared error), counts as "reached" for time-to-target.
     """
 
-    target: float
+    target: Target
     epoch_seconds: list[float] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)
-    validation_accuracies: list[float | None] = field(default_factory=list)
+    #: validation accuracy (or mean squared error) after each epoch
+    validation_scores: list[float | None] = field(default_factory=list)
     validation_seconds: list[float] = field(default_factory=list)
     #: how many step-time samples the first epoch produced (they include compilation)
     first_epoch_steps: int = 0
 
     def add_epoch(
-        self, seconds: float, loss: float, accuracy: float | None, eval_seconds: float
+        self, seconds: float, loss: float, score: float | None, eval_seconds: float
     ) -> None:
         self.epoch_seconds.append(seconds)
         self.train_losses.append(loss)
-        self.validation_accuracies.append(accuracy)
+        self.validation_scores.append(score)
         self.validation_seconds.append(eval_seconds)
 
     def time_to_target(self) -> tuple[float | None, int | None]:
-        """Training seconds (evaluation excluded) and epoch at which validation accuracy first
+        """Training seconds (evaluation excluded) and epoch at which the validation figure first
         reached the target; ``(None, None)`` if it never did."""
         elapsed = 0.0
-        for epoch, (seconds, accuracy) in enumerate(
-            zip(self.epoch_seconds, self.validation_accuracies, strict=True), start=1
+        for epoch, (seconds, score) in enumerate(
+            zip(self.epoch_seconds, self.validation_scores, strict=True), start=1
         ):
             elapsed += seconds
-            if accuracy is not None and accuracy >= self.target:
+            if self.target.met(score):
                 return elapsed, epoch
         return None, None
 
@@ -68,7 +71,8 @@ class TrainingLog:
             "steady_samples_per_second": train_samples / statistics.median(steady)
             if steady
             else None,
-            "validation_accuracies": self.validation_accuracies,
+            "validation_metric": self.target.validation_metric,
+            "validation_scores": self.validation_scores,
             "validation_seconds": self.validation_seconds,
             "time_to_target_seconds": seconds_to_target,
             "target_reached_epoch": epoch_to_target,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.stats import Summary, summarize
+from harness.tasks import Target
 
 
 @dataclass
@@ -82,10 +83,10 @@ def _spread(group: Group, metric: str, scale: float = 1.0, digits: int = 2) -> s
     return text + (f" ± {summary.iqr * scale / 2:.{digits}f}" if summary.count > 1 else "")
 
 
-def summary_line(group: Group, target: float) -> dict[str, str]:
+def summary_line(group: Group, target: Target) -> dict[str, str]:
     """One table line of a group, as plain text (the terminal, Markdown and HTML tables)."""
     done = group.done
-    accuracy = group.median("test_accuracy")
+    quality = group.median(target.metric)
     percentiles = [
         value for p in (50, 90, 99) if (value := group.median(f"step_seconds_p{p}")) is not None
     ]
@@ -101,9 +102,8 @@ def summary_line(group: Group, target: float) -> dict[str, str]:
         "device": group.device,
         "host": group.host,
         "status": f"{len(done)}/{len(group.rows)} ok",
-        "accuracy": ""
-        if accuracy is None
-        else f"{accuracy:.4f} {'≥' if accuracy >= target else '<'} {target:g}",
+        "quality": "" if quality is None else target.describe(quality),
+        "agreement": _agreement(group),
         "fit": _spread(group, "fit_seconds"),
         "first_epoch": _spread(group, "first_epoch_seconds"),
         "steady_epoch": _spread(group, "steady_epoch_seconds"),
@@ -123,6 +123,12 @@ def summary_line(group: Group, target: float) -> dict[str, str]:
         "utilisation": "" if utilisation is None else f"{utilisation:.1%}",
         "marks": ", ".join(marks),
     }
+
+
+def _agreement(group: Group) -> str:
+    """The agreement status the task's rows carry (the latest check's verdict), or ``""``."""
+    statuses = {row.get("agreement") for row in group.rows} - {None}
+    return ", ".join(sorted(statuses))
 
 
 def flagged_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,12 +14,20 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from harness.data.datasets import DATASETS
 from harness.errors import HarnessError, unknown_name_message
 
-Activation = Literal["linear", "relu", "softmax"]
+Activation = Literal["linear", "relu", "tanh", "sigmoid", "softmax"]
+Positive = Annotated[int, Field(gt=0, le=1_000_000)]
 
 
 class TaskError(HarnessError):
@@ -31,21 +39,152 @@ class _Spec(BaseModel):
 
 
 # -- model ------------------------------------------------------------------
+#
+# Shapes leave out the batch axis. Images are (height, width, channels), sequences are
+# (steps, features). Parameters are made by the harness (``harness.fairness``) from each
+# layer's initialisers; the names below are Keras's, whose defaults the classic recipes use.
+
+
+def _pair(value: object) -> object:
+    """``3`` -> ``(3, 3)``: kernel sizes, strides and pool sizes may be given as one number."""
+    return (value, value) if isinstance(value, int) else value
+
+
+Pair = Annotated[
+    tuple[Annotated[int, Field(gt=0, le=10_000)], Annotated[int, Field(gt=0, le=10_000)]],
+    BeforeValidator(_pair),
+]
 
 
 class Flatten(_Spec):
+    """Flattens (h, w, c) or (steps, features) to one axis, in row-major (channels-last) order."""
+
     kind: Literal["flatten"]
 
 
 class Dense(_Spec):
     kind: Literal["dense"]
-    units: int = Field(gt=0, le=1_000_000)
+    units: Positive
     activation: Activation = "linear"
     kernel_initializer: Literal["glorot_uniform"] = "glorot_uniform"
     bias_initializer: Literal["zeros"] = "zeros"
 
 
-Layer = Annotated[Flatten | Dense, Field(discriminator="kind")]
+class Conv2D(_Spec):
+    """A 2-D convolution over (height, width, channels) inputs, with a bias.
+
+    ``same`` padding pads as TensorFlow does: ``ceil(size / stride)`` outputs, the odd pixel of
+    padding at the bottom and right.
+    """
+
+    kind: Literal["conv2d"]
+    filters: Positive
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Literal["valid", "same"] = "valid"
+    activation: Activation = "linear"
+    kernel_initializer: Literal["glorot_uniform"] = "glorot_uniform"
+    bias_initializer: Literal["zeros"] = "zeros"
+
+
+class MaxPool2D(_Spec):
+    """Max-pooling over (height, width) windows, without padding; ``strides`` default to the
+    pool size."""
+
+    kind: Literal["max_pool2d"]
+    pool_size: Pair = (2, 2)
+    strides: Pair | None = None
+
+    @property
+    def stride(self) -> tuple[int, int]:
+        return self.strides or self.pool_size
+
+
+class Dropout(_Spec):
+    """Zeroes a ``rate`` share of inputs while training and scales the rest by 1 / (1 - rate);
+    the identity when evaluating. Each framework draws its own masks."""
+
+    kind: Literal["dropout"]
+    rate: float = Field(ge=0, lt=1)
+
+
+class _Recurrent(_Spec):
+    units: Positive
+    #: output every step's state (steps, units), not only the last one (units,)
+    return_sequences: bool = False
+    activation: Literal["tanh"] = "tanh"
+    kernel_initializer: Literal["glorot_uniform"] = "glorot_uniform"
+    recurrent_initializer: Literal["orthogonal"] = "orthogonal"
+    bias_initializer: Literal["zeros"] = "zeros"
+
+
+class SimpleRNN(_Recurrent):
+    """``h = tanh(x W + h U + b)``, from a zero initial state."""
+
+    kind: Literal["simple_rnn"]
+
+
+class LSTM(_Recurrent):
+    """Gates in the order input, forget, cell, output; sigmoid gates; zero initial states."""
+
+    kind: Literal["lstm"]
+    recurrent_activation: Literal["sigmoid"] = "sigmoid"
+    #: start the forget gate's bias at 1 (Keras's default, after Jozefowicz et al., 2015)
+    unit_forget_bias: bool = True
+
+
+class GRU(_Recurrent):
+    """Gates in the order update, reset, candidate, with the reset gate applied after the
+    recurrent product ("reset_after", as Keras 3, PyTorch and cuDNN compute it); separate input
+    and recurrent biases."""
+
+    kind: Literal["gru"]
+    recurrent_activation: Literal["sigmoid"] = "sigmoid"
+
+
+Layer = Annotated[
+    Flatten | Dense | Conv2D | MaxPool2D | Dropout | SimpleRNN | LSTM | GRU,
+    Field(discriminator="kind"),
+]
+LAYER_KINDS = ("flatten", "dense", "conv2d", "max_pool2d", "dropout", "simple_rnn", "lstm", "gru")
+RECURRENT_KINDS = ("simple_rnn", "lstm", "gru")
+
+
+def _window(size: int, kernel: int, stride: int, padding: str) -> int:
+    if padding == "same":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1
+
+
+def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of ``layer`` for an input of ``shape``; ``ValueError`` on a misfit."""
+    if isinstance(layer, Flatten | Dropout):
+        return (math.prod(shape),) if isinstance(layer, Flatten) else shape
+    if isinstance(layer, Dense):
+        if len(shape) != 1:
+            raise ValueError(
+                f"needs a flat input but gets shape {shape}; put a flatten layer before it"
+            )
+        return (layer.units,)
+    if isinstance(layer, Conv2D | MaxPool2D):
+        if len(shape) != 3:
+            raise ValueError(f"needs an input of shape (height, width, channels), not {shape}")
+        if isinstance(layer, Conv2D):
+            kernel, stride, padding, channels = (
+                layer.kernel_size,
+                layer.strides,
+                layer.padding,
+                layer.filters,
+            )
+        else:
+            kernel, stride, padding, channels = layer.pool_size, layer.stride, "valid", shape[2]
+        out = tuple(_window(shape[i], kernel[i], stride[i], padding) for i in (0, 1))
+        if min(out) < 1:
+            raise ValueError(f"its {kernel[0]}x{kernel[1]} window does not fit input {shape}")
+        return (*out, channels)
+    if len(shape) != 2:
+        raise ValueError(f"needs an input of shape (steps, features), not {shape}")
+    return (shape[0], layer.units) if layer.return_sequences else (layer.units,)
 
 
 class ModelSpec(_Spec):
@@ -57,17 +196,24 @@ class ModelSpec(_Spec):
         shape: tuple[int, ...] = self.input_shape
         shapes: list[tuple[int, ...]] = []
         for index, layer in enumerate(self.layers):
-            if isinstance(layer, Flatten):
-                shape = (math.prod(shape),)
-            elif len(shape) != 1:
-                raise ValueError(
-                    f"layers[{index}] ({layer.kind}) needs a flat input but gets shape "
-                    f"{shape}; put a flatten layer before it"
-                )
-            else:
-                shape = (layer.units,)
+            try:
+                shape = output_shape(layer, shape)
+            except ValueError as exc:
+                raise ValueError(f"layers[{index}] ({layer.kind}) {exc}") from None
             shapes.append(shape)
         return shapes
+
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """The input shape of each layer."""
+        return [tuple(self.input_shape), *self.output_shapes()[:-1]]
+
+    def without_dropout(self) -> ModelSpec:
+        """This model with every dropout rate set to 0 (the agreement check's model)."""
+        layers = [
+            layer.model_copy(update={"rate": 0.0}) if isinstance(layer, Dropout) else layer
+            for layer in self.layers
+        ]
+        return self.model_copy(update={"layers": layers})
 
 
 # -- training ---------------------------------------------------------------
@@ -81,8 +227,13 @@ class Adam(_Spec):
     epsilon: float = Field(default=1e-7, gt=0, le=1)
 
 
+Loss = Literal["sparse_categorical_crossentropy", "mean_squared_error"]
+
+
 class Training(_Spec):
-    loss: Literal["sparse_categorical_crossentropy"]
+    #: ``sparse_categorical_crossentropy`` takes integer labels and a softmax output;
+    #: ``mean_squared_error`` takes float targets of shape (n,) and a (1,)-shaped output
+    loss: Loss
     optimizer: Adam
     batch_size: int = Field(gt=0, le=1_000_000)
     epochs: int = Field(gt=0, le=10_000)
@@ -109,11 +260,71 @@ class Preprocessing(_Spec):
     divide_by: float = Field(default=1.0, gt=0)
 
 
+#: each metric, with whether higher is better and the validation figure tracked for it
+METRICS = {"test_accuracy": True, "test_mse": False}
+
+
 class Target(_Spec):
-    metric: Literal["test_accuracy"] = "test_accuracy"
-    min: float = Field(ge=0, le=1)
-    #: the target when the task runs on another dataset (``--dataset``), by dataset name
-    by_dataset: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """The quality a finished cell must reach: ``test_accuracy >= min`` or ``test_mse <= max``."""
+
+    metric: Literal["test_accuracy", "test_mse"] = "test_accuracy"
+    min: float | None = Field(default=None, ge=0, le=1)
+    max: float | None = Field(default=None, gt=0)
+    #: the threshold when the task runs on another dataset (``--dataset``), by dataset name
+    by_dataset: dict[str, Annotated[float, Field(ge=0)]] = {}
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Target:
+        needed, other = ("min", "max") if self.higher_is_better else ("max", "min")
+        if getattr(self, needed) is None or getattr(self, other) is not None:
+            raise ValueError(f"target {self.metric} needs `{needed}` (and no `{other}`)")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.metric]
+
+    @property
+    def threshold(self) -> float:
+        return self.min if self.higher_is_better else self.max  # type: ignore[return-value]
+
+    @property
+    def validation_metric(self) -> str:
+        """What is measured on the validation split after every epoch: accuracy or mse."""
+        return self.metric.removeprefix("test_")
+
+    def met(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+    def describe(self, value: float | None = None) -> str:
+        """``test_accuracy ≥ 0.97``, or with a value: ``0.9812 ≥ 0.97`` / ``0.0041 > 0.003``."""
+        if value is None:
+            return f"{self.metric} {'≥' if self.higher_is_better else '≤'} {self.threshold:g}"
+        ok = self.met(value)
+        sign = ("≥" if ok else "<") if self.higher_is_better else ("≤" if ok else ">")
+        return f"{value:.4f} {sign} {self.threshold:g}"
+
+    def for_dataset(self, name: str) -> Target:
+        if name not in self.by_dataset:
+            return self
+        bound = "min" if self.higher_is_better else "max"
+        return self.model_copy(update={bound: self.by_dataset[name]})
+
+
+class Agreement(_Spec):
+    """What ``harness check-agreement`` holds the frameworks to on this task (fp32, CPU)."""
+
+    #: optimizer steps compared, from the shared initial weights on the shared batches
+    steps: int = Field(default=100, gt=0, le=100_000)
+    #: largest allowed relative difference of a step's training loss between two frameworks
+    loss_rtol: float = Field(default=1e-4, gt=0)
+    #: largest allowed difference of any weight after the steps, relative to the largest
+    #: magnitude in its array
+    weights_rtol: float = Field(default=1e-3, gt=0)
+    #: why the tolerances are what they are (shown by the check)
+    note: str = ""
 
 
 class Task(_Spec):
@@ -126,24 +337,49 @@ class Task(_Spec):
     model: ModelSpec
     training: Training
     target: Target
+    agreement: Agreement = Agreement()
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> Task:
         dataset = DATASETS[self.dataset.name]
-        if tuple(self.model.input_shape) != dataset.input_shape:
+        model_input = tuple(self.model.input_shape)
+        if model_input not in (dataset.input_shape, (*dataset.input_shape, 1)):
             raise ValueError(
-                f"model.input_shape {tuple(self.model.input_shape)} does not match dataset "
-                f"{dataset.name!r}, whose inputs have shape {dataset.input_shape}"
+                f"model.input_shape {model_input} does not match dataset {dataset.name!r}, whose "
+                f"inputs have shape {dataset.input_shape} (a trailing channel axis of 1 may be added)"
             )
         try:
             output = self.model.output_shapes()[-1]
         except ValueError as exc:
             raise ValueError(f"model.{exc}") from None
-        if output != (dataset.num_classes,):
-            raise ValueError(
-                f"the last layer outputs shape {output}, but dataset {dataset.name!r} has "
-                f"{dataset.num_classes} classes"
-            )
+        if dataset.num_classes:
+            if output != (dataset.num_classes,):
+                raise ValueError(
+                    f"the last layer outputs shape {output}, but dataset {dataset.name!r} has "
+                    f"{dataset.num_classes} classes"
+                )
+            if self.training.loss != "sparse_categorical_crossentropy":
+                raise ValueError(
+                    f"dataset {dataset.name!r} has classes: use loss sparse_categorical_crossentropy"
+                )
+            if (
+                self.model.layers[-1].kind != "dense"
+                or self.model.layers[-1].activation != "softmax"
+            ):
+                raise ValueError("a classifier's last layer must be a dense layer with softmax")
+        else:
+            if output != (1,):
+                raise ValueError(
+                    f"the last layer outputs shape {output}; dataset {dataset.name!r} has one "
+                    "target value per sample, so it must output shape (1,)"
+                )
+            if self.training.loss != "mean_squared_error":
+                raise ValueError(
+                    f"dataset {dataset.name!r} has real-valued targets: use loss mean_squared_error"
+                )
+        wanted = "test_accuracy" if dataset.num_classes else "test_mse"
+        if self.target.metric != wanted:
+            raise ValueError(f"target.metric must be {wanted} for dataset {dataset.name!r}")
         return self
 
     def with_epochs(self, epochs: int) -> Task:
@@ -157,8 +393,12 @@ class Task(_Spec):
         target from ``target.by_dataset`` when the task gives one."""
         data = self.model_dump()
         data["dataset"]["name"] = name
-        data["target"]["min"] = self.target.by_dataset.get(name, self.target.min)
+        data["target"] = self.target.for_dataset(name).model_dump()
         return _validate(data, origin=f"task {self.name!r} with --dataset {name}")
+
+    def without_dropout(self) -> Task:
+        """This task with dropout disabled, so every framework computes the same function."""
+        return self.model_copy(update={"model": self.model.without_dropout()})
 
 
 # -- loading ----------------------------------------------------------------
@@ -218,7 +458,9 @@ def _first_problem(exc: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         message = "unknown key (check its spelling)"
     elif first["type"] == "union_tag_invalid":
-        message = f"unknown layer kind {first['input'].get('kind')!r} (known: dense, flatten)"
+        message = (
+            f"unknown layer kind {first['input'].get('kind')!r} (known: {', '.join(LAYER_KINDS)})"
+        )
     line = f"{where}: {message}" if where else message
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
@@ -226,4 +468,4 @@ def _first_problem(exc: ValidationError) -> str:
 
 
 def _is_union_tag(part: object) -> bool:
-    return part in ("flatten", "dense")
+    return part in LAYER_KINDS

@@ -36,7 +36,7 @@ METRIC_KEYS = {
     "setup_seconds",
     "startup_seconds",
     "first_epoch_seconds",
-    "validation_accuracies",
+    "validation_scores",
     "time_to_target_seconds",
     "step_seconds_sampled",
     "training_flops",
@@ -173,7 +173,7 @@ def test_repeats_and_modes_each_get_a_row_with_their_raw_values(tmp_path):
         metrics = row["metrics"]
         assert row["status"] == "ok", row
         assert row["settings"]["mode"] == row["mode"]
-        assert len(metrics["epoch_seconds"]) == 2 and len(metrics["validation_accuracies"]) == 2
+        assert len(metrics["epoch_seconds"]) == 2 and len(metrics["validation_scores"]) == 2
         assert metrics["validation_samples"] == 5000 and metrics["train_samples"] == 3000
         assert metrics["achieved_flops_per_second"] > 0
         scanned = row["framework"] == "jax" and row["mode"] == "compiled"

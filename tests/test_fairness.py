@@ -35,3 +35,32 @@ def test_batch_order_is_a_fresh_permutation_each_epoch_and_reproducible():
     assert np.array_equal(first, batch_order(42, 0, 1000))
     assert not np.array_equal(first, batch_order(42, 1, 1000))
     assert not np.array_equal(first, batch_order(43, 0, 1000))
+
+
+def test_recurrent_kernels_are_orthogonal_and_the_lstm_forget_bias_starts_at_one():
+    task = load_task("mnist_rnn")
+    lstm = initial_weights(task)[0]
+    assert lstm["kernel"].shape == (28, 512) and lstm["recurrent_kernel"].shape == (128, 512)
+    recurrent = lstm["recurrent_kernel"].astype(np.float64)
+    np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(128), atol=1e-5)  # orthonormal rows
+    np.testing.assert_array_equal(lstm["bias"][128:256], 1.0)  # the forget gate's block
+    assert not lstm["bias"][:128].any() and not lstm["bias"][256:].any()
+
+
+def test_conv_kernels_count_the_receptive_field_in_their_glorot_fans():
+    kernel = initial_weights(load_task("mnist_cnn"))[2]["kernel"]  # 3x3, 32 -> 64 channels
+    limit = np.sqrt(6 / (9 * 32 + 9 * 64))
+    assert kernel.shape == (3, 3, 32, 64)
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.99 * limit
+
+
+def test_the_sine_wave_series_are_a_function_of_the_seed():
+    from harness.data.series import sine_waves
+
+    (x1, y1), _ = sine_waves(42)
+    (x2, y2), _ = sine_waves(42)
+    (x3, _), _ = sine_waves(43)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(x1, x3)
+    assert x1.shape == (9_000, 50, 1) and x1.dtype == np.float32

@@ -10,3 +10,18 @@ def test_mnist_mlp_forward_flops_by_hand():
 def test_training_costs_three_forward_passes_per_sample():
     task = load_task("mnist_mlp")
     assert training_flops(task, 55_000) == 3 * 203_264 * 55_000  # 33.5 GFLOP per epoch
+
+
+def test_mnist_cnn_forward_flops_by_hand():
+    conv1 = 2 * (26 * 26 * 32) * (3 * 3 * 1)  # 389,376: one multiply-add per output and tap
+    conv2 = 2 * (11 * 11 * 64) * (3 * 3 * 32)  # 4,460,544
+    dense = 2 * 1600 * 10
+    assert forward_flops_per_sample(load_task("mnist_cnn")) == conv1 + conv2 + dense
+
+
+def test_recurrent_flops_count_the_input_and_recurrent_products_of_every_gate_and_step():
+    lstm = 28 * 2 * (28 + 128) * (4 * 128)  # 28 steps, 4 gates
+    assert forward_flops_per_sample(load_task("mnist_rnn")) == lstm + 2 * 128 * 10
+    rnn1 = 50 * 2 * (1 + 50) * 50
+    rnn2 = 50 * 2 * (50 + 50) * 50
+    assert forward_flops_per_sample(load_task("series_rnn")) == rnn1 + rnn2 + 2 * 50

@@ -1,18 +1,26 @@
 import pytest
 
 from harness.measure import TrainingLog
+from harness.tasks import Target
 
 
-def log_of(epochs):
-    log = TrainingLog(target=0.97)
-    for seconds, accuracy in epochs:
-        log.add_epoch(seconds, loss=0.1, accuracy=accuracy, eval_seconds=0.5)
+def log_of(epochs, target=Target(min=0.97)):
+    log = TrainingLog(target=target)
+    for seconds, score in epochs:
+        log.add_epoch(seconds, loss=0.1, score=score, eval_seconds=0.5)
     return log
 
 
 def test_time_to_target_counts_training_time_only_up_to_the_first_epoch_that_reaches_it():
     log = log_of([(3.0, 0.95), (2.0, 0.969), (2.0, 0.97), (2.0, 0.98)])
     assert log.time_to_target() == (7.0, 3)  # 3 + 2 + 2 seconds; evaluation time left out
+
+
+def test_a_mean_squared_error_target_is_reached_from_above():
+    target = Target(metric="test_mse", max=0.005)
+    log = log_of([(3.0, 0.02), (2.0, 0.0051), (2.0, 0.005), (2.0, 0.004)], target)
+    assert log.time_to_target() == (7.0, 3)
+    assert log.metrics(1000, [])["validation_metric"] == "mse"
 
 
 def test_never_reaching_the_target():

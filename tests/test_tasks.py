@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.fairness import parameter_count
 from harness.tasks import Dense, TaskError, builtin_task_files, load_task
 
 TASKS = Path(__file__).parent.parent / "tasks"
@@ -109,3 +110,62 @@ def test_an_unknown_task_name_suggests_the_closest():
 def test_a_missing_task_file():
     with pytest.raises(TaskError, match="task file not found"):
         load_task("nowhere/task.toml")
+
+
+def test_the_classic_recipes_have_the_parameter_counts_their_sources_print():
+    # the counts Keras's model.summary() prints for these models
+    assert parameter_count(load_task("mnist_cnn")) == 34_826
+    assert parameter_count(load_task("series_rnn")) == 7_701
+    assert parameter_count(load_task("mnist_rnn")) == 81_674
+    cnn = load_task("mnist_cnn")
+    assert [layer.kind for layer in cnn.model.layers] == [
+        "conv2d",
+        "max_pool2d",
+        "conv2d",
+        "max_pool2d",
+        "flatten",
+        "dropout",
+        "dense",
+    ]
+    assert cnn.model.output_shapes()[:4] == [(26, 26, 32), (13, 13, 32), (11, 11, 64), (5, 5, 64)]
+    assert load_task("series_rnn").target.describe() == "test_mse ≤ 0.005"
+
+
+def test_same_padding_and_strides_give_tensorflows_output_sizes(tmp_path):
+    text = mlp_text(
+        **{
+            "input_shape = [28, 28]": "input_shape = [28, 28, 1]",
+            '[[model.layers]]\nkind = "flatten"': '[[model.layers]]\nkind = "conv2d"\nfilters = 4\n'
+            'kernel_size = 3\nstrides = 2\npadding = "same"\n\n[[model.layers]]\nkind = "flatten"',
+        }
+    )
+    task = load_task(write_task(tmp_path, text))
+    assert task.model.output_shapes()[0] == (14, 14, 4)  # ceil(28 / 2)
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (
+            {'kind = "flatten"': 'kind = "conv2d"\nfilters = 4\nkernel_size = 3'},
+            "model.layers[0] (conv2d) needs an input of shape (height, width, channels), not (28, 28)",
+        ),
+        (
+            {'kind = "flatten"': 'kind = "lstm"\nunits = 4\nreturn_sequences = true'},
+            "model.layers[1] (dense) needs a flat input but gets shape (28, 4)",
+        ),
+        (
+            {'loss = "sparse_categorical_crossentropy"': 'loss = "mean_squared_error"'},
+            "dataset 'mnist' has classes: use loss sparse_categorical_crossentropy",
+        ),
+        ({"min = 0.97": "max = 0.97"}, "target test_accuracy needs `min` (and no `max`)"),
+        (
+            {'kind = "flatten"': 'kind = "dropout"\nrate = 1.5'},
+            "model.layers.0.rate: Input should be less than 1",
+        ),
+    ],
+)
+def test_models_that_do_not_fit_are_refused_with_the_layer_and_the_fix(tmp_path, replace, message):
+    with pytest.raises(TaskError) as caught:
+        load_task(write_task(tmp_path, mlp_text(**replace)))
+    assert message in str(caught.value)

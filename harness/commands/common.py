@@ -18,6 +18,7 @@ Exit codes:
      run folder, GPU asked for and none present
   3  dataset missing, truncated or failing its checksum
   4  harness compare --fail-on-regression: a cell got slower beyond the threshold
+  5  harness check-agreement: frameworks disagree beyond the task's tolerance
 """
 
 

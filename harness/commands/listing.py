@@ -33,7 +33,7 @@ def list_command() -> None:
             task.dataset.name,
             layers,
             str(task.training.epochs),
-            f"{task.target.metric} ≥ {task.target.min:g}",
+            task.target.describe(),
         )
     console.print(tasks)
 

@@ -279,8 +279,8 @@ def run(
             runner.execute(todo, settings, run_dir, registry, progress)
     rows = run_dir.read_results()
     run_dir.write_table()
-    title = f"{task.name} (target {task.target.metric} ≥ {task.target.min:g})"
-    console.print(results_table(rows, task.target.min, title=title))
+    title = f"{task.name} (target {task.target.describe()})"
+    console.print(results_table(rows, task.target, title=title))
     problems = problems_table(rows)
     if problems is not None:
         console.print(problems)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import platformdirs
 
+from harness.data import series
 from harness.data.idx import parse_idx, read_idx, read_idx_bytes
 from harness.errors import DataError
 
@@ -37,6 +39,7 @@ class DatasetInfo:
     #: file stem (without ``.gz``) for each of :data:`ROLES`
     files: dict[str, str]
     input_shape: tuple[int, ...]
+    #: 0 for real-valued targets (regression)
     num_classes: int
     #: base URLs tried in order when no local copy exists
     mirrors: tuple[str, ...]
@@ -44,6 +47,8 @@ class DatasetInfo:
     folder: str = ""
     #: system-wide copies, searched after the shipped one (e.g. where a Debian package puts it)
     system_dirs: tuple[Path, ...] = ()
+    #: for a dataset the harness generates from the task's seed instead of reading files
+    generate: Callable[[int], tuple[tuple[np.ndarray, np.ndarray], ...]] | None = None
 
     @property
     def subfolder(self) -> str:
@@ -77,6 +82,14 @@ DATASETS: dict[str, DatasetInfo] = {
         folder="fashion-mnist",
         # Debian's dataset-fashion-mnist package
         system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+    ),
+    "sine_waves": DatasetInfo(
+        name="sine_waves",
+        files={},
+        input_shape=(series.STEPS, 1),
+        num_classes=0,
+        mirrors=(),
+        generate=series.sine_waves,
     ),
 }
 
@@ -148,6 +161,8 @@ def locate(
 ) -> dict[str, Path]:
     """Find (or download), verify and return the path of each of the dataset's files."""
     info = DATASETS[name]
+    if info.generate is not None:
+        return {}  # made from the task's seed in each cell
     sums = canonical_sums()
     dirs = [*search_dirs(data_dir), *info.system_dirs]
     located = {}
@@ -204,8 +219,24 @@ def hold_out(train: Arrays, count: int) -> tuple[Arrays, Arrays]:
     return Arrays(train.x[:cut], train.y[:cut]), Arrays(train.x[cut:], train.y[cut:])
 
 
-def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0) -> Split:
-    """Read the located files into float32 inputs (divided by ``divide_by``) and int64 labels."""
+def shaped_for(task: Any, split: Split) -> Split:
+    """The split with inputs shaped as the task's model takes them (e.g. a channel axis added
+    to (28, 28) images for a convolution)."""
+    shape = tuple(task.model.input_shape)
+
+    def reshape(arrays: Arrays) -> Arrays:
+        return Arrays(arrays.x.reshape(len(arrays.x), *shape), arrays.y)
+
+    return Split(train=reshape(split.train), test=reshape(split.test))
+
+
+def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0, seed: int = 0) -> Split:
+    """Read the located files into float32 inputs (divided by ``divide_by``) and int64 labels;
+    a generated dataset is made from ``seed`` instead (float32 inputs and targets)."""
+    info = DATASETS[name]
+    if info.generate is not None:
+        (x_train, y_train), (x_test, y_test) = info.generate(seed)
+        return Split(train=Arrays(x_train, y_train), test=Arrays(x_test, y_test))
 
     def inputs(path: Path) -> np.ndarray:
         return (read_idx(path).astype(np.float32) / np.float32(divide_by)).astype(np.float32)

@@ -19,6 +19,7 @@ from harness.compare import CellComparison, compare_runs, environment_difference
 from harness.report import charts
 from harness.runs import Run
 from harness.summary import Group, flagged_rows, summarise, summary_line
+from harness.tasks import Target
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
@@ -29,6 +30,7 @@ CHARTS_DIR = "charts"
 class TaskSection:
     name: str
     target: str
+    metric_label: str
     groups: list[Group]
     lines: list[dict[str, str]]
     charts: list[charts.Chart]
@@ -43,20 +45,29 @@ class Comparison:
     environment: dict[str, tuple[Any, Any]]
 
 
+METRIC_LABELS = {"test_accuracy": "test accuracy", "test_mse": "test MSE"}
+
+
+def run_target(run: Run) -> Target:
+    """The target of the run's task, as its configuration recorded it."""
+    recorded = run.config.get("task", {}).get("target") or {"min": 0.0}
+    return Target.model_validate(recorded)
+
+
 def sections(run: Run) -> list[TaskSection]:
     groups = summarise(run.rows)
-    target = run.config.get("task", {}).get("target", {})
-    threshold = float(target.get("min", 0))
+    target = run_target(run)
     result = []
     for task in dict.fromkeys(group.task for group in groups):
         members = [group for group in groups if group.task == task]
         result.append(
             TaskSection(
                 name=task,
-                target=f"{target.get('metric', 'test_accuracy')} ≥ {threshold:g}",
+                target=target.describe(),
+                metric_label=METRIC_LABELS[target.metric],
                 groups=members,
-                lines=[summary_line(group, threshold) for group in members],
-                charts=charts.task_charts(members, threshold),
+                lines=[summary_line(group, target) for group in members],
+                charts=charts.task_charts(members, target),
             )
         )
     return result

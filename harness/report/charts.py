@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harness.summary import Group  # noqa: E402
+from harness.tasks import Target  # noqa: E402
 
 Chart = tuple[str, str, str]  # (file stem, caption, svg text)
 
@@ -38,14 +39,18 @@ def _svg(figure: Figure) -> str:
     return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)  # RDF, not needed inline
 
 
-def accuracy_over_time(groups: list[Group], target: float) -> str:
-    """Validation accuracy after each epoch against cumulative training time, per repeat."""
+def accuracy_over_time(groups: list[Group], target: Target) -> str:
+    """Validation accuracy (or mean squared error) after each epoch against cumulative training
+    time, per repeat."""
     figure, axes = plt.subplots(figsize=(7, 4))
     for index, group in enumerate(groups):
         color = f"C{index % 10}"
         for repeat, row in enumerate(group.done):
             metrics = row["metrics"]
-            accuracies = metrics.get("validation_accuracies") or []
+            # runs made before regression tasks existed call the scores validation_accuracies
+            accuracies = (
+                metrics.get("validation_scores") or metrics.get("validation_accuracies") or []
+            )
             if not accuracies or accuracies[0] is None:
                 continue
             elapsed, times = 0.0, []
@@ -60,9 +65,17 @@ def accuracy_over_time(groups: list[Group], target: float) -> str:
                 label=_label(group) if repeat == 0 else None,
                 alpha=0.9 if repeat == 0 else 0.4,
             )
-    axes.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
+    axes.axhline(
+        target.threshold,
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"target {target.threshold:g}",
+    )
     axes.set_xlabel("training time (s, evaluation excluded)")
-    axes.set_ylabel("validation accuracy")
+    axes.set_ylabel(f"validation {target.validation_metric}")
+    if not target.higher_is_better:
+        axes.set_yscale("log")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
     return _svg(figure)
@@ -116,14 +129,15 @@ def throughput(groups: list[Group]) -> str:
     )
 
 
-def task_charts(groups: list[Group], target: float) -> list[Chart]:
+def task_charts(groups: list[Group], target: Target) -> list[Chart]:
     """Every chart for one task's groups, as (file stem, caption, svg)."""
     if not any(group.done for group in groups):
         return []
     return [
         (
             "accuracy",
-            "Validation accuracy against training time (the time-to-accuracy picture)",
+            f"Validation {target.validation_metric} against training time "
+            "(the time-to-target picture)",
             accuracy_over_time(groups, target),
         ),
         ("epochs", "Time per epoch (median over repeats)", epoch_times(groups)),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from harness import calibration
+from harness import agreement, calibration
 from harness.plugins import Registry
 from harness.results import RunDir
 from harness.runner.process import Limits, run_child
@@ -145,6 +145,7 @@ def run_cell(
     """Run one cell and return its result row (never raises for a failure of the cell)."""
     adapter = registry.framework(cell.framework)
     row = new_row(cell, settings, run_dir.run_id, adapter.version())
+    row["agreement"] = agreement.status_for(cell.task, cell.framework, row["framework_version"])
     availability = adapter.availability()
     if not availability.available:
         row["error"] = availability.reason
@@ -208,12 +209,15 @@ def run_cell(
         if row["device"] == "gpu":
             metrics["peak_device_memory_nvml_bytes"] = outcome.peak_gpu_bytes
         metrics["utilisation"] = achieved / peak if peak and achieved else None
-        accuracy = metrics.get(cell.task.target.metric)
-        row["met_target"] = accuracy is not None and accuracy >= cell.task.target.min
+        target = cell.task.target
+        quality = metrics.get(target.metric)
+        row["met_target"] = target.met(quality)
         if not row["met_target"]:
             # finished, but not good enough: still `ok`, kept apart from "met its target"
             row["kind"] = "target_missed"
             row["error"] = (
-                f"{cell.task.target.metric} {accuracy:.4f} is below the target {cell.task.target.min:g}"
+                f"{target.metric} {target.describe(quality)}: target missed"
+                if quality is not None
+                else f"no {target.metric} was measured"
             )
     return row

@@ -9,6 +9,7 @@ JSON on stdin and writes JSON events, one per line, to the file descriptor given
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -20,9 +21,9 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from harness.adapter import StepClock, UnsupportedSpec, call_with_accepted
-from harness.data import datasets
-from harness.fairness import batch_order, initial_weights
+from harness.adapter import Evaluation, StepClock, UnsupportedSpec, call_with_accepted
+from harness.data import datasets, series
+from harness.fairness import batch_order, initial_weights, parameter_count
 from harness.flops import training_flops
 from harness.measure import TrainingLog
 from harness.plugins import get_registry
@@ -102,10 +103,14 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
     setup_seconds = time.perf_counter() - started  # framework import included
 
     started = time.perf_counter()
-    split = datasets.load(
-        task.dataset.name,
-        {role: Path(path) for role, path in spec["data_paths"].items()},
-        divide_by=task.preprocessing.divide_by,
+    split = datasets.shaped_for(
+        task,
+        datasets.load(
+            task.dataset.name,
+            {role: Path(path) for role, path in spec["data_paths"].items()},
+            divide_by=task.preprocessing.divide_by,
+            seed=task.seed,
+        ),
     )
     train, validation = datasets.hold_out(split.train, task.training.validation_samples)
     if spec.get("train_subset"):
@@ -125,8 +130,19 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         )
         return
     build_seconds = time.perf_counter() - started
+    counted, expected = count_parameters(trainer), parameter_count(task)
+    if counted is not None and counted != expected:
+        events.send(
+            "result",
+            status="failed",
+            kind="parameter_mismatch",
+            error=f"{adapter.name} built a model with {counted:,} trainable parameters; the task "
+            f"has {expected:,}: the plugin does not build the model the task describes",
+            **runtime_fields,
+        )
+        return
 
-    log = TrainingLog(target=task.target.min)
+    log = TrainingLog(target=task.target)
     clock = StepClock()
     for epoch in range(task.training.epochs):
         order = batch_order(task.seed, epoch, len(train.x))
@@ -151,14 +167,18 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
                 **runtime_fields,
             )
             return
-        accuracy, eval_seconds = None, 0.0
+        score, eval_seconds = None, 0.0
         if len(validation.x):
             started = time.perf_counter()
-            accuracy = float(trainer.evaluate(validation.x, validation.y).accuracy)
+            score = quality(task, trainer.evaluate(validation.x, validation.y))
             eval_seconds = time.perf_counter() - started
-        log.add_epoch(seconds, loss, accuracy, eval_seconds)
+        log.add_epoch(seconds, loss, score, eval_seconds)
         events.send(
-            "epoch", epoch=epoch + 1, seconds=seconds, train_loss=loss, validation_accuracy=accuracy
+            "epoch",
+            epoch=epoch + 1,
+            seconds=seconds,
+            train_loss=loss,
+            **{f"validation_{task.target.validation_metric}": score},
         )
 
     started = time.perf_counter()
@@ -166,8 +186,10 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
     test_seconds = time.perf_counter() - started
 
     metrics = {
-        "test_accuracy": float(evaluation.accuracy),
+        task.target.metric: quality(task, evaluation),
         "test_loss": float(evaluation.loss),
+        "parameters": expected,
+        **baselines(task, train, split.test),
         **log.metrics(len(train.x), clock.samples),
         "training_flops": training_flops(task, len(train.x)) * task.training.epochs,
         "setup_seconds": setup_seconds,
@@ -187,6 +209,77 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
     )
     runtime_fields["settings"].update(runtime.settings)  # what build() resolved (e.g. jit_compile)
     events.send("result", status="ok", kind=None, error=None, metrics=metrics, **runtime_fields)
+
+
+def quality(task: Task, evaluation: Evaluation) -> float:
+    """The figure the task's target is judged on: accuracy, or the loss (mean squared error)."""
+    if task.target.metric == "test_accuracy":
+        return float(evaluation.accuracy)  # type: ignore[arg-type]
+    return float(evaluation.loss)
+
+
+def count_parameters(trainer: Any) -> int | None:
+    """The plugin's own parameter count, or ``None`` from a plugin that can't count."""
+    counter = getattr(trainer, "parameter_count", None)
+    return int(counter()) if counter is not None else None
+
+
+def baselines(task: Task, train: datasets.Arrays, test: datasets.Arrays) -> dict[str, float]:
+    """The classic forecasting baselines, computed by the harness (regression tasks only)."""
+    if task.training.loss != "mean_squared_error":
+        return {}
+    return {
+        "naive_forecast_mse": series.naive_forecast_mse(test.x, test.y),
+        "linear_forecast_mse": series.linear_forecast_mse(train.x, train.y, test.x, test.y),
+    }
+
+
+def run_agreement(spec: dict[str, Any], events: _Events) -> None:
+    """Train the first ``steps`` batches one at a time, dropout off, and report every step's
+    loss and the final weights (for ``harness check-agreement``)."""
+    from harness.agreement import save_weights
+
+    task = Task.model_validate(spec["task"]).without_dropout()
+    prepared = prepare(spec, events)
+    if prepared is None:
+        return
+    adapter, _, runtime_fields = prepared
+    split = datasets.shaped_for(
+        task,
+        datasets.load(
+            task.dataset.name,
+            {role: Path(path) for role, path in spec["data_paths"].items()},
+            divide_by=task.preprocessing.divide_by,
+            seed=task.seed,
+        ),
+    )
+    train, _ = datasets.hold_out(split.train, task.training.validation_samples)
+    try:
+        trainer = adapter.build(task, initial_weights(task), train.x, train.y)
+    except UnsupportedSpec as exc:
+        events.send("result", status="skipped", kind="unsupported", error=f"unsupported: {exc}")
+        return
+    size, count = task.training.batch_size, len(train.x)
+    losses: list[float] = []
+    for epoch in itertools.count():
+        order = batch_order(task.seed, epoch, count)
+        for start in range(0, count - size + 1, size):  # full batches, as the run's epochs start
+            if len(losses) == spec["steps"]:
+                break
+            batch = order[start : start + size]
+            losses.append(float(call_with_accepted(trainer.train_epoch, batch)))
+        if len(losses) == spec["steps"]:
+            break
+    if hasattr(trainer, "weights"):
+        save_weights(Path(spec["weights_path"]), trainer.weights())
+    events.send(
+        "result",
+        status="ok",
+        kind=None,
+        error=None,
+        metrics={"losses": losses, "parameters": count_parameters(trainer)},
+        **runtime_fields,
+    )
 
 
 def run_calibration(spec: dict[str, Any], events: _Events) -> None:
@@ -245,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
     spec = json.loads(sys.stdin.read())
     try:
-        (run_calibration if spec.get("action") == "calibrate" else run_cell)(spec, events)
+        actions = {"calibrate": run_calibration, "agree": run_agreement}
+        actions.get(spec.get("action", ""), run_cell)(spec, events)
     except Exception as exc:
         tb = traceback.format_exc()
         print(tb, file=sys.stderr)

@@ -160,6 +160,44 @@ class MissingAdapter(CentroidAdapter):
         return Availability(False, "missingfw is not installed: pip install missingfw")
 
 
+class SloppyTorchAdapter(FrameworkAdapter):
+    """The built-in PyTorch adapter with a learning rate 2 % off: a subtly different training
+    run that only a cross-framework check would notice."""
+
+    name = "sloppy"
+    import_name = "torch"
+    distribution = "torch"
+
+    def __init__(self) -> None:
+        from harness_torch.adapter import TorchAdapter
+
+        self.inner = TorchAdapter()
+
+    def devices(self):
+        return ["cpu"]
+
+    def setup(self, *, device, threads, mode="eager"):
+        return self.inner.setup(device=device, threads=threads, mode=mode)
+
+    def build(self, task, weights, x, y):
+        adam = task.training.optimizer
+        faster = adam.model_copy(update={"learning_rate": adam.learning_rate * 1.02})
+        training = task.training.model_copy(update={"optimizer": faster})
+        return self.inner.build(task.model_copy(update={"training": training}), weights, x, y)
+
+
+class PaddedTorchAdapter(SloppyTorchAdapter):
+    """Reports ten parameters more than the task has, like a plugin that added a layer's bias."""
+
+    name = "padded"
+
+    def build(self, task, weights, x, y):
+        trainer = self.inner.build(task, weights, x, y)
+        counted = trainer.parameter_count()
+        trainer.parameter_count = lambda: counted + 10
+        return trainer
+
+
 @harness.hookimpl
 def harness_register_frameworks(register):
     for adapter in (
@@ -174,5 +212,7 @@ def harness_register_frameworks(register):
         SlowAdapter,
         ParentKillerAdapter,
         MissingAdapter,
+        SloppyTorchAdapter,
+        PaddedTorchAdapter,
     ):
         register(adapter())

@@ -1,0 +1,298 @@
+"""The cross-framework agreement check: do the frameworks compute the same training run?
+
+Every framework trains the task from the harness's initial weights on the harness's batches,
+with dropout off (its masks are each framework's own random draws), one optimizer step at a
+time on the CPU in float32, in its own child process. Each reports its training loss after
+every step and its weights at the end, in the harness's layout. Every pair of frameworks is
+then compared:
+
+* **loss**: the largest relative difference ``|a - b| / max(|a|, |b|)`` of a step's loss;
+* **weights**: the largest difference of any weight after the last step, relative to the
+  largest magnitude in its array (see :func:`harness.conformance.max_relative_difference`).
+
+A pair passes when both are within the task's ``[agreement]`` tolerances. Verdicts are cached
+per machine, keyed by a digest of the task, so ``harness run`` can put the latest one on each
+result row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import platformdirs
+
+from harness.conformance import max_relative_difference
+from harness.fairness import parameter_count
+from harness.tasks import Task
+
+#: what a row's ``agreement`` field says
+PASS, FAIL = "pass", "fail"
+
+
+@dataclass
+class Trace:
+    """One framework's first steps: per-step losses, final weights, parameter count."""
+
+    framework: str
+    version: str | None
+    status: str = "ok"
+    error: str | None = None
+    losses: list[float] = field(default_factory=list)
+    parameters: int | None = None
+    weights: list[dict[str, np.ndarray]] | None = None
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    a: str
+    b: str
+    loss_difference: float
+    #: the step (1-based) where the loss difference is largest
+    loss_step: int
+    weights_difference: float | None
+    loss_rtol: float
+    weights_rtol: float
+
+    @property
+    def passed(self) -> bool:
+        weights_ok = self.weights_difference is None or self.weights_difference <= self.weights_rtol
+        return self.loss_difference <= self.loss_rtol and weights_ok
+
+
+@dataclass
+class Check:
+    task: Task
+    steps: int
+    traces: list[Trace]
+    pairs: list[PairVerdict]
+
+    @property
+    def expected_parameters(self) -> int:
+        return parameter_count(self.task)
+
+    @property
+    def parameters_agree(self) -> bool:
+        counts = {trace.parameters for trace in self.traces if trace.status == "ok"}
+        return counts <= {self.expected_parameters, None}
+
+    @property
+    def failed_frameworks(self) -> list[Trace]:
+        return [trace for trace in self.traces if trace.status != "ok"]
+
+    @property
+    def passed(self) -> bool:
+        return (
+            not self.failed_frameworks
+            and self.parameters_agree
+            and all(pair.passed for pair in self.pairs)
+        )
+
+
+def relative_loss_difference(a: list[float], b: list[float]) -> tuple[float, int]:
+    """The largest ``|a - b| / max(|a|, |b|)`` over the steps both have, and its step (1-based)."""
+    steps = min(len(a), len(b))
+    if steps == 0:
+        return float("inf"), 0
+    x, y = np.asarray(a[:steps], np.float64), np.asarray(b[:steps], np.float64)
+    scale = np.maximum(np.maximum(np.abs(x), np.abs(y)), np.finfo(np.float64).tiny)
+    differences = np.abs(x - y) / scale
+    differences[~np.isfinite(differences)] = np.inf
+    worst = int(np.argmax(differences))
+    return float(differences[worst]), worst + 1
+
+
+def weights_difference(
+    a: list[dict[str, np.ndarray]] | None, b: list[dict[str, np.ndarray]] | None
+) -> float | None:
+    """The largest relative difference over every weight array; ``None`` if either is missing."""
+    if a is None or b is None:
+        return None
+    worst = 0.0
+    for layer_a, layer_b in zip(a, b, strict=True):
+        for name in layer_a:
+            worst = max(worst, max_relative_difference(layer_a[name], layer_b[name]))
+    return worst
+
+
+def compare(a: Trace, b: Trace, task: Task) -> PairVerdict:
+    loss, step = relative_loss_difference(a.losses, b.losses)
+    return PairVerdict(
+        a=a.framework,
+        b=b.framework,
+        loss_difference=loss,
+        loss_step=step,
+        weights_difference=weights_difference(a.weights, b.weights),
+        loss_rtol=task.agreement.loss_rtol,
+        weights_rtol=task.agreement.weights_rtol,
+    )
+
+
+def trace(
+    task: Task,
+    framework: str,
+    version: str | None,
+    *,
+    steps: int,
+    threads: int,
+    data_paths: dict[str, str],
+    timeout: float,
+    folder: Path,
+) -> Trace:
+    """Train ``steps`` steps of ``framework`` in a child process and collect its trace."""
+    from harness.runner.process import Limits, run_child
+
+    weights_path = folder / f"{framework}.npz"
+    spec = {
+        "action": "agree",
+        "task": task.model_dump(mode="json"),
+        "framework": framework,
+        "device": "cpu",
+        "mode": "eager",
+        "threads": threads,
+        "data_paths": data_paths,
+        "steps": steps,
+        "weights_path": str(weights_path),
+    }
+    log = folder / f"{framework}.log"
+    limits = Limits(timeout)
+    outcome = run_child(spec, threads=threads, limits=limits, log_path=log)
+    failure = outcome.failure(limits, log)
+    if failure is not None:
+        return Trace(framework, version, status="failed", error=f"{failure[0]}: {failure[1]}")
+    assert outcome.result is not None
+    if outcome.result["status"] != "ok":
+        return Trace(
+            framework, version, status=outcome.result["status"], error=outcome.result["error"]
+        )
+    metrics = outcome.result["metrics"]
+    return Trace(
+        framework,
+        version,
+        losses=[float(value) for value in metrics["losses"]],
+        parameters=metrics.get("parameters"),
+        weights=load_weights(weights_path) if weights_path.exists() else None,
+    )
+
+
+def save_weights(path: Path, weights: list[dict[str, np.ndarray]]) -> None:
+    arrays = {
+        f"{index}/{name}": value
+        for index, layer in enumerate(weights)
+        for name, value in layer.items()
+    }
+    np.savez(path, layers=np.array(len(weights)), **arrays)
+
+
+def load_weights(path: Path) -> list[dict[str, np.ndarray]]:
+    with np.load(path) as data:
+        weights: list[dict[str, np.ndarray]] = [{} for _ in range(int(data["layers"]))]
+        for key in data.files:
+            if "/" in key:
+                index, name = key.split("/", 1)
+                weights[int(index)][name] = data[key]
+    return weights
+
+
+def run_check(
+    task: Task,
+    frameworks: list[tuple[str, str | None]],
+    *,
+    steps: int,
+    threads: int,
+    data_paths: dict[str, str],
+    timeout: float = 900,
+    on_trace=None,
+) -> Check:
+    """Trace every framework (``(name, version)`` pairs) and compare every pair."""
+    task = task.without_dropout()
+    traces = []
+    with tempfile.TemporaryDirectory(prefix="harness-agreement-") as scratch:
+        for name, version in frameworks:
+            result = trace(
+                task,
+                name,
+                version,
+                steps=steps,
+                threads=threads,
+                data_paths=data_paths,
+                timeout=timeout,
+                folder=Path(scratch),
+            )
+            traces.append(result)
+            if on_trace is not None:
+                on_trace(result)
+    ok = [t for t in traces if t.status == "ok"]
+    pairs = [compare(a, b, task) for a, b in itertools.combinations(ok, 2)]
+    return Check(task=task, steps=steps, traces=traces, pairs=pairs)
+
+
+# -- the cache that `harness run` reads ----------------------------------------------
+
+
+def cache_path() -> Path:
+    return Path(platformdirs.user_cache_dir("harness")) / "agreement.json"
+
+
+def task_digest(task: Task) -> str:
+    """Identifies the task as checked: any change to it (model, data, seed...) voids a verdict."""
+    text = json.dumps(
+        task.model_dump(mode="json", exclude={"description", "source"}), sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _load_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def record(check: Check) -> Path:
+    """Save the check's verdict for each framework, replacing older verdicts for this task."""
+    frameworks: dict[str, dict[str, Any]] = {}
+    for item in check.traces:
+        involved = [p for p in check.pairs if item.framework in (p.a, p.b)]
+        passed = (
+            item.status == "ok"
+            and item.parameters in (None, check.expected_parameters)
+            and bool(involved)
+            and all(p.passed for p in involved)
+        )
+        frameworks[item.framework] = {"version": item.version, "status": PASS if passed else FAIL}
+    data = _load_cache()
+    data[task_digest(check.task)] = {
+        "task": check.task.name,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": check.steps,
+        "frameworks": frameworks,
+        "pairs": [asdict(pair) | {"passed": pair.passed} for pair in check.pairs],
+    }
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(handle.name, path)
+    return path
+
+
+def status_for(task: Task, framework: str, version: str | None) -> str | None:
+    """``"pass (N steps)"``/``"fail (N steps)"`` from the latest check of this exact task and
+    framework version, or ``None`` when it hasn't been checked."""
+    entry = _load_cache().get(task_digest(task.without_dropout()))
+    if not entry:
+        return None
+    verdict = entry.get("frameworks", {}).get(framework)
+    if not verdict or verdict.get("version") != version:
+        return None
+    return f"{verdict['status']} ({entry.get('steps')} steps)"

@@ -1,0 +1,168 @@
+"""``harness check-agreement``: do the frameworks train the task the same way?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from harness import agreement
+from harness.commands.common import EXIT_CODES, resolve_threads
+from harness.console import console
+from harness.data import datasets
+from harness.errors import HarnessError
+from harness.plugins import get_registry
+from harness.tasks import load_task
+
+
+@click.command("check-agreement", epilog=EXIT_CODES)
+@click.option("--task", "task_name", required=True, metavar="NAME|PATH", help="The task to check.")
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Optimizer steps to compare  [default: the task's agreement.steps, usually 100]",
+)
+@click.option(
+    "--framework",
+    "-f",
+    "frameworks",
+    multiple=True,
+    metavar="NAME",
+    help="A framework to include; repeat for several  [default: every available one]",
+)
+@click.option(
+    "--dataset",
+    default=None,
+    metavar="NAME",
+    help="Check on another dataset, as for `harness run`.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Threads per framework  [default: all usable cores]",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, None),
+    default=900,
+    show_default=True,
+    help="Seconds each framework may take before it is killed.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding the dataset files, as for `harness run`.",
+)
+def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, data_dir) -> None:
+    """Train the first steps of a task in every framework and compare them, pair by pair.
+
+    Every framework starts from the harness's initial weights and trains on the harness's
+    batches, one step at a time, on the CPU in float32 with dropout off. For each pair of
+    frameworks the check prints the largest relative difference of a step's training loss and
+    of the weights afterwards, against the task's [agreement] tolerances, and that every
+    framework counted the task's number of parameters. The verdict is cached, and later
+    `harness run` rows of this task carry it in their `agreement` column.
+    """
+    registry = get_registry()
+    task = load_task(task_name)
+    if dataset is not None:
+        task = task.with_dataset(dataset)
+    names = list(dict.fromkeys(frameworks)) or sorted(
+        name
+        for name, entry in registry.frameworks.items()
+        if entry.adapter.availability().available
+    )
+    adapters = [registry.framework(name) for name in names]
+    for adapter in adapters:
+        if not adapter.availability().available:
+            raise HarnessError(f"{adapter.name}: {adapter.availability().reason}")
+    if len(adapters) < 2:
+        raise HarnessError("the agreement check needs at least two available frameworks")
+    threads = resolve_threads(threads)
+    steps = steps or task.agreement.steps
+    paths = datasets.locate(task.dataset.name, data_dir)
+
+    with console.status(f"training {steps} steps of {task.name} in each framework") as status:
+        check = agreement.run_check(
+            task,
+            [(adapter.name, adapter.version()) for adapter in adapters],
+            steps=steps,
+            threads=threads,
+            data_paths={role: str(path.resolve()) for role, path in paths.items()},
+            timeout=timeout,
+            on_trace=lambda trace: status.update(f"{trace.framework}: {trace.status}"),
+        )
+    console.print(frameworks_table(check))
+    if check.pairs:
+        console.print(pairs_table(check))
+    if task.agreement.note:
+        console.print(f"note: {escape(task.agreement.note)}", highlight=False)
+    saved = agreement.record(check)
+    verdict = "[green]agree[/]" if check.passed else "[red]DISAGREE[/]"
+    console.print(
+        f"{escape(task.name)}: the frameworks {verdict} over {steps} steps (verdict cached in "
+        f"{escape(str(saved))})",
+        highlight=False,
+    )
+    if check.failed_frameworks:
+        raise SystemExit(1)
+    if not check.passed:
+        raise SystemExit(5)
+
+
+def frameworks_table(check: agreement.Check) -> Table:
+    table = Table(title=f"{check.task.name}: {check.steps} steps from the same weights and batches")
+    for column in (
+        "framework",
+        "version",
+        "parameters",
+        "loss at step 1",
+        "loss at last step",
+        "note",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("framework", "version", "note") else "right"
+        )
+    for trace in check.traces:
+        mismatch = trace.parameters not in (None, check.expected_parameters)
+        table.add_row(
+            trace.framework,
+            trace.version or "",
+            ("[red]" if mismatch else "") + (f"{trace.parameters:,}" if trace.parameters else "?"),
+            f"{trace.losses[0]:.6f}" if trace.losses else "",
+            f"{trace.losses[-1]:.6f}" if trace.losses else "",
+            escape(trace.error or "")
+            + (f"the task has {check.expected_parameters:,} parameters" if mismatch else ""),
+        )
+    return table
+
+
+def pairs_table(check: agreement.Check) -> Table:
+    table = Table(
+        caption="relative differences: loss |a-b|/max(|a|,|b|) per step; weights max|a-b| "
+        "/ max|a| per array"
+    )
+    for column in (
+        "pair",
+        "max loss diff",
+        "at step",
+        "max weight diff",
+        "tolerance (loss / weights)",
+        "",
+    ):
+        table.add_column(column, justify="left" if column in ("pair", "") else "right")
+    for pair in check.pairs:
+        table.add_row(
+            f"{pair.a} vs {pair.b}",
+            f"{pair.loss_difference:.2e}",
+            str(pair.loss_step),
+            "n/a" if pair.weights_difference is None else f"{pair.weights_difference:.2e}",
+            f"{pair.loss_rtol:.0e} / {pair.weights_rtol:.0e}",
+            "[green]pass[/]" if pair.passed else "[red]FAIL[/]",
+        )
+    return table

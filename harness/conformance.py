@@ -1,0 +1,143 @@
+"""Probe models that check a plugin computes what the task says, layer by layer.
+
+Each probe is a tiny model (usually one layer) with random weights (biases included, so a
+dropped bias shows) and random inputs; a plugin builds it with the harness's weights, and its
+``predict`` must match :func:`harness.reference.forward`. Used by the layer tests of the built-in
+plugins and by the conformance kit that third-party plugins run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.fairness import initial_weights
+from harness.reference import forward
+from harness.tasks import Adam, DatasetSpec, ModelSpec, Target, Task, Training
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    input_shape: tuple[int, ...]
+    layers: tuple[dict[str, Any], ...]
+
+
+def _one(name: str, input_shape: tuple[int, ...], **layer: Any) -> Probe:
+    return Probe(name, input_shape, (layer,))
+
+
+PROBES: tuple[Probe, ...] = (
+    *(
+        _one(f"dense_{activation}", (5,), kind="dense", units=7, activation=activation)
+        for activation in ("linear", "relu", "tanh", "sigmoid", "softmax")
+    ),
+    _one("flatten", (4, 3, 2), kind="flatten"),
+    _one("conv2d_valid", (7, 6, 2), kind="conv2d", filters=4, kernel_size=3, activation="relu"),
+    _one("conv2d_same", (7, 6, 2), kind="conv2d", filters=3, kernel_size=3, padding="same"),
+    _one(
+        "conv2d_same_stride2",
+        (7, 6, 2),
+        kind="conv2d",
+        filters=3,
+        kernel_size=[3, 2],
+        strides=2,
+        padding="same",
+    ),
+    _one("conv2d_valid_stride2", (8, 7, 1), kind="conv2d", filters=2, kernel_size=3, strides=2),
+    _one("max_pool2d", (7, 6, 3), kind="max_pool2d", pool_size=2),
+    _one("max_pool2d_stride1", (5, 6, 2), kind="max_pool2d", pool_size=3, strides=1),
+    _one("dropout", (6,), kind="dropout", rate=0.5),
+    *(
+        _one(
+            f"{kind}{'_sequences' if sequences else ''}",
+            (6, 3),
+            kind=kind,
+            units=4,
+            return_sequences=sequences,
+        )
+        for kind in ("simple_rnn", "lstm", "gru")
+        for sequences in (False, True)
+    ),
+    Probe(
+        # a flatten after a convolution: catches channels-first flattening
+        "conv2d_flatten_dense",
+        (6, 5, 2),
+        (
+            {"kind": "conv2d", "filters": 3, "kernel_size": 2},
+            {"kind": "max_pool2d", "pool_size": 2},
+            {"kind": "flatten"},
+            {"kind": "dense", "units": 4, "activation": "softmax"},
+        ),
+    ),
+    Probe(
+        "stacked_rnn_dense",
+        (5, 2),
+        (
+            {"kind": "simple_rnn", "units": 3, "return_sequences": True},
+            {"kind": "lstm", "units": 3, "return_sequences": True},
+            {"kind": "gru", "units": 3},
+            {"kind": "dense", "units": 1},
+        ),
+    ),
+)
+PROBES_BY_NAME = {probe.name: probe for probe in PROBES}
+
+
+def probe_task(probe: Probe, seed: int = 0) -> Task:
+    """A task around the probe's layers, for building only: plugins must not read its dataset.
+
+    Made without the whole-task validation (its output needn't fit a dataset), with the parts
+    validated on their own.
+    """
+    model = ModelSpec.model_validate({"input_shape": probe.input_shape, "layers": probe.layers})
+    model.output_shapes()  # raises if the layers don't fit
+    return Task.model_construct(
+        name=f"probe_{probe.name}",
+        description="",
+        source="",
+        seed=seed,
+        dataset=DatasetSpec.model_construct(name="probe"),
+        model=model,
+        training=Training(
+            loss="mean_squared_error",
+            optimizer=Adam(name="adam"),
+            batch_size=4,
+            epochs=1,
+            eval_batch_size=4,
+        ),
+        target=Target(metric="test_mse", max=1.0),
+    )
+
+
+def probe_weights(task: Task, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """The harness's initial weights, with biases made random too (zeros would hide a lost bias)."""
+    rng = np.random.default_rng([seed, 3])
+    weights = initial_weights(task)
+    for layer in weights:
+        if "bias" in layer:
+            layer["bias"] = rng.uniform(-0.5, 0.5, layer["bias"].shape).astype(np.float32)
+    return weights
+
+
+def probe_inputs(task: Task, samples: int = 3, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng([seed, 4])
+    return rng.standard_normal((samples, *task.model.input_shape)).astype(np.float32)
+
+
+def expected_output(task: Task, weights: list[dict[str, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """What the probe must output: the numpy reference, in float64."""
+    return forward(task.model, weights, x)
+
+
+def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |a - b|`` relative to ``max |a|`` (the scale of the array, so values near zero
+    don't dominate); 0 for two all-zero arrays."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    difference = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return difference / scale if scale > 0 else difference

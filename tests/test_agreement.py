@@ -1,0 +1,94 @@
+"""The cross-framework agreement check: its arithmetic, its cache, and the real check per task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import agreement
+from harness.tasks import load_task
+from .conftest import harness_env, run_harness
+
+TASKS = ("mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn")
+
+
+def test_loss_difference_is_relative_to_the_larger_loss_and_names_the_worst_step():
+    difference, step = agreement.relative_loss_difference([2.0, 1.0, 0.5], [2.0, 1.001, 0.5])
+    assert difference == pytest.approx(0.001 / 1.001)
+    assert step == 2
+
+
+def test_a_nan_loss_is_an_infinite_difference():
+    difference, _ = agreement.relative_loss_difference([1.0, float("nan")], [1.0, 0.9])
+    assert difference == float("inf")
+
+
+def test_weights_difference_is_relative_to_each_arrays_scale():
+    a = [{}, {"kernel": np.array([[10.0, -20.0]]), "bias": np.array([0.001])}]
+    b = [{}, {"kernel": np.array([[10.0, -20.2]]), "bias": np.array([0.001])}]
+    assert agreement.weights_difference(a, b) == pytest.approx(0.01)
+    assert agreement.weights_difference(a, None) is None
+
+
+def test_a_verdict_is_cached_per_task_definition_and_framework_version(tmp_path, monkeypatch):
+    monkeypatch.setattr(agreement, "cache_path", lambda: tmp_path / "agreement.json")
+    task = load_task("mnist_cnn")
+    traces = [
+        agreement.Trace("a", "1.0", losses=[1.0, 0.5], parameters=34_826),
+        agreement.Trace("b", "2.0", losses=[1.0, 0.5000001], parameters=34_826),
+        agreement.Trace("c", "3.0", losses=[1.0, 0.6], parameters=34_826),
+    ]
+    pairs = [
+        agreement.compare(x, y, task) for x, y in ((traces[0], traces[1]), (traces[0], traces[2]))
+    ]
+    check = agreement.Check(task=task.without_dropout(), steps=2, traces=traces, pairs=pairs)
+
+    agreement.record(check)
+
+    assert agreement.status_for(task, "a", "1.0") == "fail (2 steps)"  # its pair with c failed
+    assert agreement.status_for(task, "b", "2.0") == "pass (2 steps)"
+    assert agreement.status_for(task, "b", "2.1") is None  # another version: not checked
+    assert agreement.status_for(task.with_epochs(3), "b", "2.0") is None  # another task
+    assert agreement.status_for(task.with_dataset("fashion_mnist"), "b", "2.0") is None
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_built_in_frameworks_agree_on_the_first_steps_of_every_task(task, tmp_path):
+    result = run_harness(
+        "check-agreement",
+        "--task",
+        task,
+        "--steps",
+        "8",
+        "--threads",
+        "1",
+        env=harness_env(XDG_CACHE_HOME=str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "agree over 8 steps" in result.stdout
+    for pair in ("jax vs tensorflow", "jax vs torch", "tensorflow vs torch"):
+        assert pair in result.stdout
+
+
+def test_a_subtly_different_training_run_fails_the_check(tmp_path):
+    env = harness_env(HARNESS_PLUGINS="harness_test_plugins", XDG_CACHE_HOME=str(tmp_path))
+    result = run_harness(
+        "check-agreement",
+        "--task",
+        "mnist_mlp",
+        "--steps",
+        "5",
+        "--threads",
+        "1",
+        "-f",
+        "torch",
+        "-f",
+        "sloppy",
+        "-f",
+        "padded",
+        env=env,
+    )
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "DISAGREE" in result.stdout
+    assert "sloppy vs torch" in result.stdout and "FAIL" in result.stdout
+    assert "the task has 101,770 parameters" in result.stdout  # padded counted 101,780
