@@ -8,7 +8,7 @@ then compared:
 
 * **loss**: the largest relative difference ``|a - b| / max(|a|, |b|)`` of a step's loss;
 * **weights**: the largest difference of any weight after the last step, relative to the
-  largest magnitude in its array (see :func:`harness.conformance.max_relative_difference`).
+  largest magnitude in its array (:func:`max_relative_difference`).
 
 A pair passes when both are within the task's ``[agreement]`` tolerances. Verdicts are cached
 per machine, keyed by a digest of the task, so ``harness run`` can put the latest one on each
@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import platformdirs
 
-from harness.conformance import max_relative_difference
 from harness.fairness import parameter_count
 from harness.tasks import Task
 
@@ -233,6 +232,17 @@ def run_check(
     ok = [t for t in traces if t.status == "ok"]
     pairs = [compare(a, b, task) for a, b in itertools.combinations(ok, 2)]
     return Check(task=task, steps=steps, traces=traces, pairs=pairs)
+
+
+def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |a - b|`` relative to ``max |a|`` (the scale of the array, so values near zero
+    don't dominate); 0 for two all-zero arrays."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    difference = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return difference / scale if scale > 0 else difference
 
 
 # -- the cache that `harness run` reads ----------------------------------------------

@@ -12,6 +12,7 @@ from harness.commands.agreement import check_agreement
 from harness.commands.calibrate import calibrate
 from harness.commands.common import EXIT_CODES
 from harness.commands.listing import list_command
+from harness.commands.plugin import plugin_group
 from harness.commands.reports import compare_command, report_command, runs_command
 from harness.commands.run import run
 from harness.console import errors
@@ -46,6 +47,7 @@ for command in (
     report_command,
     runs_command,
     compare_command,
+    plugin_group,
 ):
     cli.add_command(command)
 

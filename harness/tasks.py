@@ -182,6 +182,10 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
         if min(out) < 1:
             raise ValueError(f"its {kernel[0]}x{kernel[1]} window does not fit input {shape}")
         return (*out, channels)
+    if layer.kind not in RECURRENT_KINDS:
+        raise ValueError(
+            f"is a layer kind this harness doesn't know (known: {', '.join(LAYER_KINDS)})"
+        )
     if len(shape) != 2:
         raise ValueError(f"needs an input of shape (steps, features), not {shape}")
     return (shape[0], layer.units) if layer.return_sequences else (layer.units,)

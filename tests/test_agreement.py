@@ -7,6 +7,7 @@ import pytest
 
 from harness import agreement
 from harness.tasks import load_task
+
 from .conftest import harness_env, run_harness
 
 TASKS = ("mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn")

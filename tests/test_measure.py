@@ -3,8 +3,10 @@ import pytest
 from harness.measure import TrainingLog
 from harness.tasks import Target
 
+ACCURACY_TARGET = Target(min=0.97)
 
-def log_of(epochs, target=Target(min=0.97)):
+
+def log_of(epochs, target=ACCURACY_TARGET):
     log = TrainingLog(target=target)
     for seconds, score in epochs:
         log.add_epoch(seconds, loss=0.1, score=score, eval_seconds=0.5)

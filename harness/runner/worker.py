@@ -282,6 +282,19 @@ def run_agreement(spec: dict[str, Any], events: _Events) -> None:
     )
 
 
+def run_conformance(spec: dict[str, Any], events: _Events) -> None:
+    """Run the conformance kit's framework-side checks (for ``harness.testing``)."""
+    from harness.testing.checks import run_all
+
+    adapter = get_registry().framework(spec["framework"])
+    devices = adapter.devices()
+    prepared = prepare(spec, events)
+    if prepared is None:
+        return
+    report = {"devices": devices, **run_all(adapter)}
+    events.send("result", status="ok", kind=None, error=None, metrics=report)
+
+
 def run_calibration(spec: dict[str, Any], events: _Events) -> None:
     """Measure the adapter's float32 matrix-product FLOP/s (for ``harness calibrate``)."""
     prepared = prepare(spec, events)
@@ -338,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
     spec = json.loads(sys.stdin.read())
     try:
-        actions = {"calibrate": run_calibration, "agree": run_agreement}
+        actions = {"calibrate": run_calibration, "agree": run_agreement, "conform": run_conformance}
         actions.get(spec.get("action", ""), run_cell)(spec, events)
     except Exception as exc:
         tb = traceback.format_exc()

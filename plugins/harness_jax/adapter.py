@@ -57,63 +57,83 @@ class JaxAdapter(FrameworkAdapter):
         import jax.numpy as jnp
         import optax
 
-        if task.training.loss != "sparse_categorical_crossentropy" or (
-            task.model.layers[-1].activation != "softmax"
-        ):
-            raise UnsupportedSpec("only softmax outputs with sparse categorical cross-entropy")
-        model = _sequential(task.model.layers)
-        params = {}
-        dense_index = 0
-        for spec, layer_weights in zip(task.model.layers, weights, strict=True):
-            if spec.kind == "dense":
-                params[f"Dense_{dense_index}"] = {
-                    "kernel": jnp.asarray(layer_weights["kernel"]),
-                    "bias": jnp.asarray(layer_weights["bias"]),
-                }
-                dense_index += 1
+        from harness_jax.model import Sequential, check_supported, layer_name
+
+        layers = tuple(task.model.layers)
+        check_supported(layers)
+        classify = task.training.loss == "sparse_categorical_crossentropy"
+        if classify and getattr(layers[-1], "activation", None) != "softmax":
+            raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax last layer")
+        # a classifier's model stops at the logits: optax's cross-entropy applies the softmax
+        model = Sequential(layers, logits=classify)
+        # the modules keep the harness's names and shapes, so the weights load as they are
+        params = {
+            layer_name(index): {name: jnp.asarray(array) for name, array in layer_weights.items()}
+            for index, layer_weights in enumerate(weights)
+            if layer_weights
+        }
         adam = task.training.optimizer
         optimizer = optax.adam(
             learning_rate=adam.learning_rate, b1=adam.beta_1, b2=adam.beta_2, eps=adam.epsilon
         )
+        # dropout masks are a pure function of the seed and the step number, so a run repeats
+        # and both modes draw the same masks
+        dropout_key = jax.random.key(task.seed)
 
-        def loss_fn(params, xb, yb):
-            logits = model.apply({"params": params}, xb)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+        def loss_fn(params, xb, yb, step):
+            rngs = {"dropout": jax.random.fold_in(dropout_key, step)}
+            output = model.apply({"params": params}, xb, train=True, rngs=rngs)
+            if classify:
+                return optax.softmax_cross_entropy_with_integer_labels(output, yb).mean()
+            # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
+            return jnp.mean((output.reshape(-1) - yb) ** 2)
 
-        @jax.jit
-        def train_step(params, opt_state, loss_sum, xb, yb):
-            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+        def update(state, xb, yb, step):
+            params, opt_state, loss_sum = state
+            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, step)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             # the epoch's loss is summed on the device: no extra dispatch, no sync per step
             return optax.apply_updates(params, updates), opt_state, loss_sum + loss
 
         @jax.jit
-        def train_steps(params, opt_state, loss_sum, x_all, y_all, batches):
+        def train_step(state, xb, yb, step):
+            return update(state, xb, yb, step)
+
+        @jax.jit
+        def train_steps(state, x_all, y_all, batches, steps):
             """Every full batch of an epoch as one program: a scan over the batch indices."""
 
-            def body(carry, index):
-                params, opt_state, loss_sum = carry
-                loss, grads = jax.value_and_grad(loss_fn)(params, x_all[index], y_all[index])
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state, loss_sum + loss), None
+            def body(state, batch):
+                index, step = batch
+                return update(state, x_all[index], y_all[index], step), None
 
-            return jax.lax.scan(body, (params, opt_state, loss_sum), batches)[0]
+            return jax.lax.scan(body, state, (batches, steps))[0]
 
         @jax.jit
         def eval_step(params, xb, yb):
-            logits = model.apply({"params": params}, xb)
-            losses = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
-            return losses.sum(), (logits.argmax(axis=-1) == yb).sum()
+            output = model.apply({"params": params}, xb)
+            if classify:
+                losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
+                return losses.sum(), (output.argmax(axis=-1) == yb).sum()
+            return ((output.reshape(-1) - yb) ** 2).sum(), 0
+
+        @jax.jit
+        def predict_step(params, xb):
+            output = model.apply({"params": params}, xb)
+            return jax.nn.softmax(output) if classify else output
 
         return JaxTrainer(
             params=params,
             opt_state=optimizer.init(params),
             x=x,
-            y=y.astype(np.int32),
+            y=y.astype(np.int32 if classify else np.float32),
             train_step=train_step,
             train_steps=train_steps if self._mode == "compiled" else None,
             eval_step=eval_step,
+            predict_step=predict_step,
             training=task.training,
+            classify=classify,
+            layer_count=len(layers),
         )
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -137,40 +157,21 @@ class JaxAdapter(FrameworkAdapter):
         return time.perf_counter() - start
 
 
-def _sequential(layer_specs):
-    import flax.linen as nn
-
-    for spec in layer_specs:
-        if spec.kind not in ("flatten", "dense"):
-            raise UnsupportedSpec(f"layer kind {spec.kind!r}")
-    # plain tuples: Linen module attributes must be hashable
-    layers = tuple(
-        (s.kind, getattr(s, "units", 0), getattr(s, "activation", "")) for s in layer_specs
-    )
-
-    class Sequential(nn.Module):
-        layers: tuple
-
-        @nn.compact
-        def __call__(self, x):
-            for position, (kind, units, activation) in enumerate(self.layers):
-                if kind == "flatten":
-                    x = x.reshape((x.shape[0], -1))
-                    continue
-                x = nn.Dense(units)(x)
-                if activation == "relu":
-                    x = nn.relu(x)
-                elif activation == "softmax" and position < len(self.layers) - 1:
-                    x = nn.softmax(x)
-                # a final softmax is folded into the loss, which takes logits
-            return x
-
-    return Sequential(layers)
-
-
 class JaxTrainer:
     def __init__(
-        self, *, params, opt_state, x, y, train_step, train_steps, eval_step, training
+        self,
+        *,
+        params,
+        opt_state,
+        x,
+        y,
+        train_step,
+        train_steps,
+        eval_step,
+        predict_step,
+        training,
+        classify,
+        layer_count,
     ) -> None:
         self.params = params
         self.opt_state = opt_state
@@ -179,7 +180,11 @@ class JaxTrainer:
         self.train_step = train_step
         self.train_steps = train_steps  # set in compiled mode
         self.eval_step = eval_step
+        self.predict_step = predict_step
         self.training = training
+        self.classify = classify  # else a regression: MSE, no accuracy
+        self.layer_count = layer_count
+        self.steps_taken = 0  # numbers the steps, for their dropout masks
         if train_steps is not None:
             import jax
 
@@ -190,39 +195,63 @@ class JaxTrainer:
         import jax.numpy as jnp
 
         batch_size = self.training.batch_size
-        loss_sum = jnp.zeros((), jnp.float32)
+        state = (self.params, self.opt_state, jnp.zeros((), jnp.float32))
         steps = -(-len(batch_order) // batch_size)
         first = 0
         if self.train_steps is not None:
             # one program for every full batch; a last, smaller batch goes through train_step
             first = len(batch_order) // batch_size
             batches = batch_order[: first * batch_size].astype(np.int32).reshape(first, batch_size)
-            self.params, self.opt_state, loss_sum = self.train_steps(
-                self.params, self.opt_state, loss_sum, self.x_device, self.y_device, batches
-            )
+            numbers = np.arange(self.steps_taken, self.steps_taken + first, dtype=np.int32)
+            state = self.train_steps(state, self.x_device, self.y_device, batches, numbers)
             clock = None  # single steps of a scanned epoch can't be timed
         for step in range(first, steps):
             timed = clock is not None and clock.wants(step)
             if timed:
-                loss_sum.block_until_ready()
+                state[2].block_until_ready()
                 began = time.perf_counter()
             # batches are gathered on the host and transferred, as in Flax's MNIST example
             index = batch_order[step * batch_size : (step + 1) * batch_size]
-            self.params, self.opt_state, loss_sum = self.train_step(
-                self.params, self.opt_state, loss_sum, self.x[index], self.y[index]
-            )
+            number = np.int32(self.steps_taken + step)
+            state = self.train_step(state, self.x[index], self.y[index], number)
             if timed:
-                loss_sum.block_until_ready()
+                state[2].block_until_ready()
                 clock.record(time.perf_counter() - began)
+        self.params, self.opt_state, loss_sum = state
+        self.steps_taken += steps
         return float(loss_sum) / steps  # float() waits for the device
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
+        y = y.astype(self.y.dtype)
         batch = self.training.eval_batch_size
         loss_sum, correct = 0.0, 0
         for start in range(0, len(x), batch):
             batch_loss, batch_correct = self.eval_step(
-                self.params, x[start : start + batch], y[start : start + batch].astype(np.int32)
+                self.params, x[start : start + batch], y[start : start + batch]
             )
             loss_sum += float(batch_loss)
             correct += int(batch_correct)
-        return Evaluation(loss=loss_sum / len(x), accuracy=correct / len(x))
+        return Evaluation(
+            loss=loss_sum / len(x), accuracy=correct / len(x) if self.classify else None
+        )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        batch = self.training.eval_batch_size
+        outputs = [
+            np.asarray(self.predict_step(self.params, x[start : start + batch]))
+            for start in range(0, len(x), batch)
+        ]
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+    def weights(self) -> list[dict[str, np.ndarray]]:
+        from harness_jax.model import layer_name
+
+        return [
+            {name: np.array(array) for name, array in self.params.get(layer_name(i), {}).items()}
+            for i in range(self.layer_count)
+        ]
+
+    def parameter_count(self) -> int:
+        import jax
+
+        return sum(leaf.size for leaf in jax.tree_util.tree_leaves(self.params))

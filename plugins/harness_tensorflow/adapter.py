@@ -1,7 +1,12 @@
 """The TensorFlow adapter: a ``keras.Sequential`` compiled and trained with ``model.fit``.
 
 Modes: ``eager`` is Keras's default (``jit_compile="auto"``: a ``tf.function`` graph, which
-Keras hands to XLA on a GPU but not on a CPU); ``compiled`` forces XLA (``jit_compile=True``).
+Keras hands to XLA on a GPU but not on a CPU); ``compiled`` forces XLA (``jit_compile=True``),
+and so keeps LSTM and GRU layers off cuDNN's kernel, which XLA can't compile.
+
+The harness's weight layout is Keras's, so weights pass through unchanged. The optimizer is
+Adam as the harness defines it (epsilon outside the bias-corrected square root, as PyTorch and
+Optax compute it), not Keras's own variant; see :class:`harness_tensorflow.keras_model.HarnessAdam`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import time
 import numpy as np
 
 from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
+
+#: where Adam's epsilon goes (recorded with every result: Keras's own Adam puts it elsewhere)
+ADAM_EPSILON = "outside sqrt of bias-corrected v (as in PyTorch and Optax)"
 
 
 class TensorFlowAdapter(FrameworkAdapter):
@@ -37,7 +45,11 @@ class TensorFlowAdapter(FrameworkAdapter):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         gpus = tf.config.list_physical_devices("GPU")
         self._mode = mode
-        settings: dict = {"mode": mode, "precision": "float32"}
+        settings: dict = {
+            "mode": mode,
+            "precision": "float32",
+            "adam_epsilon": ADAM_EPSILON,
+        }
         if device == "gpu":
             for gpu in gpus:
                 tf.config.experimental.set_memory_growth(gpu, True)
@@ -54,33 +66,40 @@ class TensorFlowAdapter(FrameworkAdapter):
         return RuntimeInfo(device=device, device_name=name, settings=settings)
 
     def build(self, task, weights, x, y) -> KerasTrainer:
-        import keras
+        from harness_tensorflow import keras_model
 
-        layers: list = [keras.Input(shape=tuple(task.model.input_shape))]
-        for spec in task.model.layers:
-            if spec.kind == "flatten":
-                layers.append(keras.layers.Flatten())
-            elif spec.kind == "dense":
-                layers.append(keras.layers.Dense(spec.units, activation=spec.activation))
-            else:
-                raise UnsupportedSpec(f"layer kind {spec.kind!r}")
-        model = keras.Sequential(layers)
-        for layer, params in zip(model.layers, weights, strict=True):
-            if params:
-                layer.set_weights([params["kernel"], params["bias"]])
-        adam = task.training.optimizer
+        training = task.training
+        last = task.model.layers[-1]
+        softmax_output = last.kind == "dense" and last.activation == "softmax"
+        if training.loss == "sparse_categorical_crossentropy" and not softmax_output:
+            raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax dense output")
+        compiled = self._mode == "compiled"
+        # cuDNN's RNN kernels are the same math, but a model using them can't be XLA-compiled
+        self._settings.pop("rnn_use_cudnn", None)
+        if any(spec.kind in ("lstm", "gru") for spec in task.model.layers):
+            self._settings["rnn_use_cudnn"] = False if compiled else "auto"
+        model = keras_model.build_model(
+            task.model, weights, use_cudnn=False if compiled else "auto"
+        )
+        adam = training.optimizer
         model.compile(
-            optimizer=keras.optimizers.Adam(
+            optimizer=keras_model.HarnessAdam(
                 learning_rate=adam.learning_rate,
                 beta_1=adam.beta_1,
                 beta_2=adam.beta_2,
                 epsilon=adam.epsilon,
             ),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            jit_compile=True if self._mode == "compiled" else "auto",
+            loss=_keras_loss(training.loss),
+            jit_compile=True if compiled else "auto",
         )
+        # Private, but the one place Keras keeps the epoch's loss: make each batch count once.
+        model._loss_tracker = keras_model.BatchMean(name="loss")
         self._settings["jit_compile"] = model.jit_compile
-        return KerasTrainer(model, x, y, task.training)
+        if compiled and not model.jit_compile:
+            raise UnsupportedSpec("Keras can't XLA-compile this model (jit_compile=True refused)")
+        if training.loss == "mean_squared_error":
+            y = y.reshape(-1, 1)  # the output's shape: no (b, 1) - (b,) broadcast to (b, b)
+        return KerasTrainer(model, task.model, x, y, training)
 
     def peak_device_memory_bytes(self) -> int | None:
         if self._device != "gpu":
@@ -101,9 +120,21 @@ class TensorFlowAdapter(FrameworkAdapter):
         return time.perf_counter() - start
 
 
+def _keras_loss(name: str):
+    import keras
+
+    if name == "sparse_categorical_crossentropy":
+        # on the softmax's output: Keras takes the logits the softmax recorded, a log-softmax
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=False)
+    if name == "mean_squared_error":
+        return keras.losses.MeanSquaredError()
+    raise UnsupportedSpec(f"loss {name!r}")
+
+
 class KerasTrainer:
-    def __init__(self, model, x: np.ndarray, y: np.ndarray, training) -> None:
+    def __init__(self, model, model_spec, x: np.ndarray, y: np.ndarray, training) -> None:
         self.model = model
+        self.model_spec = model_spec
         self.x = x
         self.y = y
         self.training = training
@@ -121,14 +152,31 @@ class KerasTrainer:
         )
         return float(history.history["loss"][-1])
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        outputs = self.model.predict(x, batch_size=self.training.eval_batch_size, verbose=0)
+        return np.asarray(outputs, dtype=np.float32)
+
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
-        probabilities = self.model.predict(x, batch_size=self.training.eval_batch_size, verbose=0)
-        # the same clipping as Keras's cross-entropy on probabilities
-        picked = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
+        outputs = self.predict(x)
+        if self.training.loss == "mean_squared_error":
+            errors = outputs[:, 0].astype(np.float64) - y
+            return Evaluation(loss=float(np.mean(errors**2)), accuracy=None)
+        # Training's loss is a log-softmax of the logits (Keras reads them off the softmax), so
+        # the probabilities are not clipped at Keras's 1e-7 here: only kept off log(0).
+        picked = np.maximum(outputs[np.arange(len(y)), y], np.finfo(np.float32).tiny)
         return Evaluation(
-            loss=float(-np.log(picked).mean()),
-            accuracy=float((probabilities.argmax(axis=1) == y).mean()),
+            loss=float(-np.log(picked.astype(np.float64)).mean()),
+            accuracy=float((outputs.argmax(axis=1) == y).mean()),
         )
+
+    def weights(self) -> list[dict[str, np.ndarray]]:
+        from harness_tensorflow.keras_model import layer_weights
+
+        return layer_weights(self.model_spec, self.model)
+
+    def parameter_count(self) -> int:
+        # count_params() would count non-trainable weights too
+        return sum(int(np.prod(weight.shape)) for weight in self.model.trainable_weights)
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""The PyTorch adapter: an ``nn.Sequential`` trained with ``torch.optim.Adam``.
+"""The PyTorch adapter: an ``nn.Sequential`` (see :mod:`harness_torch.model`) trained with
+``torch.optim.Adam``.
 
 Modes: ``eager`` (PyTorch's default) and ``compiled`` (the model wrapped in ``torch.compile``).
 """
@@ -63,42 +64,37 @@ class TorchAdapter(FrameworkAdapter):
 
     def build(self, task, weights, x, y) -> TorchTrainer:
         import torch
-        from torch import nn
 
-        layers: list[nn.Module] = []
-        specs = task.model.layers
-        for index, (spec, params) in enumerate(zip(specs, weights, strict=True)):
-            if spec.kind == "flatten":
-                layers.append(nn.Flatten())
-            elif spec.kind == "dense":
-                linear = nn.Linear(params["kernel"].shape[0], spec.units)
-                with torch.no_grad():
-                    linear.weight.copy_(torch.from_numpy(params["kernel"].T.copy()))
-                    linear.bias.copy_(torch.from_numpy(params["bias"]))
-                layers.append(linear)
-                last = index == len(specs) - 1
-                if spec.activation == "relu":
-                    layers.append(nn.ReLU())
-                elif spec.activation == "softmax" and not last:
-                    layers.append(nn.Softmax(dim=-1))
-                # a final softmax is folded into the loss: CrossEntropyLoss takes logits
-            else:
-                raise UnsupportedSpec(f"layer kind {spec.kind!r}")
-        if (
-            task.training.loss != "sparse_categorical_crossentropy"
-            or specs[-1].activation != "softmax"
-        ):
-            raise UnsupportedSpec("only softmax outputs with sparse categorical cross-entropy")
-        model = nn.Sequential(*layers).to(self._device)
+        from harness_torch.model import build_model
+
+        loss = task.training.loss
+        classifier = loss == "sparse_categorical_crossentropy"
+        last = task.model.layers[-1]
+        if classifier and (last.kind != "dense" or last.activation != "softmax"):
+            raise UnsupportedSpec("sparse categorical cross-entropy needs a final dense softmax")
+        # cross-entropy takes logits (log-softmax is steadier than the log of a softmax), so a
+        # final softmax leaves the module and predict() applies it
+        built = build_model(task.model, weights, fold_final_softmax=classifier)
+        model = built.module.to(self._device)
         adam = task.training.optimizer
-        optimizer = torch.optim.Adam(
-            model.parameters(),
-            lr=adam.learning_rate,
-            betas=(adam.beta_1, adam.beta_2),
-            eps=adam.epsilon,
+        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        optimizer = (
+            torch.optim.Adam(
+                trainable, lr=adam.learning_rate, betas=(adam.beta_1, adam.beta_2), eps=adam.epsilon
+            )
+            if trainable
+            else None  # a model without parameters (a probe) has nothing to train
         )
-        forward = torch.compile(model) if self._mode == "compiled" else model
-        return TorchTrainer(model, forward, optimizer, x, y, task.training, self._device)
+        forward: Any = model
+        if self._mode == "compiled":
+            # dynamo's shape guesses are kept per code object, and every model shares
+            # nn.Sequential.forward: after several models in one process it would trace sizes
+            # such as channel counts as symbols, which inductor fails on for convolutions
+            torch.compiler.reset()
+            forward = torch.compile(model)
+        return TorchTrainer(
+            model, forward, optimizer, x, y, task, built.holders, built.softmax_folded, self._device
+        )
 
     def peak_device_memory_bytes(self) -> int | None:
         import torch
@@ -129,18 +125,39 @@ def _synchronize(device) -> None:
 
 class TorchTrainer:
     def __init__(
-        self, model, forward, optimizer, x: np.ndarray, y: np.ndarray, training: Any, device
+        self,
+        model,
+        forward,
+        optimizer,
+        x: np.ndarray,
+        y: np.ndarray,
+        task: Any,
+        holders: list,
+        softmax_folded: bool,
+        device,
     ) -> None:
         import torch
 
         self.model = model
         self.forward = forward  # the model, or its torch.compile wrapper
         self.optimizer = optimizer
-        self.training = training
+        self.task = task
+        self.training = task.training
+        self.holders = holders  # per task layer, the module holding its weights (or None)
+        self.softmax_folded = softmax_folded
         self.device = device
-        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.classifier = task.training.loss == "sparse_categorical_crossentropy"
         self.x = torch.from_numpy(x).to(device)
         self.y = torch.from_numpy(y).to(device)
+
+    def _loss(self, output, target, reduction: str = "mean"):
+        import torch.nn.functional as F
+
+        if self.classifier:
+            return F.cross_entropy(output, target, reduction=reduction)
+        # the output is (batch, 1) and the targets (batch,): compare them as (batch,), not
+        # broadcast to (batch, batch)
+        return F.mse_loss(output.reshape(-1), target, reduction=reduction)
 
     def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
         import torch
@@ -155,27 +172,60 @@ class TorchTrainer:
                 _synchronize(self.device)
                 began = time.perf_counter()
             index = order[start : start + batch_size]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self.forward(self.x[index]), self.y[index])
-            loss.backward()
-            self.optimizer.step()
+            loss = self._loss(self.forward(self.x[index]), self.y[index])
+            if self.optimizer is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
             total += loss.detach()
             if timed:
                 _synchronize(self.device)
                 clock.record(time.perf_counter() - began)
         return total.item() / (step + 1)  # .item() waits for the device
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
+    def _outputs(self, x: np.ndarray):
+        """The module's outputs (logits where the softmax is folded), batch by batch."""
         import torch
 
         self.model.eval()
-        loss_sum, correct = 0.0, 0
         batch = self.training.eval_batch_size
         with torch.no_grad():
             for start in range(0, len(x), batch):
-                xb = torch.from_numpy(x[start : start + batch]).to(self.device)
-                yb = torch.from_numpy(y[start : start + batch]).to(self.device)
-                logits = self.forward(xb)
-                loss_sum += torch.nn.functional.cross_entropy(logits, yb, reduction="sum").item()
-                correct += int((logits.argmax(dim=1) == yb).sum().item())
-        return Evaluation(loss=loss_sum / len(x), accuracy=correct / len(x))
+                yield (
+                    start,
+                    self.forward(torch.from_numpy(x[start : start + batch]).to(self.device)),
+                )
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
+        import torch
+
+        loss_sum, correct = 0.0, 0
+        batch = self.training.eval_batch_size
+        for start, output in self._outputs(x):
+            target = torch.from_numpy(y[start : start + batch]).to(self.device)
+            loss_sum += self._loss(output, target, reduction="sum").item()
+            if self.classifier:
+                correct += int((output.argmax(dim=1) == target).sum().item())
+        return Evaluation(
+            loss=loss_sum / len(x), accuracy=correct / len(x) if self.classifier else None
+        )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        outputs = [
+            torch.softmax(output, dim=-1) if self.softmax_folded else output
+            for _, output in self._outputs(x)
+        ]
+        return torch.cat(outputs).cpu().numpy().astype(np.float32)
+
+    def weights(self) -> list[dict[str, np.ndarray]]:
+        from harness_torch.model import read_weights
+
+        return [
+            read_weights(spec, holder)
+            for spec, holder in zip(self.task.model.layers, self.holders, strict=True)
+        ]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

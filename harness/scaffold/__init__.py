@@ -1,0 +1,63 @@
+"""``harness plugin new``: write a ready-to-install framework plugin distribution.
+
+The files come from the templates beside this module (Jinja2, rendered with the plugin's
+name); the generated distribution registers its adapter through the ``harness`` entry-point
+group and ships a test file that runs the conformance kit against it.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+from pathlib import Path
+
+import jinja2
+
+from harness.errors import HarnessError
+
+NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
+
+#: template file -> path in the generated distribution ({package} is the import name)
+FILES = {
+    "pyproject.toml.j2": "pyproject.toml",
+    "README.md.j2": "README.md",
+    "__init__.py.j2": "{package}/__init__.py",
+    "adapter.py.j2": "{package}/adapter.py",
+    "test_conformance.py.j2": "tests/test_conformance.py",
+}
+
+
+def new_plugin(name: str, parent: Path) -> Path:
+    """Write the distribution ``harness-<name>`` into ``parent``; returns its folder."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise HarnessError(
+            f"{name!r} is not a usable plugin name: use lowercase letters, digits and "
+            "underscores, starting with a letter (it becomes the --framework value)"
+        )
+    package = f"harness_{name}"
+    folder = parent / f"harness-{name.replace('_', '-')}"
+    if folder.exists():
+        raise HarnessError(f"{folder} already exists; pick another --dir or remove it")
+    environment = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_template),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    context = {
+        "name": name,
+        "package": package,
+        "distribution": f"harness-{name.replace('_', '-')}",
+        "class_name": "".join(part.capitalize() for part in name.split("_")),
+    }
+    try:
+        for template, target in FILES.items():
+            path = folder / target.format(package=package)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(environment.get_template(template).render(context), encoding="utf-8")
+    except OSError as exc:
+        raise HarnessError(f"cannot write the plugin into {parent}: {exc.strerror}") from None
+    return folder
+
+
+def _template(name: str) -> str:
+    return files("harness.scaffold").joinpath("template", name).read_text(encoding="utf-8")

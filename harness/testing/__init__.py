@@ -1,0 +1,21 @@
+"""The conformance kit: the contract every framework plugin must meet, as a pytest suite.
+
+A plugin's test file needs three lines::
+
+    from harness.testing import ConformanceSuite
+
+    class TestMyFramework(ConformanceSuite):
+        framework = "myfw"          # the name the plugin registers
+
+``pytest`` then checks registration and metadata, device and memory reporting, every layer kind
+against the numpy reference (:mod:`harness.reference`) with the harness's weights, parameter
+counts, loading and returning weights, one-step and several-step training agreement with a
+numpy reference (:mod:`harness.testing.reference_training`), what ``train_epoch`` and
+``evaluate`` return, and a clear ``UnsupportedSpec`` for a layer kind the plugin doesn't know.
+A plugin may declare layer kinds it deliberately leaves out; their probes must then raise
+``UnsupportedSpec`` (a ``skipped`` cell in a run), never build something else.
+"""
+
+from harness.testing.suite import ConformanceSuite
+
+__all__ = ["ConformanceSuite"]

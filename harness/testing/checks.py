@@ -1,0 +1,204 @@
+"""The conformance checks that need the framework: run in a child process, one per framework.
+
+The kit's pytest tests (:mod:`harness.testing.suite`) start this through the runner's worker
+(action ``conform``), so each framework is imported into a fresh process with the settings
+a real cell gets, and a plugin that crashes the interpreter fails the checks instead of the
+test session. The result is one JSON-able dict the tests then assert on.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from typing import Any
+
+import numpy as np
+
+from harness.adapter import UnsupportedSpec, call_with_accepted
+from harness.agreement import max_relative_difference
+from harness.fairness import parameter_count
+from harness.tasks import Dense, _Spec
+from harness.testing import reference_training
+from harness.testing.probes import (
+    PROBES,
+    Probe,
+    expected_output,
+    probe_inputs,
+    probe_task,
+    probe_weights,
+)
+
+#: the training probes: (name, reference kind, layers, loss)
+TRAINING_PROBES = (
+    (
+        "classifier",
+        Probe(
+            "training_classifier",
+            (6,),
+            (
+                {"kind": "dense", "units": 5, "activation": "relu"},
+                {"kind": "dense", "units": 3, "activation": "softmax"},
+            ),
+        ),
+        "sparse_categorical_crossentropy",
+    ),
+    (
+        "regressor",
+        Probe("training_regressor", (4,), ({"kind": "dense", "units": 1},)),
+        "mean_squared_error",
+    ),
+)
+TRAINING_STEPS = 6
+TRAINING_BATCH = 8
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    return {
+        "error_type": type(exc).__name__,
+        "error": str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "",
+        "traceback": traceback.format_exc()[-3000:],
+    }
+
+
+def check_probe(adapter: Any, probe: Probe) -> dict[str, Any]:
+    """Build one probe model, compare its output with the reference, count, round-trip weights."""
+    task = probe_task(probe)
+    weights = probe_weights(task)
+    x = probe_inputs(task)
+    expected = expected_output(task, weights, x)
+    report: dict[str, Any] = {
+        "expected_shape": list(expected.shape),
+        "expected_parameters": parameter_count(task),
+    }
+    try:
+        trainer = adapter.build(task, weights, x, np.zeros(len(x), np.float32))
+    except UnsupportedSpec as exc:
+        return report | {"status": "unsupported", "error": str(exc)}
+    except Exception as exc:
+        return report | {"status": "error", "stage": "build", **_error(exc)}
+    for stage, run in (
+        ("predict", lambda: _compare_output(trainer, x, expected)),
+        ("parameter_count", lambda: {"parameters": int(trainer.parameter_count())}),
+        ("weights", lambda: {"weights_difference": _round_trip(trainer, weights)}),
+    ):
+        try:
+            report |= run()
+        except Exception as exc:
+            return report | {"status": "error", "stage": stage, **_error(exc)}
+    return report | {"status": "ok"}
+
+
+def _compare_output(trainer: Any, x: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
+    output = np.asarray(trainer.predict(x))
+    result: dict[str, Any] = {"shape": list(output.shape), "dtype": str(output.dtype)}
+    if output.shape == expected.shape:
+        result["max_abs_difference"] = float(np.max(np.abs(output - expected)))
+        result["output_difference"] = max_relative_difference(expected, output)
+    return result
+
+
+def _round_trip(trainer: Any, given: list[dict[str, np.ndarray]]) -> float:
+    """The largest difference between the weights given to ``build`` and those returned."""
+    returned = trainer.weights()
+    if len(returned) != len(given):
+        raise ValueError(f"weights() returned {len(returned)} layers, not {len(given)}")
+    worst = 0.0
+    for index, (a, b) in enumerate(zip(given, returned, strict=True)):
+        if set(a) != set(b):
+            raise ValueError(f"layer {index}: weights() names {sorted(b)}, expected {sorted(a)}")
+        for name in a:
+            if np.shape(b[name]) != a[name].shape:
+                raise ValueError(
+                    f"layer {index} {name}: shape {np.shape(b[name])}, expected {a[name].shape}"
+                )
+            worst = max(worst, float(np.max(np.abs(np.asarray(b[name]) - a[name]), initial=0)))
+    return worst
+
+
+def check_training(adapter: Any, kind: str, probe: Probe, loss: str) -> dict[str, Any]:
+    """Train the probe one batch at a time next to the numpy reference; compare losses, weights
+    and what ``train_epoch`` and ``evaluate`` return."""
+    task = probe_task(probe, loss=loss, learning_rate=0.01, batch_size=TRAINING_BATCH)
+    weights = probe_weights(task)
+    rng = np.random.default_rng(5)
+    samples = TRAINING_BATCH * TRAINING_STEPS
+    x = rng.standard_normal((samples, *probe.input_shape)).astype(np.float32)
+    if kind == "classifier":
+        y = rng.integers(0, probe.layers[-1]["units"], samples).astype(np.int64)
+    else:
+        y = rng.standard_normal(samples).astype(np.float32)
+    order = rng.permutation(samples)
+    batches = [order[i * TRAINING_BATCH : (i + 1) * TRAINING_BATCH] for i in range(TRAINING_STEPS)]
+    expected_losses, expected_weights = reference_training.train(
+        kind, weights, x, y, batches, task.training.optimizer
+    )
+    report: dict[str, Any] = {"expected_losses": expected_losses}
+    try:
+        trainer = adapter.build(task, weights, x, y)
+        losses = []
+        for batch in batches:
+            value = call_with_accepted(trainer.train_epoch, batch)
+            report["train_epoch_returns"] = type(value).__name__
+            losses.append(float(value))
+        report["losses"] = losses
+        trained = trainer.weights()
+        report["weights_difference"] = max(
+            max_relative_difference(expected_weights[i][name], trained[i][name])
+            for i in range(len(trained))
+            for name in trained[i]
+        )
+        evaluation = trainer.evaluate(x, y)
+        report["evaluation"] = {
+            "loss": float(evaluation.loss),
+            "loss_finite": math.isfinite(float(evaluation.loss)),
+            "accuracy": None if evaluation.accuracy is None else float(evaluation.accuracy),
+        }
+    except Exception as exc:
+        return report | {"status": "error", **_error(exc)}
+    return report | {"status": "ok"}
+
+
+class FutureLayer(_Spec):
+    """A layer kind no plugin knows."""
+
+    kind: str = "future_layer"
+
+
+def check_unknown_layer(adapter: Any) -> dict[str, Any]:
+    """Build a model with a layer kind this harness version doesn't have (as a newer harness
+    might send): the plugin must raise ``UnsupportedSpec``, not crash or build something else."""
+    task = probe_task(Probe("unknown", (6,), ({"kind": "flatten"},)))
+    future = FutureLayer()
+    model = task.model.model_copy(update={"layers": [future, Dense(kind="dense", units=2)]})
+    task = task.model_copy(update={"model": model})
+    x = np.zeros((2, 6), np.float32)
+    try:
+        adapter.build(
+            task,
+            [{}, {"kernel": np.zeros((6, 2), np.float32), "bias": np.zeros(2, np.float32)}],
+            x,
+            np.zeros(2, np.float32),
+        )
+    except UnsupportedSpec as exc:
+        return {"raised": "UnsupportedSpec", "message": str(exc)}
+    except Exception as exc:
+        return {"raised": type(exc).__name__, "message": str(exc)[:300]}
+    return {"raised": None, "message": ""}
+
+
+def run_all(adapter: Any) -> dict[str, Any]:
+    """Every check, each contained: one failing check never hides the others' results."""
+    report: dict[str, Any] = {
+        "probes": {probe.name: check_probe(adapter, probe) for probe in PROBES},
+        "training": {
+            kind: check_training(adapter, kind, probe, loss)
+            for kind, probe, loss in TRAINING_PROBES
+        },
+        "unknown_layer": check_unknown_layer(adapter),
+    }
+    try:
+        memory = adapter.peak_device_memory_bytes()
+        report["memory"] = {"value": memory, "type": type(memory).__name__}
+    except Exception as exc:
+        report["memory"] = {"value": None, "type": "error", **_error(exc)}
+    return report

@@ -1,0 +1,174 @@
+"""The conformance kit's tests: subclass :class:`ConformanceSuite` and name your framework."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from harness.adapter import DEVICE_KINDS, MODES, FrameworkAdapter
+from harness.plugins import get_registry
+from harness.testing.probes import PROBES, Probe
+
+#: how far a probe's output may be from the float64 reference (float32 arithmetic)
+OUTPUT_RTOL = 1e-4
+#: how far training losses (relative) and weights (relative to their scale) may drift from the
+#: reference over the training probe's steps
+TRAINING_LOSS_RTOL = 1e-4
+TRAINING_WEIGHTS_RTOL = 1e-3
+
+_reports: dict[str, dict[str, Any]] = {}
+
+
+def conformance_report(framework: str, timeout: float = 900) -> dict[str, Any]:
+    """Run the framework's checks in a child process (once per test session) and return them."""
+    if framework not in _reports:
+        from harness.runner.process import Limits, run_child
+
+        spec = {"action": "conform", "framework": framework, "device": "cpu", "threads": 1}
+        with tempfile.TemporaryDirectory() as folder:
+            log = Path(folder) / "conformance.log"
+            outcome = run_child(spec, threads=1, limits=Limits(timeout), log_path=log)
+            failure = outcome.failure(Limits(timeout), log)
+            log_text = log.read_text(errors="replace")[-4000:]
+        if failure is not None:
+            raise AssertionError(
+                f"the conformance checks of {framework!r} failed: {failure[1]}\n{log_text}"
+            )
+        assert outcome.result is not None
+        runtime = next((e for e in outcome.events if e.get("event") == "runtime"), {})
+        _reports[framework] = {**outcome.result.get("metrics", {}), "runtime": runtime}
+    return _reports[framework]
+
+
+def _probe_id(probe: Probe) -> str:
+    return probe.name
+
+
+class ConformanceSuite:
+    """The contract of a framework plugin. Set :attr:`framework` in a subclass named ``Test...``.
+
+    :attr:`unsupported_layers` lists layer kinds the plugin deliberately can't express; their
+    probes must then be refused with ``UnsupportedSpec``.
+    """
+
+    framework: ClassVar[str] = ""
+    unsupported_layers: ClassVar[frozenset[str]] = frozenset()
+
+    # -- fixtures ------------------------------------------------------------------
+
+    @pytest.fixture
+    def adapter(self) -> FrameworkAdapter:
+        if not self.framework:
+            pytest.fail(f'{type(self).__name__}: set `framework = "<name>"` on the class')
+        return get_registry().framework(self.framework)
+
+    @pytest.fixture
+    def report(self, adapter: FrameworkAdapter) -> dict[str, Any]:
+        availability = adapter.availability()
+        assert availability.available, availability.reason
+        return conformance_report(self.framework)
+
+    # -- registration and metadata -------------------------------------------------
+
+    def test_registers_under_its_name_with_metadata(self, adapter: FrameworkAdapter):
+        assert adapter.name == self.framework
+        for attribute in ("import_name", "distribution"):
+            value = getattr(adapter, attribute, None)
+            assert isinstance(value, str) and value, f"set the class attribute {attribute}"
+        assert adapter.modes and set(adapter.modes) <= set(MODES), adapter.modes
+        assert "eager" in adapter.modes
+        assert adapter.availability().available, adapter.availability().reason
+        assert adapter.version(), f"no installed distribution named {adapter.distribution!r}"
+
+    def test_reports_its_devices_and_sets_up_the_cpu(self, report: dict[str, Any]):
+        runtime = report["runtime"]
+        assert runtime.get("device") == "cpu"
+        assert runtime.get("device_name"), "RuntimeInfo.device_name is empty"
+        assert isinstance(runtime.get("settings"), dict)
+        assert set(report["devices"]) <= set(DEVICE_KINDS) and "cpu" in report["devices"]
+
+    def test_reports_no_device_memory_on_the_cpu(self, report: dict[str, Any]):
+        memory = report["memory"]
+        assert memory["type"] in ("NoneType", "int"), memory
+        assert memory["value"] is None or memory["value"] >= 0
+
+    # -- layers --------------------------------------------------------------------
+
+    def _probe(self, report: dict[str, Any], probe: Probe) -> dict[str, Any]:
+        result = report["probes"][probe.name]
+        kinds = {layer["kind"] for layer in probe.layers}
+        if kinds & self.unsupported_layers:
+            assert result["status"] == "unsupported", (
+                f"{probe.name}: declared unsupported, so build must raise UnsupportedSpec"
+            )
+            pytest.skip(
+                f"{', '.join(sorted(kinds & self.unsupported_layers))} declared unsupported"
+            )
+        assert result["status"] == "ok", (
+            f"{probe.name}: {result.get('stage', 'build')} raised "
+            f"{result.get('error_type', 'UnsupportedSpec')}: {result.get('error')}\n"
+            f"{result.get('traceback', '')}"
+        )
+        return result
+
+    @pytest.mark.parametrize("probe", PROBES, ids=_probe_id)
+    def test_layer_output_matches_the_numpy_reference(self, report, probe):
+        result = self._probe(report, probe)
+        assert result["shape"] == result["expected_shape"]
+        assert result["output_difference"] <= OUTPUT_RTOL, (
+            f"{probe.name}: output differs from the reference by {result['output_difference']:.2e} "
+            f"of its scale (largest absolute difference {result['max_abs_difference']:.2e})"
+        )
+
+    @pytest.mark.parametrize("probe", PROBES, ids=_probe_id)
+    def test_counts_the_tasks_parameters(self, report, probe):
+        result = self._probe(report, probe)
+        assert result["parameters"] == result["expected_parameters"]
+
+    @pytest.mark.parametrize("probe", PROBES, ids=_probe_id)
+    def test_returns_the_weights_it_was_given(self, report, probe):
+        result = self._probe(report, probe)
+        assert result["weights_difference"] == 0.0
+
+    def test_refuses_a_layer_kind_it_does_not_know_with_unsupported_spec(self, report):
+        unknown = report["unknown_layer"]
+        assert unknown["raised"] == "UnsupportedSpec", (
+            f"build raised {unknown['raised']} ({unknown['message']}) for an unknown layer kind"
+        )
+
+    # -- training ------------------------------------------------------------------
+
+    def _training(self, report: dict[str, Any], kind: str) -> dict[str, Any]:
+        result = report["training"][kind]
+        assert result["status"] == "ok", (
+            f"{result.get('error_type')}: {result.get('error')}\n{result.get('traceback', '')}"
+        )
+        return result
+
+    @pytest.mark.parametrize("kind", ["classifier", "regressor"])
+    def test_one_step_matches_the_reference(self, report, kind):
+        result = self._training(report, kind)
+        expected, got = result["expected_losses"][0], result["losses"][0]
+        assert abs(got - expected) <= TRAINING_LOSS_RTOL * abs(expected), (got, expected)
+
+    @pytest.mark.parametrize("kind", ["classifier", "regressor"])
+    def test_several_steps_match_the_reference(self, report, kind):
+        result = self._training(report, kind)
+        for step, (got, expected) in enumerate(
+            zip(result["losses"], result["expected_losses"], strict=True), 1
+        ):
+            assert abs(got - expected) <= TRAINING_LOSS_RTOL * abs(expected), (step, got, expected)
+        assert result["weights_difference"] <= TRAINING_WEIGHTS_RTOL, result["weights_difference"]
+
+    def test_train_epoch_and_evaluate_return_what_the_runner_reads(self, report):
+        classifier = self._training(report, "classifier")
+        assert classifier["train_epoch_returns"] in ("float", "float32", "float64")
+        evaluation = classifier["evaluation"]
+        assert evaluation["loss_finite"]
+        assert evaluation["accuracy"] is not None and 0.0 <= evaluation["accuracy"] <= 1.0
+        regression = self._training(report, "regressor")["evaluation"]
+        assert regression["accuracy"] is None, "a mean_squared_error task has no accuracy"
+        assert regression["loss_finite"]
