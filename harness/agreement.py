@@ -253,9 +253,11 @@ def cache_path() -> Path:
 
 
 def task_digest(task: Task) -> str:
-    """Identifies the task as checked: any change to it (model, data, seed...) voids a verdict."""
+    """Identifies the task as checked: a change to what is trained (model, data, seed,
+    training settings) voids a verdict; its wording, target and tolerances don't."""
     text = json.dumps(
-        task.model_dump(mode="json", exclude={"description", "source"}), sort_keys=True
+        task.model_dump(mode="json", exclude={"description", "source", "target", "agreement"}),
+        sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -109,3 +109,18 @@ def test_strict_mode_makes_a_broken_plugin_fatal():
     result = run_harness("list", env=env)
     assert result.returncode != 0
     assert "harness_missing_plugin" in result.stderr
+
+
+def test_a_plugin_that_raises_on_import_is_listed_and_every_other_framework_still_runs(tmp_path):
+    env = harness_env(HARNESS_PLUGINS="harness_broken_plugin,harness_test_plugins")
+    listing = run_harness("list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "harness_broken_plugin" in listing.stdout and "broken" in listing.stdout
+    assert "RuntimeError: this plugin is broken on purpose" in listing.stdout
+
+    run = run_harness(
+        "run", "--task", "mnist_mlp", "-f", "centroid", "-f", "torch", "--epochs", "1",
+        "--train-subset", "2000", "--out", str(tmp_path), "--no-report", env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("1/1") == 2  # both frameworks' cells finished
