@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from harness import agreement
-from harness.commands.common import EXIT_CODES, resolve_threads
+from harness.commands.common import (
+    EXIT_CODES,
+    data_dir_option,
+    dataset_option,
+    framework_option,
+    resolve_threads,
+    threads_option,
+)
 from harness.console import console
 from harness.data import datasets
 from harness.errors import HarnessError
@@ -25,26 +30,9 @@ from harness.tasks import load_task
     default=None,
     help="Optimizer steps to compare  [default: the task's agreement.steps, usually 100]",
 )
-@click.option(
-    "--framework",
-    "-f",
-    "frameworks",
-    multiple=True,
-    metavar="NAME",
-    help="A framework to include; repeat for several  [default: every available one]",
-)
-@click.option(
-    "--dataset",
-    default=None,
-    metavar="NAME",
-    help="Check on another dataset, as for `harness run`.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 4096),
-    default=None,
-    help="Threads per framework  [default: all usable cores]",
-)
+@framework_option
+@dataset_option
+@threads_option
 @click.option(
     "--timeout",
     type=click.FloatRange(1, None),
@@ -52,14 +40,11 @@ from harness.tasks import load_task
     show_default=True,
     help="Seconds each framework may take before it is killed.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder holding the dataset files, as for `harness run`.",
-)
+@data_dir_option
 def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, data_dir) -> None:
     """Train the first steps of a task in every framework and compare them, pair by pair.
+
+    Every available framework unless --framework names some (at least two).
 
     Every framework starts from the harness's initial weights and trains on the harness's
     batches, one step at a time, on the CPU in float32 with dropout off. For each pair of

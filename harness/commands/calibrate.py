@@ -7,29 +7,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import calibration, runner
-from harness.commands.common import require_gpu_if_asked, resolve_threads
+from harness.commands.common import (
+    framework_option,
+    require_gpu_if_asked,
+    resolve_threads,
+    threads_option,
+)
 from harness.console import console
 from harness.plugins import get_registry
 
 
 @click.command()
-@click.option(
-    "--framework",
-    "-f",
-    "frameworks",
-    multiple=True,
-    metavar="NAME",
-    help="A framework to calibrate; repeat for several  [default: every available one]",
-)
+@framework_option
 @click.option(
     "--device", type=click.Choice(runner.DEVICE_CHOICES), default="auto", show_default=True
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 4096),
-    default=None,
-    help="Threads, as for `harness run`  [default: all usable cores]",
-)
+@threads_option
 @click.option(
     "--size",
     type=click.IntRange(64, 65536),
@@ -45,6 +38,8 @@ from harness.plugins import get_registry
 )
 def calibrate(frameworks, device, threads, size, repeats) -> None:
     """Measure each framework's peak float32 matrix-product FLOP/s here, and cache it.
+
+    Every available framework unless --framework names some.
 
     `harness run` divides each cell's achieved FLOP/s by this peak (same framework, version,
     device and thread count) to report its model-FLOP utilisation.

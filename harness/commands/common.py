@@ -37,6 +37,36 @@ class MemorySize(click.ParamType):
         return int(float(match.group(1)) * self._units[match.group(2)])
 
 
+#: options several commands share, defined once so they read and behave the same everywhere
+framework_option = click.option(
+    "--framework",
+    "-f",
+    "frameworks",
+    multiple=True,
+    metavar="NAME",
+    help="A framework to include; repeat for several.",
+)
+dataset_option = click.option(
+    "--dataset",
+    default=None,
+    metavar="NAME",
+    help="Use another dataset of the same shape, e.g. fashion_mnist for an MNIST task.",
+)
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Threads for every framework, at most the usable cores  [default: all usable cores]",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding the dataset files (also $HARNESS_DATA_DIR); "
+    "else the user cache, then the copy shipped with harness.",
+)
+
+
 def gpu_present() -> bool:
     """Whether this machine has an NVIDIA or ROCm GPU, judged without importing a framework."""
     nvidia = Path("/proc/driver/nvidia/gpus")

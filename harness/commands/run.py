@@ -10,7 +10,16 @@ from rich.markup import escape
 
 from harness import runner
 from harness.adapter import MODES
-from harness.commands.common import EXIT_CODES, MemorySize, require_gpu_if_asked, resolve_threads
+from harness.commands.common import (
+    EXIT_CODES,
+    MemorySize,
+    data_dir_option,
+    dataset_option,
+    framework_option,
+    require_gpu_if_asked,
+    resolve_threads,
+    threads_option,
+)
 from harness.console import RunProgress, console, errors, problems_table, results_table
 from harness.data import datasets
 from harness.environment import environment_record
@@ -46,14 +55,7 @@ CONFIG_OPTIONS = (
     metavar="NAME|PATH",
     help="A built-in task (see `harness list`) or the path of a .toml task file.",
 )
-@click.option(
-    "--framework",
-    "-f",
-    "frameworks",
-    multiple=True,
-    metavar="NAME",
-    help="A framework to run; repeat for several.",
-)
+@framework_option
 @click.option("--all-frameworks", is_flag=True, help="Run every registered framework.")
 @click.option(
     "--device",
@@ -70,24 +72,14 @@ CONFIG_OPTIONS = (
     help="eager: each framework's default execution; compiled: torch.compile, Keras "
     "jit_compile=True, a whole JAX epoch in lax.scan; all: both, each its own row.",
 )
-@click.option(
-    "--dataset",
-    default=None,
-    metavar="NAME",
-    help="Train on another dataset of the same shape, e.g. fashion_mnist for an MNIST task.",
-)
+@dataset_option
 @click.option(
     "--epochs",
     type=click.IntRange(1, 10_000),
     default=None,
     help="Override the task's epoch count.",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 4096),
-    default=None,
-    help="Threads for every framework, at most the usable cores  [default: all usable cores]",
-)
+@threads_option
 @click.option(
     "--repeats",
     type=click.IntRange(1, 1000),
@@ -124,13 +116,7 @@ CONFIG_OPTIONS = (
     show_default=True,
     help="Folder that receives the run folder.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder holding the dataset files (also $HARNESS_DATA_DIR); "
-    "else the user cache, then the copy shipped with harness.",
-)
+@data_dir_option
 @click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),

@@ -93,16 +93,11 @@ def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Any, dict[str, 
     return adapter, runtime, runtime_fields
 
 
-def run_cell(spec: dict[str, Any], events: _Events) -> None:
-    task = Task.model_validate(spec["task"])
-    started = time.perf_counter()
-    prepared = prepare(spec, events)
-    if prepared is None:
-        return
-    adapter, runtime, runtime_fields = prepared
-    setup_seconds = time.perf_counter() - started  # framework import included
-
-    started = time.perf_counter()
+def load_data(
+    task: Task, spec: dict[str, Any]
+) -> tuple[datasets.Split, datasets.Arrays, datasets.Arrays]:
+    """The task's data, preprocessed and shaped for its model: the split, and its training
+    part cut into the samples trained on and the held-out validation samples."""
     split = datasets.shaped_for(
         task,
         datasets.load(
@@ -113,6 +108,20 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         ),
     )
     train, validation = datasets.hold_out(split.train, task.training.validation_samples)
+    return split, train, validation
+
+
+def run_cell(spec: dict[str, Any], events: _Events) -> None:
+    task = Task.model_validate(spec["task"])
+    started = time.perf_counter()
+    prepared = prepare(spec, events)
+    if prepared is None:
+        return
+    adapter, runtime, runtime_fields = prepared
+    setup_seconds = time.perf_counter() - started  # framework import included
+
+    started = time.perf_counter()
+    split, train, validation = load_data(task, spec)
     if spec.get("train_subset"):
         train = datasets.Arrays(train.x[: spec["train_subset"]], train.y[: spec["train_subset"]])
     data_seconds = time.perf_counter() - started
@@ -244,16 +253,7 @@ def run_agreement(spec: dict[str, Any], events: _Events) -> None:
     if prepared is None:
         return
     adapter, _, runtime_fields = prepared
-    split = datasets.shaped_for(
-        task,
-        datasets.load(
-            task.dataset.name,
-            {role: Path(path) for role, path in spec["data_paths"].items()},
-            divide_by=task.preprocessing.divide_by,
-            seed=task.seed,
-        ),
-    )
-    train, _ = datasets.hold_out(split.train, task.training.validation_samples)
+    _, train, _ = load_data(task, spec)
     try:
         trainer = adapter.build(task, initial_weights(task), train.x, train.y)
     except UnsupportedSpec as exc:
