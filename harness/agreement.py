@@ -188,7 +188,8 @@ def save_weights(path: Path, weights: list[dict[str, np.ndarray]]) -> None:
         for index, layer in enumerate(weights)
         for name, value in layer.items()
     }
-    np.savez(path, layers=np.array(len(weights)), **arrays)
+    arrays["layers"] = np.array(len(weights))
+    np.savez(path, **arrays)  # type: ignore[arg-type]
 
 
 def load_weights(path: Path) -> list[dict[str, np.ndarray]]:

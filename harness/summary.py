@@ -127,7 +127,7 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
 
 def _agreement(group: Group) -> str:
     """The agreement status the task's rows carry (the latest check's verdict), or ``""``."""
-    statuses = {row.get("agreement") for row in group.rows} - {None}
+    statuses = {str(row["agreement"]) for row in group.rows if row.get("agreement")}
     return ", ".join(sorted(statuses))
 
 

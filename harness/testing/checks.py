@@ -17,7 +17,7 @@ import numpy as np
 from harness.adapter import UnsupportedSpec, call_with_accepted
 from harness.agreement import max_relative_difference
 from harness.fairness import parameter_count
-from harness.tasks import Dense, _Spec
+from harness.tasks import Dense, Loss, _Spec
 from harness.testing import reference_training
 from harness.testing.probes import (
     PROBES,
@@ -28,8 +28,8 @@ from harness.testing.probes import (
     probe_weights,
 )
 
-#: the training probes: (name, reference kind, layers, loss)
-TRAINING_PROBES = (
+#: the training probes: (reference kind, model, loss)
+TRAINING_PROBES: tuple[tuple[str, Probe, Loss], ...] = (
     (
         "classifier",
         Probe(
@@ -115,7 +115,7 @@ def _round_trip(trainer: Any, given: list[dict[str, np.ndarray]]) -> float:
     return worst
 
 
-def check_training(adapter: Any, kind: str, probe: Probe, loss: str) -> dict[str, Any]:
+def check_training(adapter: Any, kind: str, probe: Probe, loss: Loss) -> dict[str, Any]:
     """Train the probe one batch at a time next to the numpy reference; compare losses, weights
     and what ``train_epoch`` and ``evaluate`` return."""
     task = probe_task(probe, loss=loss, learning_rate=0.01, batch_size=TRAINING_BATCH)

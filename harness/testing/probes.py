@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.fairness import initial_weights
 from harness.reference import forward
-from harness.tasks import Adam, DatasetSpec, ModelSpec, Target, Task, Training
+from harness.tasks import Adam, DatasetSpec, Loss, ModelSpec, Target, Task, Training
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def probe_task(
     probe: Probe,
     seed: int = 0,
     *,
-    loss: str = "mean_squared_error",
+    loss: Loss = "mean_squared_error",
     learning_rate: float = 0.001,
     batch_size: int = 4,
 ) -> Task:

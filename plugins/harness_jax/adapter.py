@@ -47,6 +47,9 @@ class JaxAdapter(FrameworkAdapter):
             "optax_version": version("optax"),
         }
         if device == "gpu":
+            # float32 means float32: no TF32 tensor-core products, as in every framework here
+            jax.config.update("jax_default_matmul_precision", "highest")
+            settings["matmul_precision"] = "highest (no TF32)"
             settings["xla_python_client_preallocate"] = os.environ.get(
                 "XLA_PYTHON_CLIENT_PREALLOCATE", "true (default)"
             )

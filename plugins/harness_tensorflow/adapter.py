@@ -54,6 +54,9 @@ class TensorFlowAdapter(FrameworkAdapter):
             for gpu in gpus:
                 tf.config.experimental.set_memory_growth(gpu, True)
             settings["gpu_memory_growth"] = True
+            # float32 means float32: TensorFlow uses TF32 tensor cores by default on Ampere+
+            tf.config.experimental.enable_tensor_float_32_execution(False)
+            settings["tf32"] = False
             details = tf.config.experimental.get_device_details(gpus[0])
             name = details.get("device_name", "gpu")
         else:

@@ -35,9 +35,13 @@ class TorchAdapter(FrameworkAdapter):
         torch.set_num_interop_threads(threads)
         allocator = {}
         if device == "gpu":
+            # float32 means float32: cuDNN convolutions would otherwise use TF32 tensor cores
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
             self._device = torch.device("cuda")
             name = torch.cuda.get_device_name(self._device)
             allocator = {
+                "tf32": False,
                 "pytorch_cuda_alloc_conf": os.environ.get(
                     "PYTORCH_CUDA_ALLOC_CONF", "default (caching allocator)"
                 )

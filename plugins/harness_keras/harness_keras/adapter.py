@@ -63,6 +63,8 @@ class KerasAdapter(FrameworkAdapter):
             import torch
 
             os.environ["KERAS_TORCH_DEVICE"] = "cuda" if device == "gpu" else "cpu"
+            torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 (no TF32)
+            torch.backends.cudnn.allow_tf32 = False
             torch.set_num_threads(threads)
             settings["intra_op_threads"] = torch.get_num_threads()
             name = torch.cuda.get_device_name() if device == "gpu" else "cpu"
@@ -71,6 +73,7 @@ class KerasAdapter(FrameworkAdapter):
 
             chosen = jax.devices("gpu" if device == "gpu" else "cpu")[0]
             jax.config.update("jax_default_device", chosen)
+            jax.config.update("jax_default_matmul_precision", "highest")  # no TF32
             settings["threads_via"] = "cpu_affinity"  # XLA sizes its pool by the pinned cores
             name = chosen.device_kind
         import keras
