@@ -254,13 +254,12 @@ def cache_path() -> Path:
 
 
 def task_digest(task: Task) -> str:
-    """Identifies the task as checked: a change to what is trained (model, data, seed,
-    training settings) voids a verdict; its wording, target and tolerances don't."""
-    text = json.dumps(
-        task.model_dump(mode="json", exclude={"description", "source", "target", "agreement"}),
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Identifies what the check trained: a change to the model, data, seed or training
+    settings voids a verdict; the task's wording, target, tolerances and epoch count (the
+    first steps are the same however many epochs follow) don't."""
+    data = task.model_dump(mode="json", exclude={"description", "source", "target", "agreement"})
+    del data["training"]["epochs"], data["training"]["eval_batch_size"]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _load_cache() -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -49,7 +51,8 @@ def test_a_verdict_is_cached_per_task_definition_and_framework_version(tmp_path,
     assert agreement.status_for(task, "a", "1.0") == "fail (2 steps)"  # its pair with c failed
     assert agreement.status_for(task, "b", "2.0") == "pass (2 steps)"
     assert agreement.status_for(task, "b", "2.1") is None  # another version: not checked
-    assert agreement.status_for(task.with_epochs(3), "b", "2.0") is None  # another task
+    assert agreement.status_for(task.with_epochs(3), "b", "2.0") == "pass (2 steps)"
+    assert agreement.status_for(task.model_copy(update={"seed": 7}), "b", "2.0") is None
     assert agreement.status_for(task.with_dataset("fashion_mnist"), "b", "2.0") is None
 
 
@@ -69,6 +72,43 @@ def test_the_built_in_frameworks_agree_on_the_first_steps_of_every_task(task, tm
     assert "agree over 8 steps" in result.stdout
     for pair in ("jax vs tensorflow", "jax vs torch", "tensorflow vs torch"):
         assert pair in result.stdout
+
+
+def test_run_rows_carry_the_verdict_of_the_latest_check(tmp_path):
+    env = harness_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    checked = run_harness(
+        "check-agreement", "--task", "mnist_mlp", "--steps", "3", "--threads", "1",
+        "-f", "torch", "-f", "jax", env=env,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    run = run_harness(
+        "run", "--task", "mnist_mlp", "-f", "torch", "-f", "tensorflow", "--epochs", "1",
+        "--train-subset", "1000", "--out", str(tmp_path / "out"), env=env,
+    )  # fmt: skip
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    [run_dir] = (tmp_path / "out").iterdir()
+    rows = {json.loads(line)["framework"]: json.loads(line) for line in
+            (run_dir / "results.jsonl").read_text().splitlines()}  # fmt: skip
+    assert rows["torch"]["agreement"] == "pass (3 steps)"
+    assert rows["tensorflow"]["agreement"] is None  # not part of that check
+    assert (
+        "pass (3 steps)" in run.stdout and "pass (3 steps)" in (run_dir / "report.md").read_text()
+    )
+
+
+def test_a_plugin_whose_model_has_other_parameters_fails_its_cell(tmp_path):
+    env = harness_env(HARNESS_PLUGINS="harness_test_plugins")
+    run = run_harness(
+        "run", "--task", "mnist_mlp", "-f", "padded", "--epochs", "1", "--train-subset", "500",
+        "--out", str(tmp_path), "--no-report", env=env,
+    )  # fmt: skip
+    assert run.returncode == 1
+    [run_dir] = tmp_path.iterdir()
+    [row] = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert (row["status"], row["kind"]) == ("failed", "parameter_mismatch")
+    assert "101,780 trainable parameters; the task has 101,770" in row["error"]
 
 
 def test_a_subtly_different_training_run_fails_the_check(tmp_path):

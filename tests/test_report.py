@@ -58,7 +58,7 @@ def test_run_writes_both_reports_and_the_charts(reported_run):
     assert (reported_run / "report.md").exists() and (reported_run / "report.html").exists()
     charts = sorted(path.name for path in (reported_run / "charts").iterdir())
     assert charts == [
-        f"escape_check-{name}.svg" for name in ("accuracy", "epochs", "memory", "throughput")
+        f"escape_check-{name}.svg" for name in ("epochs", "memory", "throughput", "to-target")
     ]
 
 
@@ -76,7 +76,7 @@ def test_markdown_shows_the_summary_failures_and_environment(reported_run):
     assert "| centroid 2." in markdown and "2/2 ok" in markdown
     assert "&lt;script&gt;" in markdown and "<script>" not in markdown
     assert "| mnist_mlp" not in markdown and "## Task escape_check" in markdown
-    assert "](charts/escape_check-accuracy.svg)" in markdown
+    assert "](charts/escape_check-to-target.svg)" in markdown
     assert "| cpu_model |" in markdown and "target_missed" in markdown
 
 

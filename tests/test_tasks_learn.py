@@ -16,9 +16,7 @@ FRAMEWORKS = ("torch", "tensorflow", "jax")
 
 def run_task(tmp_path, task, *args):
     frameworks = [part for name in FRAMEWORKS for part in ("-f", name)]
-    result = run_harness(
-        "run", "--task", task, *frameworks, "--out", str(tmp_path), "--no-report", *args
-    )
+    result = run_harness("run", "--task", task, *frameworks, "--out", str(tmp_path), *args)
     assert result.returncode == 0, result.stdout + result.stderr
     [run_dir] = tmp_path.iterdir()
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -29,7 +27,7 @@ def run_task(tmp_path, task, *args):
 
 @pytest.mark.parametrize(("task", "better_than"), [("mnist_cnn", 0.6), ("mnist_rnn", 0.3)])
 def test_an_image_task_learns_well_above_chance(tmp_path, task, better_than):
-    rows = run_task(tmp_path, task, "--epochs", "1", "--train-subset", "4000")
+    rows = run_task(tmp_path, task, "--epochs", "1", "--train-subset", "4000", "--no-report")
     for row in rows:
         assert row["metrics"]["test_accuracy"] > better_than, row["framework"]
         assert row["metrics"]["parameters"] in (34_826, 81_674)
@@ -45,3 +43,7 @@ def test_the_forecasting_task_beats_predicting_zero_and_reports_the_baselines(tm
         assert metrics["naive_forecast_mse"] == pytest.approx(0.0208, abs=0.002)
         assert metrics["linear_forecast_mse"] < metrics["naive_forecast_mse"]
         assert metrics["validation_metric"] == "mse"
+    [run_dir] = tmp_path.iterdir()
+    report = (run_dir / "report.md").read_text()
+    assert "(target test_mse ≤ 0.005)" in report and "| test MSE |" in report
+    assert (run_dir / "charts" / "series_rnn-to-target.svg").exists()  # validation MSE over time

@@ -39,7 +39,7 @@ def _svg(figure: Figure) -> str:
     return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)  # RDF, not needed inline
 
 
-def accuracy_over_time(groups: list[Group], target: Target) -> str:
+def quality_over_time(groups: list[Group], target: Target) -> str:
     """Validation accuracy (or mean squared error) after each epoch against cumulative training
     time, per repeat."""
     figure, axes = plt.subplots(figsize=(7, 4))
@@ -135,10 +135,10 @@ def task_charts(groups: list[Group], target: Target) -> list[Chart]:
         return []
     return [
         (
-            "accuracy",
+            "to-target",
             f"Validation {target.validation_metric} against training time "
             "(the time-to-target picture)",
-            accuracy_over_time(groups, target),
+            quality_over_time(groups, target),
         ),
         ("epochs", "Time per epoch (median over repeats)", epoch_times(groups)),
         ("memory", "Peak memory", peak_memory(groups)),
