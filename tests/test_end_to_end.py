@@ -137,7 +137,7 @@ def test_frameworks_start_from_the_same_weights_and_batches(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     _, rows = read_run(tmp_path)
     losses = {row["framework"]: row["metrics"]["train_loss"] for row in rows}
-    assert set(losses) == {"tensorflow", "torch", "jax"}
+    assert {"tensorflow", "torch", "jax"} <= set(losses)  # and any installed plugin's
     assert max(losses.values()) - min(losses.values()) < 0.01 * min(losses.values()), losses
 
 
@@ -146,7 +146,12 @@ def test_repeats_and_modes_each_get_a_row_with_their_raw_values(tmp_path):
         "run",
         "--task",
         "mnist_mlp",
-        "--all-frameworks",
+        "-f",
+        "tensorflow",
+        "-f",
+        "torch",
+        "-f",
+        "jax",
         "--device",
         "cpu",
         "--repeats",
@@ -191,11 +196,14 @@ def test_repeats_and_modes_each_get_a_row_with_their_raw_values(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_full_task_reaches_its_target_in_every_framework(tmp_path):
-    result = run_harness("run", "--task", "mnist_mlp", "--all-frameworks", "--out", str(tmp_path))
+@pytest.mark.parametrize("task", ["mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn"])
+def test_the_full_recipe_reaches_its_target_in_every_built_in_framework(tmp_path, task):
+    result = run_harness(
+        "run", "--task", task, "-f", "tensorflow", "-f", "torch", "-f", "jax",
+        "--out", str(tmp_path), "--no-report", timeout=3600,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     _, rows = read_run(tmp_path)
     assert {row["framework"] for row in rows} == {"tensorflow", "torch", "jax"}
     for row in rows:
         assert row["status"] == "ok" and row["met_target"], row
-        assert row["metrics"]["test_accuracy"] >= 0.97

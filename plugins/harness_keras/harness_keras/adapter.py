@@ -50,7 +50,9 @@ class KerasAdapter(FrameworkAdapter):
 
     def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
         if "keras" in sys.modules and sys.modules["keras"].backend.backend() != self.backend:
-            raise RuntimeError(f"Keras was already imported with another backend than {self.backend}")
+            raise RuntimeError(
+                f"Keras was already imported with another backend than {self.backend}"
+            )
         os.environ["KERAS_BACKEND"] = self.backend
         settings = {
             "mode": mode,
