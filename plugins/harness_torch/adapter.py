@@ -44,7 +44,7 @@ class TorchAdapter(FrameworkAdapter):
                 "tf32": False,
                 "pytorch_cuda_alloc_conf": os.environ.get(
                     "PYTORCH_CUDA_ALLOC_CONF", "default (caching allocator)"
-                )
+                ),
             }
         else:
             self._device = torch.device("cpu")
