@@ -125,6 +125,20 @@ class KerasAdapter(FrameworkAdapter):
 
         return (jax.devices("gpu")[0].memory_stats() or {}).get("peak_bytes_in_use")
 
+    def matmul_seconds(self, size: int, repeats: int) -> float:
+        import time
+
+        import keras
+
+        a = keras.random.uniform((size, size), seed=0)
+        b = keras.random.uniform((size, size), seed=1)
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # compiled and allocated before timing
+        start = time.perf_counter()
+        for _ in range(repeats):
+            c = keras.ops.matmul(a, b)
+        keras.ops.convert_to_numpy(keras.ops.sum(c))  # waits for the device
+        return time.perf_counter() - start
+
 
 class KerasTrainer:
     def __init__(self, model, task, x: np.ndarray, y: np.ndarray) -> None:
@@ -141,6 +155,7 @@ class KerasTrainer:
             epochs=1,
             shuffle=False,
             verbose=0,
+            callbacks=[step_timer(clock)] if clock is not None else None,
         )
         return float(history.history["loss"][-1])
 
@@ -164,3 +179,32 @@ class KerasTrainer:
 
     def parameter_count(self) -> int:
         return sum(int(np.prod(variable.shape)) for variable in self.model.trainable_weights)
+
+
+def step_timer(clock):
+    """A Keras callback timing the steps the harness's clock wants, from batch start to the next
+    batch start: reading the optimizer's step counter waits for the updates before it, so only
+    the sampled steps (and the one after each) are synchronised."""
+    import time
+
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        began: float | None = None
+
+        def _finish(self) -> None:
+            if self.began is not None:
+                int(self.model.optimizer.iterations)
+                clock.record(time.perf_counter() - self.began)
+                self.began = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._finish()
+            if clock.wants(batch):
+                int(self.model.optimizer.iterations)
+                self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._finish()
+
+    return StepTimer()
