@@ -60,6 +60,8 @@ class PairVerdict:
     weights_difference: float | None
     loss_rtol: float
     weights_rtol: float
+    #: why the weights could not be compared (different layers, names or shapes)
+    problem: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -112,26 +114,42 @@ def relative_loss_difference(a: list[float], b: list[float]) -> tuple[float, int
 def weights_difference(
     a: list[dict[str, np.ndarray]] | None, b: list[dict[str, np.ndarray]] | None
 ) -> float | None:
-    """The largest relative difference over every weight array; ``None`` if either is missing."""
+    """The largest relative difference over every weight array; ``None`` if either is missing.
+
+    :raises ValueError: when the two don't hold the same layers, array names and shapes.
+    """
     if a is None or b is None:
         return None
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} and {len(b)} layers of weights")
     worst = 0.0
-    for layer_a, layer_b in zip(a, b, strict=True):
+    for index, (layer_a, layer_b) in enumerate(zip(a, b, strict=True)):
+        if layer_a.keys() != layer_b.keys():
+            raise ValueError(f"layer {index} has arrays {sorted(layer_a)} and {sorted(layer_b)}")
         for name in layer_a:
-            worst = max(worst, max_relative_difference(layer_a[name], layer_b[name]))
+            try:
+                worst = max(worst, max_relative_difference(layer_a[name], layer_b[name]))
+            except ValueError as exc:
+                raise ValueError(f"layer {index} {name}: {exc}") from None
     return worst
 
 
 def compare(a: Trace, b: Trace, task: Task) -> PairVerdict:
     loss, step = relative_loss_difference(a.losses, b.losses)
+    problem = None
+    try:
+        weights = weights_difference(a.weights, b.weights)
+    except ValueError as exc:  # a plugin returned weights in another layout: a failed pair
+        weights, problem = float("inf"), f"weights not comparable: {exc}"
     return PairVerdict(
         a=a.framework,
         b=b.framework,
         loss_difference=loss,
         loss_step=step,
-        weights_difference=weights_difference(a.weights, b.weights),
+        weights_difference=weights,
         loss_rtol=task.agreement.loss_rtol,
         weights_rtol=task.agreement.weights_rtol,
+        problem=problem,
     )
 
 
@@ -241,6 +259,8 @@ def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf")  # a NaN must never read as agreement
     scale = float(np.max(np.abs(a))) if a.size else 0.0
     difference = float(np.max(np.abs(a - b))) if a.size else 0.0
     return difference / scale if scale > 0 else difference

@@ -281,7 +281,10 @@ class Target(_Spec):
     def _one_bound(self) -> Target:
         needed, other = ("min", "max") if self.higher_is_better else ("max", "min")
         if getattr(self, needed) is None or getattr(self, other) is not None:
-            raise ValueError(f"target {self.metric} needs `{needed}` (and no `{other}`)")
+            hint = ' (an error to stay under? set metric = "test_mse")' if self.max else ""
+            raise ValueError(f"target {self.metric} needs `{needed}` (and no `{other}`){hint}")
+        if self.higher_is_better and any(value > 1 for value in self.by_dataset.values()):
+            raise ValueError(f"target.by_dataset: {self.metric} targets are at most 1")
         return self
 
     @property
@@ -308,7 +311,9 @@ class Target(_Spec):
             return f"{self.metric} {'≥' if self.higher_is_better else '≤'} {self.threshold:g}"
         ok = self.met(value)
         sign = ("≥" if ok else "<") if self.higher_is_better else ("≤" if ok else ">")
-        return f"{value:.4f} {sign} {self.threshold:g}"
+        # an error can be far below 1: significant digits, not decimals
+        shown = f"{value:.4f}" if self.higher_is_better else f"{value:.3g}"
+        return f"{shown} {sign} {self.threshold:g}"
 
     def for_dataset(self, name: str) -> Target:
         if name not in self.by_dataset:

@@ -33,6 +33,25 @@ def test_weights_difference_is_relative_to_each_arrays_scale():
     assert agreement.weights_difference(a, None) is None
 
 
+def test_nan_weights_never_read_as_agreement():
+    a = [{"kernel": np.array([1.0, 2.0])}]
+    b = [{"kernel": np.array([1.0, np.nan])}]
+    assert agreement.weights_difference(a, b) == float("inf")
+    assert agreement.weights_difference(b, a) == float("inf")
+
+
+def test_weights_in_another_layout_fail_the_pair_with_the_reason():
+    task = load_task("mnist_mlp")
+    good = agreement.Trace("a", "1", losses=[1.0], weights=[{"kernel": np.zeros((3, 2))}])
+    transposed = agreement.Trace("b", "1", losses=[1.0], weights=[{"kernel": np.zeros((2, 3))}])
+    verdict = agreement.compare(good, transposed, task)
+    assert not verdict.passed
+    assert (
+        verdict.problem
+        == "weights not comparable: layer 0 kernel: shapes differ: (3, 2) and (2, 3)"
+    )
+
+
 def test_a_verdict_is_cached_per_task_definition_and_framework_version(tmp_path, monkeypatch):
     monkeypatch.setattr(agreement, "cache_path", lambda: tmp_path / "agreement.json")
     task = load_task("mnist_cnn")

@@ -64,3 +64,12 @@ def test_the_sine_wave_series_are_a_function_of_the_seed():
     np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(x1, x3)
     assert x1.shape == (9_000, 50, 1) and x1.dtype == np.float32
+
+
+def test_the_naive_forecast_reads_the_last_value_whatever_the_input_shape():
+    from harness.data.series import naive_forecast_mse
+
+    x = np.arange(12, dtype=np.float32).reshape(2, 3, 2)  # the last values: 5 and 11
+    y = np.array([5.0, 13.0], dtype=np.float32)
+    assert naive_forecast_mse(x, y) == 2.0  # ((5-5)^2 + (11-13)^2) / 2
+    assert naive_forecast_mse(x.reshape(2, 6, 1, 1), y) == 2.0  # with a channel axis too

@@ -87,4 +87,6 @@ def test_a_bad_name_or_an_existing_folder_is_one_line(tmp_path):
     new_plugin(tmp_path)
     again = run_harness("plugin", "new", "myfw", "--dir", str(tmp_path))
     assert again.returncode == 2 and "already exists" in again.stderr
-    assert "Traceback" not in bad.stderr + again.stderr
+    taken = run_harness("plugin", "new", "torch", "--dir", str(tmp_path))
+    assert taken.returncode == 2 and "'torch' is taken" in taken.stderr
+    assert "Traceback" not in bad.stderr + again.stderr + taken.stderr

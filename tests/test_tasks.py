@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from harness.fairness import parameter_count
-from harness.tasks import Dense, TaskError, builtin_task_files, load_task
+from harness.tasks import Dense, Target, TaskError, builtin_task_files, load_task
 
 TASKS = Path(__file__).parent.parent / "tasks"
 
@@ -169,3 +169,16 @@ def test_models_that_do_not_fit_are_refused_with_the_layer_and_the_fix(tmp_path,
     with pytest.raises(TaskError) as caught:
         load_task(write_task(tmp_path, mlp_text(**replace)))
     assert message in str(caught.value)
+
+
+def test_a_small_error_target_is_shown_with_significant_digits():
+    target = Target(metric="test_mse", max=1e-4)
+    assert target.describe(1.2e-4) == "0.00012 > 0.0001"
+    assert Target(min=0.97).describe(0.98123) == "0.9812 ≥ 0.97"
+
+
+def test_an_accuracy_target_for_another_dataset_is_at_most_one():
+    with pytest.raises(ValueError, match="targets are at most 1"):
+        Target(min=0.97, by_dataset={"fashion_mnist": 88})
+    with pytest.raises(ValueError, match='set metric = "test_mse"'):
+        Target(max=0.004)

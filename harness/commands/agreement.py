@@ -148,6 +148,7 @@ def pairs_table(check: agreement.Check) -> Table:
             str(pair.loss_step),
             "n/a" if pair.weights_difference is None else f"{pair.weights_difference:.2e}",
             f"{pair.loss_rtol:.0e} / {pair.weights_rtol:.0e}",
-            "[green]pass[/]" if pair.passed else "[red]FAIL[/]",
+            ("[green]pass[/]" if pair.passed else "[red]FAIL[/]")
+            + (f" {escape(pair.problem)}" if pair.problem else ""),
         )
     return table

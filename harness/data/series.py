@@ -34,7 +34,8 @@ def sine_waves(seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarr
 
 def naive_forecast_mse(x: np.ndarray, y: np.ndarray) -> float:
     """The mean squared error of forecasting each series' last value."""
-    return float(np.mean((x[:, -1, 0].astype(np.float64) - y) ** 2))
+    last = x.reshape(len(x), -1)[:, -1]  # also for inputs given a channel axis
+    return float(np.mean((last.astype(np.float64) - y) ** 2))
 
 
 def linear_forecast_mse(

@@ -260,6 +260,11 @@ def run_agreement(spec: dict[str, Any], events: _Events) -> None:
         events.send("result", status="skipped", kind="unsupported", error=f"unsupported: {exc}")
         return
     size, count = task.training.batch_size, len(train.x)
+    if count < size:
+        raise ValueError(
+            f"only {count} training samples, fewer than one batch of {size}: the check compares "
+            "full batches"
+        )
     losses: list[float] = []
     for epoch in itertools.count():
         order = batch_order(task.seed, epoch, count)

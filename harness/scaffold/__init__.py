@@ -7,6 +7,7 @@ group and ships a test file that runs the conformance kit against it.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from importlib.resources import files
 from pathlib import Path
@@ -35,6 +36,12 @@ def new_plugin(name: str, parent: Path) -> Path:
             "underscores, starting with a letter (it becomes the --framework value)"
         )
     package = f"harness_{name}"
+    taken = _names_in_use()
+    if name in taken or importlib.util.find_spec(package) is not None:
+        raise HarnessError(
+            f"{name!r} is taken (a framework or the package {package} already exists here); "
+            "pick another name"
+        )
     folder = parent / f"harness-{name.replace('_', '-')}"
     if folder.exists():
         raise HarnessError(f"{folder} already exists; pick another --dir or remove it")
@@ -57,6 +64,14 @@ def new_plugin(name: str, parent: Path) -> Path:
     except OSError as exc:
         raise HarnessError(f"cannot write the plugin into {parent}: {exc.strerror}") from None
     return folder
+
+
+def _names_in_use() -> set[str]:
+    """Framework and plugin names registered here: a plugin claiming one breaks the registry."""
+    from harness.plugins import get_registry
+
+    registry = get_registry()
+    return set(registry.frameworks) | {failure.plugin for failure in registry.failures}
 
 
 def _template(name: str) -> str:

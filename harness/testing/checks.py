@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapter import UnsupportedSpec, call_with_accepted
-from harness.agreement import max_relative_difference
+from harness.agreement import max_relative_difference, weights_difference
 from harness.fairness import parameter_count
 from harness.tasks import Dense, Loss, _Spec
 from harness.testing import reference_training
@@ -141,12 +141,7 @@ def check_training(adapter: Any, kind: str, probe: Probe, loss: Loss) -> dict[st
             report["train_epoch_returns"] = type(value).__name__
             losses.append(float(value))
         report["losses"] = losses
-        trained = trainer.weights()
-        report["weights_difference"] = max(
-            max_relative_difference(expected_weights[i][name], trained[i][name])
-            for i in range(len(trained))
-            for name in trained[i]
-        )
+        report["weights_difference"] = weights_difference(expected_weights, trainer.weights())
         evaluation = trainer.evaluate(x, y)
         report["evaluation"] = {
             "loss": float(evaluation.loss),

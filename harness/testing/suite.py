@@ -38,6 +38,11 @@ def conformance_report(framework: str, timeout: float = 900) -> dict[str, Any]:
                 f"the conformance checks of {framework!r} failed: {failure[1]}\n{log_text}"
             )
         assert outcome.result is not None
+        if outcome.result["status"] != "ok":  # e.g. no "eager" mode, no "cpu" device
+            raise AssertionError(
+                f"the conformance checks of {framework!r} could not run: "
+                f"{outcome.result['status']}: {outcome.result.get('error')}"
+            )
         runtime = next((e for e in outcome.events if e.get("event") == "runtime"), {})
         _reports[framework] = {**outcome.result.get("metrics", {}), "runtime": runtime}
     return _reports[framework]

@@ -30,6 +30,15 @@ class KerasAdapter(FrameworkAdapter):
         self.name = f"keras_{backend}"
         self.install_hint = f"pip install 'harness-keras[{backend}]'"
 
+    def version(self) -> str | None:
+        """Keras's version and the backend's: a verdict or calibration holds for both."""
+        try:
+            keras_version = importlib.metadata.version("keras")
+            backend_version = importlib.metadata.version(BACKENDS[self.backend][1])
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        return f"{keras_version} ({self.backend} {backend_version})"
+
     def availability(self) -> Availability:
         for module in ("keras", BACKENDS[self.backend][0]):
             if importlib.util.find_spec(module) is None:
