@@ -13,7 +13,8 @@ from harness.errors import HarnessError
 EXIT_CODES = """\b
 Exit codes:
   0  every cell finished (ok or skipped; ok includes target_missed)
-  1  at least one cell failed (crash, oom, timeout, import_error, exception, diverged)
+  1  at least one cell failed (crash, oom, timeout, import_error, exception, diverged,
+     parameter_mismatch, node_lost), or a framework failed to run its agreement steps
   2  bad input: unknown name, bad value, malformed task file, unusable or foreign
      run folder, GPU asked for and none present
   3  dataset missing, truncated or failing its checksum
