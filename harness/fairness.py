@@ -84,9 +84,14 @@ def initial_weights(task: Task) -> list[dict[str, np.ndarray]]:
     return weights
 
 
+def count_parameters(weights: list[dict[str, np.ndarray]]) -> int:
+    """The number of values in a model's weights (harness layout)."""
+    return sum(array.size for layer in weights for array in layer.values())
+
+
 def parameter_count(task: Task) -> int:
     """The number of trainable parameters of the task's model: what every plugin must report."""
-    return sum(array.size for layer in initial_weights(task) for array in layer.values())
+    return count_parameters(initial_weights(task))
 
 
 def batch_order(seed: int, epoch: int, num_samples: int) -> np.ndarray:

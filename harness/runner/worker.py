@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from harness.adapter import Evaluation, StepClock, UnsupportedSpec, call_with_accepted
 from harness.data import datasets, series
-from harness.fairness import batch_order, initial_weights, parameter_count
+from harness.fairness import batch_order, count_parameters, initial_weights
 from harness.flops import training_flops
 from harness.measure import TrainingLog
 from harness.plugins import get_registry
@@ -128,7 +128,8 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
 
     started = time.perf_counter()
     try:
-        trainer = adapter.build(task, initial_weights(task), train.x, train.y)
+        weights = initial_weights(task)
+        trainer = adapter.build(task, weights, train.x, train.y)
     except UnsupportedSpec as exc:
         events.send(
             "result",
@@ -139,7 +140,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         )
         return
     build_seconds = time.perf_counter() - started
-    counted, expected = count_parameters(trainer), parameter_count(task)
+    counted, expected = plugin_parameter_count(trainer), count_parameters(weights)
     if counted is not None and counted != expected:
         events.send(
             "result",
@@ -227,7 +228,7 @@ def quality(task: Task, evaluation: Evaluation) -> float:
     return float(evaluation.loss)
 
 
-def count_parameters(trainer: Any) -> int | None:
+def plugin_parameter_count(trainer: Any) -> int | None:
     """The plugin's own parameter count, or ``None`` from a plugin that can't count."""
     counter = getattr(trainer, "parameter_count", None)
     return int(counter()) if counter is not None else None
@@ -282,7 +283,7 @@ def run_agreement(spec: dict[str, Any], events: _Events) -> None:
         status="ok",
         kind=None,
         error=None,
-        metrics={"losses": losses, "parameters": count_parameters(trainer)},
+        metrics={"losses": losses, "parameters": plugin_parameter_count(trainer)},
         **runtime_fields,
     )
 
