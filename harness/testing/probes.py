@@ -83,7 +83,6 @@ PROBES: tuple[Probe, ...] = (
         ),
     ),
 )
-PROBES_BY_NAME = {probe.name: probe for probe in PROBES}
 
 
 def probe_task(
