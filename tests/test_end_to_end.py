@@ -189,6 +189,8 @@ def test_repeats_and_modes_each_get_a_row_with_their_raw_values(tmp_path):
             )
     settings = {(row["framework"], row["mode"]): row["settings"] for row in rows}
     assert settings[("torch", "compiled")]["compiler"] == "torch.compile"
+    assert "optimizer step" in settings[("torch", "compiled")]["compiled_unit"]
+    assert settings[("torch", "compiled")]["compile_cache"] == "empty at the start of the cell"
     assert settings[("tensorflow", "compiled")]["jit_compile"] is True
     assert settings[("jax", "compiled")]["compiled_unit"] == "epoch (lax.scan)"
     # the terminal table has one line per framework and mode, with the repeats' spread

@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from harness.measure import TrainingLog
@@ -49,3 +54,32 @@ def test_one_epoch_has_no_steady_state():
     metrics = log_of([(5.0, 0.9)]).metrics(train_samples=10, step_samples=[])
     assert metrics["steady_epoch_seconds"] is None and metrics["first_epoch_extra_seconds"] is None
     assert "step_seconds_p50" not in metrics
+
+
+COMPILE_CACHE_PROBE = """
+import json, os
+from harness_torch.adapter import TorchAdapter
+info = TorchAdapter().setup(device="cpu", threads=1, mode="compiled")
+folder = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+print(json.dumps({"folder": folder, "listing": os.listdir(os.path.dirname(folder)),
+                  "record": info.settings["compile_cache"]}))
+"""
+
+
+@pytest.mark.parametrize("preset", [None, "/tmp/users-own-cache"])
+def test_torch_compiled_cells_compile_from_an_empty_cache_unless_the_user_names_one(preset):
+    pytest.importorskip("torch")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    if preset:
+        env["TORCHINDUCTOR_CACHE_DIR"] = preset
+    out = subprocess.run(
+        [sys.executable, "-c", COMPILE_CACHE_PROBE], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    probe = json.loads(out.stdout)
+    if preset:  # the user's cache is used, and the record says it may be warm
+        assert probe["folder"] == preset and "may be warm" in probe["record"]
+    else:  # a new folder of the cell's own, gone when the cell's process ends
+        assert probe["record"] == "empty at the start of the cell"
+        assert probe["listing"] == []
+        assert not os.path.exists(os.path.dirname(probe["folder"]))

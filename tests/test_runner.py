@@ -99,6 +99,18 @@ def test_a_run_where_every_cell_finishes_exits_zero(tmp_path):
     assert (run_dir / "environment.json").exists() and (run_dir / "run.json").exists()
 
 
+def test_every_cell_gets_an_empty_temporary_folder_of_its_own_removed_after_it(tmp_path):
+    # what a framework caches there (compiled kernels) must not make a later repeat faster
+    result, run_dir, _ = run_faulty(tmp_path, "tempfolder", extra=["--repeats", "2"])
+    assert "Traceback" not in result.stderr
+    settings = [row["settings"] for row in RunDir(run_dir).read_results()]
+    assert len(settings) == 2
+    assert all(cell["tmpdir_was_empty"] for cell in settings)
+    first, second = (cell["tmpdir"] for cell in settings)
+    assert first != second
+    assert not os.path.exists(first) and not os.path.exists(second)
+
+
 def test_resume_after_the_runner_is_killed_runs_only_what_is_missing(tmp_path):
     out = tmp_path / "out"
     runner = subprocess.Popen(

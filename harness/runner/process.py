@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,11 +94,28 @@ def run_child(
     on_event: EventHandler | None = None,
     gpu: bool = False,
 ) -> ChildOutcome:
-    """Run one cell's worker process to completion (or its timeout) and collect its events."""
+    """Run one cell's worker process to completion (or its timeout) and collect its events.
+
+    The child gets a temporary folder of its own as ``TMPDIR``, removed when it ends: caches
+    that frameworks keep there (PyTorch's compiled kernels, say) start empty in every cell, so
+    no repeat compiles less than another because an earlier one left its work behind.
+    """
+    with tempfile.TemporaryDirectory(prefix="harness-cell-", ignore_cleanup_errors=True) as tmp:
+        env = dict(os.environ)
+        env.update({name: str(threads) for name in THREAD_ENV_VARS})
+        env.update({"PYTHONUNBUFFERED": "1", "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp})
+        return _run_worker(spec, env, limits, log_path, on_event, gpu)
+
+
+def _run_worker(
+    spec: dict[str, Any],
+    env: dict[str, str],
+    limits: Limits,
+    log_path: Path,
+    on_event: EventHandler | None,
+    gpu: bool,
+) -> ChildOutcome:
     read_fd, write_fd = os.pipe()
-    env = dict(os.environ)
-    env.update({name: str(threads) for name in THREAD_ENV_VARS})
-    env["PYTHONUNBUFFERED"] = "1"
     start = time.perf_counter()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(

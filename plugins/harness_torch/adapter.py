@@ -1,12 +1,17 @@
 """The PyTorch adapter: an ``nn.Sequential`` (see :mod:`harness_torch.model`) trained with
 ``torch.optim.Adam``.
 
-Modes: ``eager`` (PyTorch's default) and ``compiled`` (the model wrapped in ``torch.compile``).
+Modes: ``eager`` (PyTorch's default) and ``compiled``: the model and the optimizer's step each
+wrapped in ``torch.compile``, so that, as in the other frameworks' compiled modes, the whole
+training step runs compiled (the backward pass through AOTAutograd's compiled graph).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
@@ -55,7 +60,12 @@ class TorchAdapter(FrameworkAdapter):
             settings={
                 "mode": mode,
                 **(
-                    {"compiler": "torch.compile", "compile_backend": "inductor"}
+                    {
+                        "compiler": "torch.compile",
+                        "compile_backend": "inductor",
+                        "compiled_unit": "model and optimizer step (torch.compile each)",
+                        "compile_cache": _fresh_compile_cache(device),
+                    }
                     if mode == "compiled"
                     else {}
                 ),
@@ -90,14 +100,28 @@ class TorchAdapter(FrameworkAdapter):
             else None  # a model without parameters (a probe) has nothing to train
         )
         forward: Any = model
+        step = optimizer.step if optimizer is not None else None
         if self._mode == "compiled":
             # dynamo's shape guesses are kept per code object, and every model shares
             # nn.Sequential.forward: after several models in one process it would trace sizes
             # such as channel counts as symbols, which inductor fails on for convolutions
             torch.compiler.reset()
             forward = torch.compile(model)
+            if optimizer is not None:
+                # left eager, Adam's per-tensor loop of small kernels costs more than
+                # compiling the model saves (PyTorch's recipe for a compiled optimizer)
+                step = torch.compile(optimizer.step)
         return TorchTrainer(
-            model, forward, optimizer, x, y, task, built.holders, built.softmax_folded, self._device
+            model,
+            forward,
+            optimizer,
+            step,
+            x,
+            y,
+            task,
+            built.holders,
+            built.softmax_folded,
+            self._device,
         )
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -120,6 +144,23 @@ class TorchAdapter(FrameworkAdapter):
         return time.perf_counter() - start
 
 
+def _fresh_compile_cache(device: str) -> str:
+    """Point torch.compile's on-disk caches at a new, empty folder, unless the user chose one.
+
+    Inductor keeps compiled kernels in a folder shared by every process (and Triton too, on a
+    GPU), so a cell would compile in 4 s instead of 15 s because an earlier cell or run had
+    compiled the same graphs: its first epoch would measure the machine's history.
+    """
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return f"TORCHINDUCTOR_CACHE_DIR={os.environ['TORCHINDUCTOR_CACHE_DIR']} (may be warm)"
+    folder = tempfile.mkdtemp(prefix="harness-torch-compile-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(folder, "inductor")
+    if device == "gpu" and not os.environ.get("TRITON_CACHE_DIR"):
+        os.environ["TRITON_CACHE_DIR"] = os.path.join(folder, "triton")
+    return "empty at the start of the cell"
+
+
 def _synchronize(device) -> None:
     import torch
 
@@ -133,6 +174,7 @@ class TorchTrainer:
         model,
         forward,
         optimizer,
+        optimizer_step,
         x: np.ndarray,
         y: np.ndarray,
         task: Any,
@@ -145,6 +187,7 @@ class TorchTrainer:
         self.model = model
         self.forward = forward  # the model, or its torch.compile wrapper
         self.optimizer = optimizer
+        self.optimizer_step = optimizer_step  # optimizer.step, or its torch.compile wrapper
         self.task = task
         self.training = task.training
         self.holders = holders  # per task layer, the module holding its weights (or None)
@@ -180,7 +223,7 @@ class TorchTrainer:
             if self.optimizer is not None:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                self.optimizer.step()
+                self.optimizer_step()
             total += loss.detach()
             if timed:
                 _synchronize(self.device)

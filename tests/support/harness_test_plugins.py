@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 
 import numpy as np
@@ -52,6 +53,21 @@ class CentroidAdapter(FrameworkAdapter):
 
     def build(self, task, weights, x, y):
         return CentroidTrainer(x, y, task.model.layers[-1].units)
+
+
+class TempFolderAdapter(CentroidAdapter):
+    """Reports the temporary folder its cell got, whether it started empty, and leaves a file
+    there, as a compiler's cache would."""
+
+    name = "tempfolder"
+
+    def setup(self, *, device, threads):
+        folder = tempfile.gettempdir()
+        empty = not os.listdir(folder)
+        with open(os.path.join(folder, "cache-entry"), "w") as handle:
+            handle.write("compiled kernels")
+        settings = {"mode": "numpy", "tmpdir": folder, "tmpdir_was_empty": empty}
+        return RuntimeInfo(device=device, device_name="cpu", settings=settings)
 
 
 class RaisingTrainer(CentroidTrainer):
@@ -202,6 +218,7 @@ class PaddedTorchAdapter(SloppyTorchAdapter):
 def harness_register_frameworks(register):
     for adapter in (
         CentroidAdapter,
+        TempFolderAdapter,
         RaisingAdapter,
         MarkupAdapter,
         SegfaultAdapter,

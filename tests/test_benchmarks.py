@@ -1,0 +1,51 @@
+"""The benchmark scripts' own arithmetic (their figures depend on the machine, so aren't tested)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.flops import training_flops
+from harness.tasks import load_task
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def load_script(name):
+    sys.path.insert(0, str(BENCHMARKS))  # roofline.py imports its sibling overhead.py
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+roofline = load_script("roofline")
+
+
+def test_the_roofline_floor_counts_the_products_a_training_step_needs():
+    task = load_task("mnist_mlp")
+    assert roofline.step_products(task) == [
+        ("layer 1 forward", 32, 784, 128),
+        ("layer 1 weight gradient", 784, 32, 128),
+        # no input gradient for the first dense layer: nothing below it learns
+        ("layer 2 forward", 32, 128, 10),
+        ("layer 2 weight gradient", 128, 32, 10),
+        ("layer 2 input gradient", 32, 10, 128),
+    ]
+    # the FLOP formula (three forward passes) counts the first layer's input gradient too
+    counted = sum(2 * m * k * n for _, m, k, n in roofline.step_products(task))
+    assert counted == training_flops(task, 32) - 2 * 32 * 784 * 128
+
+
+def test_the_roofline_floor_is_for_dense_models_only():
+    with pytest.raises(SystemExit, match="conv2d: dense models only"):
+        roofline.step_products(load_task("mnist_cnn"))
+
+
+def test_a_product_is_timed_at_its_shape():
+    seconds = roofline.product_seconds("numpy", 32, 784, 128, threads=1)
+    assert 0 < seconds < 0.01  # 6.4 MFLOP: well under 10 ms on any machine that runs the suite
