@@ -39,8 +39,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from overhead import child_env  # noqa: E402  (a sibling script, not a package)
 
 LIBRARIES = ("numpy", "torch", "jax")
-#: how long each product or update is looped for, in seconds of work
+#: roughly how long each product is looped for, in seconds
 BUDGET_SECONDS = 0.5
+#: layer kinds without weights, hence without matrix products
+WEIGHTLESS = ("flatten", "dropout", "max_pool2d")
 
 
 # -- what one training step computes, from the task spec ----------------------------------
@@ -61,15 +63,9 @@ def step_products(task) -> list[tuple[str, int, int, int]]:
             products.append((f"layer {index} weight gradient", inputs, batch, layer.units))
             if products[:-2]:  # the first layer's input gradient is never needed
                 products.append((f"layer {index} input gradient", batch, layer.units, inputs))
-        elif task_weights_of(task)[index]:
+        elif layer.kind not in WEIGHTLESS:
             raise SystemExit(f"{task.name}: layer {index} is a {layer.kind}: dense models only")
     return products
-
-
-def task_weights_of(task) -> list[dict]:
-    from harness.fairness import initial_weights
-
-    return initial_weights(task)
 
 
 # -- the measurements, each library in its own process -------------------------------------
@@ -166,10 +162,11 @@ def update_seconds(library: str, shapes: list[tuple[int, ...]], adam, threads: i
 
 def measure_main(library: str, task_name: str, threads: int) -> None:
     """In the child: time the task's products and update in ``library``; print JSON."""
+    from harness.fairness import initial_weights
     from harness.tasks import load_task
 
     task = load_task(task_name)
-    shapes = [array.shape for layer in task_weights_of(task) for array in layer.values()]
+    shapes = [array.shape for layer in initial_weights(task) for array in layer.values()]
     products = [product_seconds(library, m, k, n, threads) for _, m, k, n in step_products(task)]
     update = update_seconds(library, shapes, task.training.optimizer, threads)
     print(json.dumps({"products": products, "update": update}))
