@@ -136,11 +136,14 @@ def _keras_loss(name: str):
 
 class KerasTrainer:
     def __init__(self, model, model_spec, x: np.ndarray, y: np.ndarray, training) -> None:
+        import tensorflow as tf
+
         self.model = model
         self.model_spec = model_spec
-        self.x = x
-        self.y = y
-        self._samples = None  # x and y as host tensors, made on the first epoch
+        # tensors made once, at build time as the other plugins do, outside the training clock;
+        # tf.data runs on the host, and Keras moves each batch to the device
+        with tf.device("CPU:0"):
+            self._samples = (tf.constant(x), tf.constant(y))
         self.training = training
 
     def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
@@ -155,16 +158,12 @@ class KerasTrainer:
     def _batches(self, batch_order: np.ndarray):
         """The epoch's batches in the harness's order, as a ``tf.data`` pipeline.
 
-        The samples become tensors once; each batch is gathered from them by its indices, as
-        Keras's own ``fit(x, y, shuffle=True)`` does. Handing ``fit`` the arrays already in the
-        epoch's order would copy the whole training set every epoch (about 10 % of an
-        ``mnist_mlp`` epoch).
+        Each batch is gathered from the samples by its indices, as Keras's own
+        ``fit(x, y, shuffle=True)`` does. Handing ``fit`` the arrays already in the epoch's order
+        would copy the whole training set every epoch (about 10 % of an ``mnist_mlp`` epoch).
         """
         import tensorflow as tf
 
-        if self._samples is None:
-            with tf.device("CPU:0"):  # tf.data runs on the host; Keras moves each batch
-                self._samples = (tf.constant(self.x), tf.constant(self.y))
         x, y = self._samples
         order = tf.data.Dataset.from_tensor_slices(batch_order).batch(self.training.batch_size)
         batches = order.map(
