@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ import numpy as np
 import platformdirs
 
 from harness.fairness import parameter_count
+from harness.locking import update_json_file
 from harness.tasks import Task
 
 #: what a row's ``agreement`` field says
@@ -302,8 +302,7 @@ def record(check: Check) -> Path:
             and all(p.passed for p in involved)
         )
         frameworks[item.framework] = {"version": item.version, "status": PASS if passed else FAIL}
-    data = _load_cache()
-    data[task_digest(check.task)] = {
+    entry = {
         "task": check.task.name,
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": check.steps,
@@ -311,10 +310,7 @@ def record(check: Check) -> Path:
         "pairs": [asdict(pair) | {"passed": pair.passed} for pair in check.pairs],
     }
     path = cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(handle.name, path)
+    update_json_file(path, lambda data: data.__setitem__(task_digest(check.task), entry))
     return path
 
 

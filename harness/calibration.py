@@ -8,7 +8,6 @@ cell's achieved FLOP/s to that peak: its model-FLOP utilisation.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import tempfile
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 import platformdirs
 
 from harness.environment import cpu_model, usable_cores
+from harness.locking import update_json_file
 
 DEFAULT_SIZE = {"cpu": 2048, "gpu": 8192}
 
@@ -46,19 +46,14 @@ def load() -> dict[str, dict[str, Any]]:
 
 
 def save(entries: dict[str, dict[str, Any]]) -> Path:
-    """Merge ``entries`` into this machine's cache (written to a temporary file, then renamed)."""
+    """Merge ``entries`` into this machine's cache, under a lock (read, merge, write whole)."""
     path = cache_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    data.setdefault(machine_key(), {}).update(entries)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(handle.name, path)
+
+    def merge(data: dict[str, Any]) -> None:
+        machine = data.get(machine_key())
+        data[machine_key()] = {**(machine if isinstance(machine, dict) else {}), **entries}
+
+    update_json_file(path, merge)
     return path
 
 

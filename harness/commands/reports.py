@@ -10,8 +10,9 @@ from rich.table import Table
 
 from harness import report as reports
 from harness.compare import compare_runs, environment_differences, unmatched
-from harness.console import console
-from harness.runs import Run, latest_run, list_runs, open_run
+from harness.console import console, errors
+from harness.locking import run_folder_lock
+from harness.runs import Run, UnreadableRun, latest_run, open_run, scan_runs
 
 RESULTS_OPTION = click.option(
     "--results",
@@ -47,18 +48,25 @@ def _run(path: Path | None, results: Path) -> Run:
 def report_command(run_dir, against, results, threshold) -> None:
     """Write report.md and report.html into RUN_DIR (default: the latest run)."""
     run = _run(run_dir, results)
-    markdown, html = reports.build(run, open_run(against) if against else None, threshold)
-    console.print(f"report: {markdown}\n        {html}", highlight=False)
+    earlier = open_run(against) if against else None
+    with run_folder_lock(run.dir.path, "harness report"):
+        markdown, html = reports.build(run, earlier, threshold)
+    console.print(f"report: {escape(str(markdown))}\n        {escape(str(html))}", highlight=False)
 
 
 @click.command("runs")
 @RESULTS_OPTION
 def runs_command(results) -> None:
     """List the runs in the results folder, oldest first."""
-    table = Table(title=f"runs in {results}")
+    table = Table(title=f"runs in {escape(str(results))}")
+    unreadable: list[UnreadableRun] = []
     for column in ("run", "date", "task", "frameworks", "modes", "cells", "host"):
         table.add_column(column)
-    for run in list_runs(results):
+    for run in scan_runs(results):
+        if isinstance(run, UnreadableRun):
+            table.add_row(escape(run.run_id), "", "", "", "", "[red]unreadable[/]", "")
+            unreadable.append(run)
+            continue
         statuses = [row["status"] for row in run.rows]
         cells = f"{statuses.count('ok')} ok" + "".join(
             f", {statuses.count(s)} {s}" for s in ("failed", "skipped") if s in statuses
@@ -73,6 +81,8 @@ def runs_command(results) -> None:
             escape(str(run.environment.get("hostname", ""))),
         )
     console.print(table)
+    for run in unreadable:
+        errors.print(f"unreadable: {escape(run.reason)}", highlight=False)
 
 
 @click.command("compare")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
+from pydantic import ValidationError
 from rich.markup import escape
 
 from harness import runner
@@ -24,8 +26,10 @@ from harness.console import RunProgress, console, errors, problems_table, result
 from harness.data import datasets
 from harness.environment import environment_record
 from harness.errors import HarnessError
+from harness.locking import run_folder_lock
 from harness.plugins import get_registry
 from harness.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
+from harness.schema import first_problem
 from harness.tasks import Task, load_task
 
 CONFIG_OPTIONS = (
@@ -177,7 +181,7 @@ def run(
                 f"drop {flags}, or start a new run without --resume"
             )
         run_dir, config = RunDir.open(resume)
-        task = Task.model_validate(config["task"])
+        task = recorded_task(run_dir, config)
     else:
         if not task_name:
             raise click.UsageError("give --task NAME (see `harness list`), or --resume RUN_DIR")
@@ -231,46 +235,77 @@ def run(
 
     if run_dir is None:
         run_dir = RunDir.create(out, task.name)
-        run_dir.write_json(RUN_FILE, {"schema": SCHEMA_VERSION, "run_id": run_dir.run_id, **config})
-        versions = {
-            name: registry.frameworks[name].adapter.version() for name in config["frameworks"]
-        }
-        run_dir.write_json(
-            ENVIRONMENT_FILE,
-            environment_record(threads=settings.threads, seed=task.seed, frameworks=versions),
-        )
-        todo = cells
+        with run_folder_lock(run_dir.path, "harness run"):
+            run_dir.write_json(
+                RUN_FILE, {"schema": SCHEMA_VERSION, "run_id": run_dir.run_id, **config}
+            )
+            _write_environment(run_dir, config, settings, task, registry)
+            _run_cells(run_dir, cells, cells, task, config, settings, registry, no_report)
     else:
-        done = {row.get("cell_id") for row in run_dir.read_results()}
-        todo = [cell for cell in cells if cell.id not in done]
-        console.print(
-            f"resuming {run_dir.run_id}: {len(cells) - len(todo)} of {len(cells)} "
-            "cell(s) already have a result",
-            highlight=False,
-        )
+        with run_folder_lock(run_dir.path, "harness run --resume"):
+            run_dir, config = RunDir.open(run_dir.path)  # as it is now that nobody else writes
+            run_dir.prepare_for_writing()
+            done = {row.get("cell_id") for row in run_dir.read_results()}
+            todo = [cell for cell in cells if cell.id not in done]
+            console.print(
+                f"resuming {run_dir.run_id}: {len(cells) - len(todo)} of {len(cells)} "
+                "cell(s) already have a result",
+                highlight=False,
+            )
+            _run_cells(run_dir, cells, todo, task, config, settings, registry, no_report)
 
+
+def recorded_task(run_dir: RunDir, config: dict) -> Task:
+    """The task as ``run.json`` recorded it, validated again: a damaged record is one line."""
+    try:
+        return Task.model_validate(config["task"])
+    except ValidationError as exc:
+        raise HarnessError(
+            f"{run_dir.path / RUN_FILE}: damaged task record: {first_problem(exc)}"
+        ) from None
+
+
+def _write_environment(run_dir, config, settings, task, registry) -> None:
+    versions = {name: registry.frameworks[name].adapter.version() for name in config["frameworks"]}
+    run_dir.write_json(
+        ENVIRONMENT_FILE,
+        environment_record(threads=settings.threads, seed=task.seed, frameworks=versions),
+    )
+
+
+def _run_cells(run_dir, cells, todo, task, config, settings, registry, no_report) -> None:
+    """Run ``todo`` (of the run's ``cells``), then print the tables and write the report."""
     console.print(
-        f"run [bold]{run_dir.run_id}[/]: task {task.name}, "
+        f"run [bold]{escape(run_dir.run_id)}[/]: task {escape(task.name)}, "
         f"{len(todo)} cell(s) to run, {settings.threads} thread(s) each",
         highlight=False,
     )
-    with RunProgress(len(todo)) as progress:
-        if config.get("executor", "local") == "ray":
-            from harness.runner import ray_executor
+    try:
+        with RunProgress(len(todo)) as progress:
+            if config.get("executor", "local") == "ray":
+                from harness.runner import ray_executor
 
-            ray_executor.execute(
-                todo, settings, run_dir, address=config.get("ray_address"), observer=progress
-            )
-        else:
-            runner.execute(todo, settings, run_dir, registry, progress)
+                ray_executor.execute(
+                    todo, settings, run_dir, address=config.get("ray_address"), observer=progress
+                )
+            else:
+                runner.execute(todo, settings, run_dir, registry, progress)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (harness.cli turns it into one)
+        finished = len(run_dir.read_results())
+        errors.print(
+            f"interrupted with {finished} of {len(cells)} cell(s) done; finish the run with: "
+            f"harness run --resume {escape(shlex.quote(str(run_dir.path)))}",
+            highlight=False,
+        )
+        raise
     rows = run_dir.read_results()
     run_dir.write_table()
     title = f"{task.name} (target {task.target.describe()})"
-    console.print(results_table(rows, task.target, title=title))
+    console.print(results_table(rows, task.target, title=escape(title)))
     problems = problems_table(rows)
     if problems is not None:
         console.print(problems)
-    console.print(f"results: {run_dir.path}", highlight=False)
+    console.print(f"results: {escape(str(run_dir.path))}", highlight=False)
     if not no_report:
         write_report(run_dir.path)
     if any(row["status"] == "failed" for row in rows):
@@ -284,6 +319,9 @@ def write_report(path: Path) -> None:
 
     try:
         markdown, html = report.build(open_run(path))
+    except HarnessError as exc:
+        errors.print(f"[yellow]warning:[/] no report: {escape(str(exc))}", highlight=False)
+        return
     except Exception as exc:  # the results are safe on disk; say what went wrong and go on
         errors.print(
             f"[yellow]warning:[/] no report: {escape(f'{type(exc).__name__}: {exc}')}; "
@@ -291,4 +329,4 @@ def write_report(path: Path) -> None:
             highlight=False,
         )
         return
-    console.print(f"report:  {markdown}\n         {html}", highlight=False)
+    console.print(f"report:  {escape(str(markdown))}\n         {escape(str(html))}", highlight=False)

@@ -2,12 +2,15 @@
 
 Both are rendered only from the run folder's files. The HTML inlines its CSS and its SVG charts,
 loads nothing from the network, runs no script, and escapes every string that came from a task
-file or a plugin (Jinja2 autoescaping).
+file or a plugin (Jinja2 autoescaping). The Markdown escapes every value it interpolates too
+(each ``{{ }}`` passes through :func:`markdown_text`), and chart file names come from
+:func:`harness.paths.safe_name`, so no name from a file reaches outside ``charts/``.
 """
 
 from __future__ import annotations
 
-import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import jinja2
 
 from harness import __version__
 from harness.compare import CellComparison, compare_runs, environment_differences, unmatched
+from harness.paths import safe_name, write_atomically
 from harness.report import charts
 from harness.runs import Run
 from harness.summary import Group, flagged_rows, summarise, summary_line
@@ -33,6 +37,7 @@ class TaskSection:
     metric_label: str
     groups: list[Group]
     lines: list[dict[str, str]]
+    #: (file name under charts/, caption, svg text)
     charts: list[charts.Chart]
 
 
@@ -67,7 +72,10 @@ def sections(run: Run) -> list[TaskSection]:
                 metric_label=METRIC_LABELS[target.metric],
                 groups=members,
                 lines=[summary_line(group, target) for group in members],
-                charts=charts.task_charts(members, target),
+                charts=[
+                    (chart_file_name(task, stem), caption, svg)
+                    for stem, caption, svg in charts.task_charts(members, target)
+                ],
             )
         )
     return result
@@ -85,6 +93,7 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
         "config": run.config,
         "comparison": None,
         "threshold": threshold,
+        "agreement": agreement_summary(run.rows),
     }
     if against is not None:
         only_a, only_b = unmatched(against, run)
@@ -99,31 +108,54 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
     chart_dir = folder / CHARTS_DIR
     chart_dir.mkdir(exist_ok=True)
     for section in task_sections:
-        for stem, _, svg in section.charts:
-            _write(chart_dir / f"{section.name}-{stem}.svg", svg)
-    environment = jinja2.Environment(
+        for file_name, _, svg in section.charts:
+            write_atomically(chart_dir / file_name, svg)
+    markdown = _templates(markdown_text).get_template("report.md")
+    html = _templates(_html_text).get_template("report.html")
+    write_atomically(folder / MARKDOWN_FILE, markdown.render(**context, charts_dir=CHARTS_DIR))
+    write_atomically(folder / HTML_FILE, html.render(**context))
+    return folder / MARKDOWN_FILE, folder / HTML_FILE
+
+
+def chart_file_name(task: str, stem: str) -> str:
+    """``<task>-<stem>.svg``, safe whatever the task's name (it comes from a results file)."""
+    return safe_name(f"{task}-{stem}") + ".svg"
+
+
+def agreement_summary(rows: list[dict[str, Any]]) -> str:
+    """The agreement verdicts the rows carry, per framework, for the Environment section."""
+    verdicts = {
+        f"{row['framework']}: {row['agreement']}" for row in rows if row.get("agreement") is not None
+    }
+    if not verdicts:
+        return "not checked (harness check-agreement --task TASK checks it)"
+    return ", ".join(sorted(verdicts))
+
+
+def _templates(finalize: Callable[[Any], Any]) -> jinja2.Environment:
+    """Every ``{{ value }}`` passes through ``finalize``: the one place values are escaped."""
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=finalize,
     )
-    environment.filters["md"] = _markdown_cell
-    markdown = environment.get_template("report.md").render(**context, charts_dir=CHARTS_DIR)
-    html = environment.get_template("report.html").render(**context)
-    _write(folder / MARKDOWN_FILE, markdown)
-    _write(folder / HTML_FILE, html)
-    return folder / MARKDOWN_FILE, folder / HTML_FILE
 
 
-def _markdown_cell(value: object) -> str:
-    """Text safe inside a Markdown table cell: no pipes, no newlines, no raw HTML."""
+def markdown_text(value: object) -> str:
+    """Text safe inside Markdown (a table cell too): no raw HTML, pipes, newlines, links or code.
+
+    Emphasis characters (``_``, ``*``) are left alone: at worst they change a font, and
+    escaping them would make every ``mnist_mlp`` in the raw file read ``mnist\\_mlp``.
+    """
     text = "" if value is None else str(value)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\n", " ")
+    text = re.sub(r"([\\`\[\]|])", r"\\\1", text)
+    return re.sub(r"\s*[\r\n]+\s*", " ", text)
 
 
-def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+def _html_text(value: object) -> object:
+    """None renders as nothing, not "None"; autoescaping does the rest."""
+    return "" if value is None else value

@@ -7,7 +7,6 @@ saying how to install it, and the run goes on either way.
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 
 from harness import agreement, calibration
 from harness.plugins import Registry
+from harness.paths import safe_name, write_new
 from harness.results import RunDir
 from harness.runner.process import Limits, run_child
 from harness.tasks import Task
@@ -40,7 +40,7 @@ class Cell:
     @property
     def file_stem(self) -> str:
         """The id made safe as a file name (a plugin's name can't reach outside the run folder)."""
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.id)
+        return safe_name(self.id)
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def run_cell(
         row["kind"], row["error"] = failure
         if outcome.error is not None and outcome.error.get("traceback"):
             traceback_path = run_dir.logs / f"{cell.file_stem}.traceback.txt"
-            traceback_path.write_text(outcome.error["traceback"], encoding="utf-8")
+            write_new(traceback_path, outcome.error["traceback"])
             row["traceback"] = str(traceback_path.relative_to(run_dir.path))
         # keep what was measured before the failure
         epochs = [e for e in outcome.events if e.get("event") == "epoch"]

@@ -214,6 +214,20 @@ class PaddedTorchAdapter(SloppyTorchAdapter):
         return trainer
 
 
+class RichMarkupTrainer(CentroidTrainer):
+    def train_epoch(self, batch_order):
+        raise ValueError("[/] closed nothing [bold]; pip install 'harness[jax]' [link=x]y[/link]")
+
+
+class RichMarkupAdapter(CentroidAdapter):
+    """Fails with rich markup in its message: the terminal must print it as text, not style."""
+
+    name = "richmarkup"
+
+    def build(self, task, weights, x, y):
+        return RichMarkupTrainer(x, y, 10)
+
+
 @harness.hookimpl
 def harness_register_frameworks(register):
     for adapter in (
@@ -231,5 +245,6 @@ def harness_register_frameworks(register):
         MissingAdapter,
         SloppyTorchAdapter,
         PaddedTorchAdapter,
+        RichMarkupAdapter,
     ):
         register(adapter())
