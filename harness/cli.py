@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import click
-from rich.markup import escape
 
 import harness
 from harness.commands.agreement import check_agreement
@@ -15,7 +14,7 @@ from harness.commands.listing import list_command
 from harness.commands.plugin import plugin_group
 from harness.commands.reports import compare_command, report_command, runs_command
 from harness.commands.run import run
-from harness.console import errors
+from harness.console import errors, print_error
 from harness.errors import HarnessError
 
 
@@ -61,16 +60,13 @@ def main() -> None:
         raise SystemExit(130) from None
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "harness"
-        errors.print(
-            f"[bold red]error:[/] {escape(exc.format_message())} (see '{escape(command)} --help')",
-            highlight=False,
-        )
+        print_error(f"{exc.format_message()} (see '{command} --help')")
         raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
     except HarnessError as exc:
-        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        print_error(str(exc))
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         errors.print("interrupted")

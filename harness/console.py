@@ -1,4 +1,10 @@
-"""What the user sees in the terminal: progress while a run goes, tables when it ends."""
+"""What the user sees in the terminal: progress while a run goes, tables when it ends.
+
+Both consoles have rich's markup switched off: a string is printed as the text it is, wherever
+it came from (a task file, a plugin, an exception, a results file), so ``[/]`` in an error can't
+abort a run and ``pip install 'harness[jax]'`` keeps its ``[jax]``. Style is given as data
+instead, with :func:`styled` (``Text`` objects), never by writing markup into a string.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from harness.runner import Cell
 from harness.summary import flagged_rows, summarise, summary_line
@@ -23,8 +29,23 @@ from harness.tasks import Target
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 150
-console = Console(width=_WIDTH)
-errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
+console = Console(width=_WIDTH, markup=False, highlight=False)
+# an error stays one line, however long
+errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain strings and ``(text, style)`` pairs: ``styled(("error:", "bold red"), " x")``."""
+    return Text.assemble(*parts)
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, one line, the message printed as the text it is."""
+    errors.print(styled(("error:", "bold red"), " ", message))
+
+
+def print_warning(message: str) -> None:
+    errors.print(styled(("warning:", "yellow"), " ", message))
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 
@@ -34,11 +55,11 @@ class RunProgress:
 
     def __init__(self, total_cells: int) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
+            TextColumn("{task.fields[note]}", markup=False),
             console=console,
             transient=True,
         )
@@ -75,7 +96,7 @@ class RunProgress:
         self.progress.advance(self.cells)
         style = STATUS_STYLE.get(row["status"], "")
         detail = f": {row['error']}" if row.get("error") else ""
-        console.print(f"[{style}]{row['status']:>7}[/] {cell.id}{detail}", highlight=False)
+        console.print(styled((f"{row['status']:>7}", style), f" {cell.id}{detail}"))
 
 
 def results_table(rows: list[dict[str, Any]], target: Target, title: str = "") -> Table:
@@ -109,12 +130,13 @@ def results_table(rows: list[dict[str, Any]], target: Target, title: str = "") -
         left = header in ("framework", "version", "mode", "device", "host", "agreement", "")
         table.add_column(header, justify="left" if left else "right")
     for group in summarise(rows):
-        line = {key: escape(text) for key, text in summary_line(group, target).items()}
+        line: dict[str, str | Text] = dict(summary_line(group, target))
         done = len(group.done)
         style = "green" if done == len(group.rows) else "red" if not done else "yellow"
-        line["status"] = f"[{style}]{done}/{len(group.rows)}[/]"
+        line["status"] = styled((f"{done}/{len(group.rows)}", style))
         if done:
-            line["quality"] += " [green]✓[/]" if group.met_target else " [red]✗[/]"
+            mark = ("✓", "green") if group.met_target else ("✗", "red")
+            line["quality"] = styled(str(line["quality"]), " ", mark)
         table.add_row(*(line[key] for _, key in columns))
     return table
 
@@ -130,9 +152,6 @@ def problems_table(rows: list[dict[str, Any]]) -> Table | None:
     for row in flagged:
         style = STATUS_STYLE.get(row["status"], "")
         table.add_row(
-            escape(row["cell_id"]),
-            f"[{style}]{row['status']}[/]",
-            row.get("kind") or "",
-            escape(row.get("error") or ""),
+            row["cell_id"], styled((row["status"], style)), row.get("kind") or "", row.get("error") or ""
         )
     return table

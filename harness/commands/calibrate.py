@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from harness import calibration, runner
@@ -65,7 +64,7 @@ def calibrate(frameworks, device, threads, size, repeats) -> None:
                 name, device=device, threads=threads, size=size, repeats=repeats
             )
         if outcome["status"] != "ok":
-            table.add_row(name, adapter.version() or "", device, "", escape(outcome["error"] or ""))
+            table.add_row(name, adapter.version() or "", device, "", outcome["error"] or "")
             continue
         entries.update(
             calibration.record(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
-from harness.console import console
+from harness.console import console, styled
 from harness.errors import HarnessError
 from harness.plugins import get_registry
 from harness.tasks import builtin_task_files, load_task
@@ -22,7 +21,7 @@ def list_command() -> None:
         try:
             task = load_task(str(path))
         except HarnessError as exc:
-            tasks.add_row(name, "", f"[red]invalid: {escape(str(exc))}[/]", "", "")
+            tasks.add_row(name, "", styled((f"invalid: {exc}", "red")), "", "")
             continue
         layers = " → ".join(
             f"{layer.kind}({getattr(layer, 'units', '')})".replace("()", "")
@@ -46,16 +45,16 @@ def list_command() -> None:
         frameworks.add_row(
             name,
             entry.adapter.version() or "",
-            "[green]yes[/]" if availability.available else "[yellow]no[/]",
+            styled(("yes", "green")) if availability.available else styled(("no", "yellow")),
             entry.source,
-            escape(availability.reason),
+            availability.reason,
         )
     for failure in registry.failures:
         frameworks.add_row(
             failure.plugin,
             "",
-            "[red]broken[/]",
+            styled(("broken", "red")),
             failure.source,
-            escape(f"plugin failed to load: {failure.reason}"),
+            f"plugin failed to load: {failure.reason}",
         )
     console.print(frameworks)

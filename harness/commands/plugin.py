@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from harness.console import console
 from harness.scaffold import new_plugin
@@ -34,7 +33,7 @@ def new_command(name: str, parent: Path) -> None:
     the conformance kit (harness.testing) against it.
     """
     folder = new_plugin(name, parent)
-    console.print(f"wrote {escape(str(folder))}", highlight=False)
+    console.print(f"wrote {folder}")
     steps = (
         "next:\n"
         f"  cd {folder}\n"
@@ -42,4 +41,4 @@ def new_command(name: str, parent: Path) -> None:
         f"  $EDITOR harness_{name}/adapter.py\n"
         "  pytest                       # the conformance kit tells you what is left"
     )
-    console.print(escape(steps), highlight=False)
+    console.print(steps)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from harness import report as reports
 from harness.compare import compare_runs, environment_differences, unmatched
-from harness.console import console, errors
+from harness.console import console, errors, styled
 from harness.locking import run_folder_lock
 from harness.runs import Run, UnreadableRun, latest_run, open_run, scan_runs
 
@@ -51,20 +51,20 @@ def report_command(run_dir, against, results, threshold) -> None:
     earlier = open_run(against) if against else None
     with run_folder_lock(run.dir.path, "harness report"):
         markdown, html = reports.build(run, earlier, threshold)
-    console.print(f"report: {escape(str(markdown))}\n        {escape(str(html))}", highlight=False)
+    console.print(f"report: {markdown}\n        {html}")
 
 
 @click.command("runs")
 @RESULTS_OPTION
 def runs_command(results) -> None:
     """List the runs in the results folder, oldest first."""
-    table = Table(title=f"runs in {escape(str(results))}")
+    table = Table(title=f"runs in {results}")
     unreadable: list[UnreadableRun] = []
     for column in ("run", "date", "task", "frameworks", "modes", "cells", "host"):
         table.add_column(column)
     for run in scan_runs(results):
         if isinstance(run, UnreadableRun):
-            table.add_row(escape(run.run_id), "", "", "", "", "[red]unreadable[/]", "")
+            table.add_row(run.run_id, "", "", "", "", styled(("unreadable", "red")), "")
             unreadable.append(run)
             continue
         statuses = [row["status"] for row in run.rows]
@@ -74,15 +74,15 @@ def runs_command(results) -> None:
         table.add_row(
             run.run_id,
             (run.environment.get("recorded_at") or "")[:16].replace("T", " "),
-            escape(run.task_name),
-            escape(", ".join(run.config.get("frameworks", []))),
+            run.task_name,
+            ", ".join(run.config.get("frameworks", [])),
             ", ".join(run.config.get("modes", ["eager"])),
             cells,
-            escape(str(run.environment.get("hostname", ""))),
+            str(run.environment.get("hostname", "")),
         )
     console.print(table)
     for run in unreadable:
-        errors.print(f"unreadable: {escape(run.reason)}", highlight=False)
+        errors.print(f"unreadable: {run.reason}")
 
 
 @click.command("compare")

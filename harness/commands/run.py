@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 from pydantic import ValidationError
-from rich.markup import escape
 
 from harness import runner
 from harness.adapter import MODES
@@ -22,7 +21,15 @@ from harness.commands.common import (
     resolve_threads,
     threads_option,
 )
-from harness.console import RunProgress, console, errors, problems_table, results_table
+from harness.console import (
+    RunProgress,
+    console,
+    errors,
+    print_warning,
+    problems_table,
+    results_table,
+    styled,
+)
 from harness.data import datasets
 from harness.environment import environment_record
 from harness.errors import HarnessError
@@ -276,9 +283,11 @@ def _write_environment(run_dir, config, settings, task, registry) -> None:
 def _run_cells(run_dir, cells, todo, task, config, settings, registry, no_report) -> None:
     """Run ``todo`` (of the run's ``cells``), then print the tables and write the report."""
     console.print(
-        f"run [bold]{escape(run_dir.run_id)}[/]: task {escape(task.name)}, "
-        f"{len(todo)} cell(s) to run, {settings.threads} thread(s) each",
-        highlight=False,
+        styled(
+            "run ",
+            (run_dir.run_id, "bold"),
+            f": task {task.name}, {len(todo)} cell(s) to run, {settings.threads} thread(s) each",
+        )
     )
     try:
         with RunProgress(len(todo)) as progress:
@@ -294,18 +303,17 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, no_report
         finished = len(run_dir.read_results())
         errors.print(
             f"interrupted with {finished} of {len(cells)} cell(s) done; finish the run with: "
-            f"harness run --resume {escape(shlex.quote(str(run_dir.path)))}",
-            highlight=False,
+            f"harness run --resume {shlex.quote(str(run_dir.path))}"
         )
         raise
     rows = run_dir.read_results()
     run_dir.write_table()
     title = f"{task.name} (target {task.target.describe()})"
-    console.print(results_table(rows, task.target, title=escape(title)))
+    console.print(results_table(rows, task.target, title=title))
     problems = problems_table(rows)
     if problems is not None:
         console.print(problems)
-    console.print(f"results: {escape(str(run_dir.path))}", highlight=False)
+    console.print(f"results: {run_dir.path}")
     if not no_report:
         write_report(run_dir.path)
     if any(row["status"] == "failed" for row in rows):
@@ -320,13 +328,11 @@ def write_report(path: Path) -> None:
     try:
         markdown, html = report.build(open_run(path))
     except HarnessError as exc:
-        errors.print(f"[yellow]warning:[/] no report: {escape(str(exc))}", highlight=False)
+        print_warning(f"no report: {exc}")
         return
     except Exception as exc:  # the results are safe on disk; say what went wrong and go on
-        errors.print(
-            f"[yellow]warning:[/] no report: {escape(f'{type(exc).__name__}: {exc}')}; "
-            f"retry with `harness report {escape(str(path))}`",
-            highlight=False,
+        print_warning(
+            f"no report: {type(exc).__name__}: {exc}; retry with `harness report {path}`"
         )
         return
-    console.print(f"report:  {escape(str(markdown))}\n         {escape(str(html))}", highlight=False)
+    console.print(f"report:  {markdown}\n         {html}")
