@@ -40,7 +40,7 @@ def main() -> int:
         run = subprocess.run(command, text=True)
         [run_dir] = Path(out).iterdir()
         rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    problems = []
+    problems, skipped = [], []
     print(
         f"\n{'framework':<12}{'mode':<10}{'device':<28}{'acc':>7}{'fit s':>8}"
         f"{'framework MiB':>15}{'NVML MiB':>10}"
@@ -48,6 +48,11 @@ def main() -> int:
     for row in rows:
         metrics = row["metrics"]
         cell = f"{row['framework']} {row['mode']}"
+        if row["status"] == "skipped":
+            # a framework that isn't installed here, or a mode it doesn't have, is not a fault
+            # of the GPU path; it is listed so that nobody reads it as covered
+            skipped.append(f"{cell}: {row['kind']}: {row['error']}")
+            continue
         if row["status"] != "ok":
             problems.append(f"{cell}: {row['status']}: {row['error']}")
             continue
@@ -64,10 +69,13 @@ def main() -> int:
             problems.append(f"{cell}: the framework reports no GPU memory allocated")
         if not row["met_target"]:
             problems.append(f"{cell}: missed the target: {row['error']}")
+    for reason in skipped:
+        print("skipped", reason)
     for problem in problems:
         print("FAIL", problem)
-    print("GPU path OK" if not problems and run.returncode == 0 else "GPU path FAILED")
-    return 1 if problems or run.returncode else 0
+    failed = problems or run.returncode != 0 or not any(r["status"] == "ok" for r in rows)
+    print("GPU path FAILED" if failed else "GPU path OK")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
