@@ -12,7 +12,9 @@ import os
 import sys
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,13 +25,24 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from harness.columns import COLUMNS, Column, headers
 from harness.runner import Cell
 from harness.summary import flagged_rows, summarise, summary_line
 from harness.tasks import Target
 
-# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
-_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 150
-console = Console(width=_WIDTH, markup=False, highlight=False)
+
+def _width() -> int | None:
+    """Off a terminal (CI logs, pipes): the width of the terminal behind stderr if there is one,
+    else 120; on a terminal, or with $COLUMNS set, rich's own answer."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return None
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 120
+
+
+console = Console(width=_width(), markup=False, highlight=False)
 # an error stays one line, however long
 errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
@@ -99,37 +112,28 @@ class RunProgress:
         console.print(styled((f"{row['status']:>7}", style), f" {cell.id}{detail}"))
 
 
-def results_table(rows: list[dict[str, Any]], target: Target, title: str = "") -> Table:
-    """One line per task, framework, mode and device: medians over the repeats that finished."""
-    table = Table(
-        title=title or None,
-        caption="± half the interquartile range over repeats; step times are p50 / p90 / p99 "
-        "of the steps sampled after the first epoch",
-    )
-    columns = [
-        ("framework", "framework"),
-        ("version", "version"),
-        ("mode", "mode"),
-        ("device", "device"),
-        ("host", "host"),
-        ("ok", "status"),
-        ("test acc" if target.higher_is_better else "test MSE", "quality"),
-        ("fit s", "fit"),
-        ("1st epoch s", "first_epoch"),
-        ("s/epoch", "steady_epoch"),
-        ("step ms", "steps"),
-        ("to target s", "to_target"),
-        ("samples/s", "throughput"),
-        ("peak RSS", "memory"),
-        ("GFLOP/s", "flops"),
-        ("util", "utilisation"),
-        ("agreement", "agreement"),
-        ("", "marks"),
-    ]
-    for header, _ in columns:
-        left = header in ("framework", "version", "mode", "device", "host", "agreement", "")
-        table.add_column(header, justify="left" if left else "right")
-    for group in summarise(rows):
+#: how a value shared by every row reads in the title
+SHARED_LABELS = {"host": "host ", "version": "version "}
+
+
+def results_table(
+    rows: list[dict[str, Any]],
+    target: Target,
+    title: str = "",
+    *,
+    width: int | None = None,
+    wide: bool = False,
+) -> Table:
+    """One line per task, framework, mode and device: medians over the repeats that finished.
+
+    The table fits ``width`` (the console's): a column with the same value on every row moves
+    into the title, empty columns are left out, and then the columns of highest ``priority``
+    number (:mod:`harness.columns`) are dropped until it fits; the caption says how many, and
+    ``wide`` shows them all. Cells are never wrapped, so a row is always one line.
+    """
+    groups = summarise(rows)
+    lines: list[dict[str, str | Text]] = []
+    for group in groups:
         line: dict[str, str | Text] = dict(summary_line(group, target))
         done = len(group.done)
         style = "green" if done == len(group.rows) else "red" if not done else "yellow"
@@ -137,8 +141,71 @@ def results_table(rows: list[dict[str, Any]], target: Target, title: str = "") -
         if done:
             mark = ("✓", "green") if group.met_target else ("✗", "red")
             line["quality"] = styled(str(line["quality"]), " ", mark)
-        table.add_row(*(line[key] for _, key in columns))
+        lines.append(line)
+
+    shown = [column for column in COLUMNS if any(str(line[column.key]) for line in lines)]
+    shared = []
+    for column in list(shown):
+        values = {str(line[column.key]) for line in lines}
+        if column.identity and column.key != "framework" and len(values) == 1:
+            value = values.pop()
+            shared.append(f"{SHARED_LABELS.get(column.key, '')}{value}")
+            shown.remove(column)
+    title = " · ".join([title, *shared]) if title else " · ".join(shared)
+    hidden = 0
+    limit = width or console.width
+    while not wide and _table_width(_table(shown, lines, target, title, ""), limit) > limit:
+        droppable = [column for column in shown if column.priority > 0]
+        if not droppable:
+            break
+        shown.remove(max(reversed(droppable), key=lambda column: column.priority))
+        hidden += 1
+    notes = ["median over repeats ± half the IQR", "×: multiple of the best row"]
+    if hidden:
+        notes.insert(0, f"+{hidden} column{'s' if hidden > 1 else ''}: --wide")
+    return _table(shown, lines, target, title, " · ".join(notes))
+
+
+def _table(
+    shown: list[Column],
+    lines: list[dict[str, str | Text]],
+    target: Target,
+    title: str,
+    caption: str,
+) -> Table:
+    table = Table(
+        title=title or None,
+        caption=caption or None,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        caption_justify="left",
+    )
+    names = headers(target)
+    for column in shown:
+        table.add_column(
+            names[column.key], justify="right" if column.numeric else "left", no_wrap=True
+        )
+    for line in lines:
+        table.add_row(*(line[column.key] for column in shown))
     return table
+
+
+def print_table(table: Table, target: Console | None = None) -> None:
+    """Print ``table`` whole: at the console's width, or wider when it was built ``wide``."""
+    target = target or console
+    width = target.width
+    target.width = max(width, _table_width(table, width))  # print's own width= only narrows
+    try:
+        target.print(table)
+    finally:
+        target.width = width
+
+
+def _table_width(table: Table, limit: int) -> int:
+    """The width ``table`` takes with nothing wrapped (measured by rich, as it will print it)."""
+    options = console.options.update(width=max(limit, 1000))
+    return Measurement.get(console, options, table).maximum
 
 
 def problems_table(rows: list[dict[str, Any]]) -> Table | None:
@@ -146,9 +213,15 @@ def problems_table(rows: list[dict[str, Any]]) -> Table | None:
     flagged = flagged_rows(rows)
     if not flagged:
         return None
-    table = Table(title="cells that failed, were skipped or missed the target")
-    for column in ("cell", "status", "kind", "reason"):
-        table.add_column(column)
+    table = Table(
+        title="cells that failed, were skipped or missed the target",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column in ("cell", "status", "kind"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", ratio=1)  # the one column that may wrap: a reason can be long
     for row in flagged:
         style = STATUS_STYLE.get(row["status"], "")
         table.add_row(

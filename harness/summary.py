@@ -22,6 +22,9 @@ class Group:
     #: set by :func:`summarise`: lowest median fit time / peak RSS among the task's groups
     fastest: bool = False
     leanest: bool = False
+    #: set by :func:`summarise`: time per epoch and peak memory as multiples of the task's best
+    relative_time: float | None = None
+    relative_memory: float | None = None
     _cache: dict[str, Summary | None] = field(default_factory=dict, repr=False)
 
     @property
@@ -72,7 +75,27 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
             ranked = [(value, g) for g in members if (value := g.median(metric)) is not None]
             if len(ranked) > 1:
                 setattr(min(ranked, key=lambda pair: pair[0])[1], flag, True)
+        _set_relative(members, _time_metric(members), "relative_time")
+        _set_relative(members, "peak_rss_bytes", "relative_memory")
     return list(groups.values())
+
+
+def _time_metric(members: list[Group]) -> str:
+    """The steady time per epoch, or the fit time where some row has no steady epochs (one epoch)."""
+    done = [group for group in members if group.done]
+    if done and all(group.median("steady_epoch_seconds") is not None for group in done):
+        return "steady_epoch_seconds"
+    return "fit_seconds"
+
+
+def _set_relative(members: list[Group], metric: str, attribute: str) -> None:
+    values = {id(g): value for g in members if (value := g.median(metric)) is not None and value > 0}
+    if not values:
+        return
+    best = min(values.values())
+    for group in members:
+        if id(group) in values:
+            setattr(group, attribute, values[id(group)] / best)
 
 
 def _spread(group: Group, metric: str, scale: float = 1.0, digits: int = 2) -> str:
@@ -121,8 +144,14 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         "throughput": "" if throughput is None else f"{throughput:,.0f}",
         "flops": "" if flops is None else f"{flops / 1e9:.1f}",
         "utilisation": "" if utilisation is None else f"{utilisation:.1%}",
+        "relative_time": _ratio(group.relative_time),
+        "relative_memory": _ratio(group.relative_memory),
         "marks": ", ".join(marks),
     }
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}×" if value < 10 else f"{value:.1f}×"
 
 
 def _agreement(group: Group) -> str:

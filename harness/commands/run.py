@@ -25,6 +25,7 @@ from harness.console import (
     RunProgress,
     console,
     errors,
+    print_table,
     print_warning,
     problems_table,
     results_table,
@@ -151,6 +152,9 @@ CONFIG_OPTIONS = (
     "with the configuration recorded in RUN_DIR (give no other run options).",
 )
 @click.option("--no-report", is_flag=True, help="Don't write report.md and report.html at the end.")
+@click.option(
+    "--wide", is_flag=True, help="Show every column of the results table, however wide it gets."
+)
 @click.pass_context
 def run(
     ctx,
@@ -170,6 +174,7 @@ def run(
     data_dir,
     resume,
     no_report,
+    wide,
     executor,
     ray_address,
 ) -> None:
@@ -247,7 +252,7 @@ def run(
                 RUN_FILE, {"schema": SCHEMA_VERSION, "run_id": run_dir.run_id, **config}
             )
             _write_environment(run_dir, config, settings, task, registry)
-            _run_cells(run_dir, cells, cells, task, config, settings, registry, no_report)
+            _run_cells(run_dir, cells, cells, task, config, settings, registry, (no_report, wide))
     else:
         with run_folder_lock(run_dir.path, "harness run --resume"):
             run_dir, config = RunDir.open(run_dir.path)  # as it is now that nobody else writes
@@ -259,7 +264,7 @@ def run(
                 "cell(s) already have a result",
                 highlight=False,
             )
-            _run_cells(run_dir, cells, todo, task, config, settings, registry, no_report)
+            _run_cells(run_dir, cells, todo, task, config, settings, registry, (no_report, wide))
 
 
 def recorded_task(run_dir: RunDir, config: dict) -> Task:
@@ -280,7 +285,7 @@ def _write_environment(run_dir, config, settings, task, registry) -> None:
     )
 
 
-def _run_cells(run_dir, cells, todo, task, config, settings, registry, no_report) -> None:
+def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -> None:
     """Run ``todo`` (of the run's ``cells``), then print the tables and write the report."""
     console.print(
         styled(
@@ -309,7 +314,8 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, no_report
     rows = run_dir.read_results()
     run_dir.write_table()
     title = f"{task.name} (target {task.target.describe()})"
-    console.print(results_table(rows, task.target, title=title))
+    no_report, wide = output
+    print_table(results_table(rows, task.target, title=title, wide=wide))
     problems = problems_table(rows)
     if problems is not None:
         console.print(problems)

@@ -1,0 +1,104 @@
+"""The results table fits the terminal it is printed in: 80, 100, 120 and 200 columns, and off a
+terminal. Columns are dropped by priority, never a framework name cut or a row wrapped."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from harness.console import print_table, results_table
+from harness.runs import open_run
+from harness.tasks import Target
+
+from .conftest import harness_env, run_harness
+
+PLUGINS = harness_env(HARNESS_PLUGINS="harness_test_plugins")
+TARGET = Target(metric="test_accuracy", min=0.97)
+# the names and versions of a real five-framework run, the widest the README shows
+FRAMEWORKS = {
+    "jax": "0.10.2",
+    "keras_jax": "3.15.1 (jax 0.10.2)",
+    "keras_torch": "3.15.1 (torch 2.13.0+cpu)",
+    "tensorflow": "2.21.0",
+    "torch": "2.13.0+cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def real_rows(tmp_path_factory) -> list[dict]:
+    """Rows of a real run, renamed to the five frameworks in two modes (ten rows)."""
+    out = tmp_path_factory.mktemp("width")
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "--epochs", "2", "--train-subset", "500", "--out",
+        str(out), "-f", "centroid", "--no-report", env=PLUGINS,
+    )
+    assert result.returncode == 0, result.stderr
+    [run_dir] = out.iterdir()
+    [row] = open_run(run_dir).rows
+    rows = []
+    for index, (name, version) in enumerate(FRAMEWORKS.items()):
+        for mode in ("eager", "compiled"):
+            slower = {key: row["metrics"][key] * (index + 1)
+                      for key in ("fit_seconds", "steady_epoch_seconds")}
+            metrics = row["metrics"] | slower
+            rows.append(row | {"framework": name, "framework_version": version, "mode": mode,
+                               "metrics": metrics, "agreement": "pass (100 steps)"})
+    return rows
+
+
+def render(rows, width: int, **options) -> list[str]:
+    out = io.StringIO()
+    console = Console(file=out, width=width, markup=False, color_system=None)
+    table = results_table(rows, TARGET, title="mnist_mlp (target test_accuracy ≥ 0.97)",
+                          width=width, **options)
+    print_table(table, console)
+    return out.getvalue().rstrip("\n").splitlines()
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 200])
+def test_the_table_fits_and_no_row_wraps(real_rows, width):
+    lines = render(real_rows, width)
+    assert max(len(line.rstrip()) for line in lines) <= width
+    for name in FRAMEWORKS:
+        # each framework's two rows, each whole on one line: nothing cut, nothing wrapped
+        assert sum(line.lstrip().startswith(name + " ") for line in lines) == 2, lines
+    body = [line for line in lines if line.split() and line.split()[0] in FRAMEWORKS]
+    assert len(body) == len(real_rows)
+    header = lines[1]
+    for heading in ("framework", "mode", "test acc", "fit s", "s/epoch", "× time", "peak RSS"):
+        assert heading in header, (width, header)  # the verdict columns are always there
+
+
+def test_a_narrow_terminal_says_which_columns_it_left_out(real_rows):
+    narrow, wide = render(real_rows, 80), render(real_rows, 80, wide=True)
+    assert "columns: --wide" in "\n".join(narrow)
+    assert "agreement" not in narrow[1] and "agreement" in wide[1]
+    assert "columns: --wide" not in "\n".join(render(real_rows, 400))
+
+
+def test_what_every_row_shares_moves_into_the_title(real_rows):
+    lines = render(real_rows, 100)
+    assert "cpu" in lines[0] and "host " in lines[0]
+    assert "device" not in lines[1] and "host" not in lines[1]
+
+
+def test_the_relative_column_is_a_multiple_of_the_best_row(real_rows):
+    lines = render(real_rows, 200)
+    relative = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in FRAMEWORKS}
+    assert "1.00×" in relative["jax"]
+    assert "5.00×" in relative["torch"]  # the fifth framework's epochs take five times as long
+
+
+def test_off_a_terminal_the_table_is_whole_at_a_fixed_width(tmp_path):
+    env = dict(PLUGINS)
+    env.pop("COLUMNS")
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "500", "--out",
+        str(tmp_path), "-f", "centroid", "-f", "tempfolder", "--no-report", env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    table = result.stdout[result.stdout.index("mnist_mlp (target"):result.stdout.index("results:")]
+    assert max(len(line) for line in table.splitlines()) <= 120
+    assert sum(line.startswith(("centroid ", "tempfolder ")) for line in table.splitlines()) == 2
