@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from harness import __version__
+from harness.columns import COLUMNS, headers
 from harness.compare import CellComparison, compare_runs, environment_differences, unmatched
 from harness.paths import safe_name, write_atomically
 from harness.report import charts
@@ -94,6 +95,8 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
         "comparison": None,
         "threshold": threshold,
         "agreement": agreement_summary(run.rows),
+        "columns": COLUMNS,
+        "column_headers": headers(run_target(run)),
     }
     if against is not None:
         only_a, only_b = unmatched(against, run)
