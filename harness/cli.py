@@ -2,23 +2,71 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
 import harness
-from harness.commands.agreement import check_agreement
-from harness.commands.calibrate import calibrate
+from harness import signals
 from harness.commands.common import EXIT_CODES
-from harness.commands.listing import list_command
-from harness.commands.plugin import plugin_group
-from harness.commands.reports import compare_command, report_command, runs_command
-from harness.commands.run import run
 from harness.console import errors, print_error
 from harness.errors import HarnessError
 
+#: every subcommand: where it lives and its one-line help. A command's module, and the heavy
+#: libraries it needs (pandas, scipy, matplotlib, the runner), are imported only when that
+#: command runs, so ``harness --help`` answers at once. A test keeps the help here equal to
+#: the first line of each command's own docstring.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "harness.commands.run:run",
+        "Train a task with one or more frameworks and record accuracy, time and memory.",
+    ),
+    "show": ("harness.commands.show:show_command", "Print a finished run's tables; writes nothing."),
+    "runs": ("harness.commands.reports:runs_command", "List the runs in the results folder, oldest first."),
+    "report": (
+        "harness.commands.reports:report_command",
+        "Write report.md and report.html into RUN_DIR (default: the latest run).",
+    ),
+    "compare": (
+        "harness.commands.reports:compare_command",
+        "Compare RUN_B with RUN_A, cell by cell: ratio B/A of the medians and a verdict per metric.",
+    ),
+    "check-agreement": (
+        "harness.commands.agreement:check_agreement",
+        "Train the first steps of a task in every framework and compare them, pair by pair.",
+    ),
+    "calibrate": (
+        "harness.commands.calibrate:calibrate",
+        "Measure each framework's peak float32 matrix-product FLOP/s here, and cache it.",
+    ),
+    "list": (
+        "harness.commands.listing:list_command",
+        "List the tasks, and the frameworks with their version and availability.",
+    ),
+    "plugin": ("harness.commands.plugin:plugin_group", "Write framework plugins: see docs/writing-a-plugin.md."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when the subcommand is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help) for name, (_, help) in COMMANDS.items()])
+
 
 @click.group(
+    cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
 )
@@ -38,24 +86,20 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
 
 
-for command in (
-    run,
-    check_agreement,
-    calibrate,
-    list_command,
-    report_command,
-    runs_command,
-    compare_command,
-    plugin_group,
-):
-    cli.add_command(command)
-
-
 def main() -> None:
-    """Entry point: turns a :class:`HarnessError` into one line and its exit code."""
+    """Entry point: turns a :class:`HarnessError` into one line and its exit code.
+
+    SIGTERM is raised as :class:`harness.signals.Terminated`, a ``KeyboardInterrupt``, so a
+    run stopped by ``kill`` cleans up and says so as after Ctrl-C (exit 143 instead of 130).
+    """
+    signals.raise_on_sigterm()
     try:
         exit_code = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns an interrupt inside a command into Abort, the interrupt kept as its cause
+        if isinstance(exc.__cause__, signals.Terminated):
+            errors.print(signals.message(exc.__cause__))
+            raise SystemExit(signals.exit_code(exc.__cause__)) from None
         errors.print("aborted")
         raise SystemExit(130) from None
     except click.UsageError as exc:
@@ -68,8 +112,8 @@ def main() -> None:
     except HarnessError as exc:
         print_error(str(exc))
         raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        errors.print("interrupted")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:
+        errors.print(signals.message(exc))
+        raise SystemExit(signals.exit_code(exc)) from None
     # in non-standalone mode click returns the exit code of --help/--version, else None
     raise SystemExit(exit_code if isinstance(exit_code, int) else 0)

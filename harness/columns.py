@@ -9,8 +9,10 @@ target, fit time, time per epoch and its ratio to the best, peak memory).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from harness.tasks import Target
+if TYPE_CHECKING:
+    from harness.tasks import Target
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -26,9 +26,10 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.columns import COLUMNS, Column, headers
-from harness.runner import Cell
-from harness.summary import flagged_rows, summarise, summary_line
-from harness.tasks import Target
+
+if TYPE_CHECKING:  # the console is imported by every command; these only by the tables
+    from harness.runner import Cell
+    from harness.tasks import Target
 
 
 def _width() -> int | None:
@@ -131,6 +132,8 @@ def results_table(
     number (:mod:`harness.columns`) are dropped until it fits; the caption says how many, and
     ``wide`` shows them all. Cells are never wrapped, so a row is always one line.
     """
+    from harness.summary import summarise, summary_line
+
     groups = summarise(rows)
     lines: list[dict[str, str | Text]] = []
     for group in groups:
@@ -210,6 +213,8 @@ def _table_width(table: Table, limit: int) -> int:
 
 def problems_table(rows: list[dict[str, Any]]) -> Table | None:
     """Every cell that failed, was skipped or missed its target, with the reason; ``None`` if none."""
+    from harness.summary import flagged_rows
+
     flagged = flagged_rows(rows)
     if not flagged:
         return None

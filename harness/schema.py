@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.tasks import Target
+
 #: the version written into every row (``schema``) and ``run.json``; readers accept this one
 #: and every earlier one
 SCHEMA_VERSION = 1
@@ -79,7 +81,8 @@ class TaskRecord(_Record):
     """The resolved task as ``run.json`` recorded it (fully validated again on ``--resume``)."""
 
     name: str
-    target: dict[str, Any] | None = None
+    #: checked as a target (the reports judge every row against it); ``None`` in some test runs
+    target: Target | None = None
 
 
 class RunConfig(_Record):
@@ -137,3 +140,20 @@ def first_problem(exc: ValidationError) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{where}: {error['msg']}{more}"
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of a result row (``docs/results.schema.json``)."""
+    schema = ResultRow.model_json_schema(by_alias=True, mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["description"] = (
+        f"One line of results.jsonl (schema version {SCHEMA_VERSION}); "
+        "`harness show --json` prints an array of these."
+    )
+    return schema
+
+
+if __name__ == "__main__":  # python -m harness.schema > docs/results.schema.json
+    import json
+
+    print(json.dumps(json_schema(), indent=2))
