@@ -61,3 +61,20 @@ def test_show_prints_tables_and_json_rows_of_the_published_schema(tmp_path):
     for row in rows:
         jsonschema.validate(row, json.loads((ROOT / "docs" / "results.schema.json").read_text()))
     assert sorted(path.name for path in run_dir.rglob("*")) == before  # show writes nothing
+
+
+def test_list_and_runs_speak_json_for_scripts(tmp_path):
+    listed = json.loads(run_harness("list", "--json", env=PLUGINS).stdout)
+    assert {task["name"] for task in listed["tasks"]} >= {"mnist_mlp", "mnist_cnn"}
+    centroid = next(f for f in listed["frameworks"] if f["name"] == "centroid")
+    assert centroid["available"] is True and centroid["source"]
+    assert any(p["plugin"] for p in listed["broken_plugins"]) or listed["broken_plugins"] == []
+
+    run_harness("run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "500",
+                "--out", str(tmp_path), "-f", "centroid", "--no-report", env=PLUGINS)
+    (tmp_path / "20000101-000000-broken").mkdir()
+    (tmp_path / "20000101-000000-broken" / "run.json").write_text("[]")
+    runs = json.loads(run_harness("runs", "--results", str(tmp_path), "--json", env=PLUGINS).stdout)
+    assert [run["readable"] for run in runs] == [False, True]
+    assert "not a harness run record" in runs[0]["reason"]
+    assert runs[1]["task"] == "mnist_mlp" and runs[1]["cells"] == {"ok": 1, "failed": 0, "skipped": 0}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 from rich.table import Table
 
@@ -12,49 +15,90 @@ from harness.tasks import builtin_task_files, load_task
 
 
 @click.command("list")
-def list_command() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print tasks and frameworks as JSON.")
+def list_command(as_json: bool) -> None:
     """List the tasks, and the frameworks with their version and availability."""
+    found = {"tasks": task_summaries(), **framework_summaries()}
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
     tasks = Table(title="tasks")
     for column in ("name", "dataset", "model", "epochs", "target"):
         tasks.add_column(column)
+    for task in found["tasks"]:
+        if task["problem"]:
+            tasks.add_row(task["name"], "", styled((f"invalid: {task['problem']}", "red")), "", "")
+        else:
+            layers = " → ".join(task["layers"])
+            tasks.add_row(task["name"], task["dataset"], layers, str(task["epochs"]), task["target"])
+    console.print(tasks)
+
+    frameworks = Table(title="frameworks")
+    for column in ("name", "version", "available", "source", "note"):
+        frameworks.add_column(column)
+    for framework in found["frameworks"]:
+        available = framework["available"]
+        frameworks.add_row(
+            framework["name"],
+            framework["version"] or "",
+            styled(("yes", "green")) if available else styled(("no", "yellow")),
+            framework["source"],
+            framework["reason"],
+        )
+    for failure in found["broken_plugins"]:
+        frameworks.add_row(
+            failure["plugin"],
+            "",
+            styled(("broken", "red")),
+            failure["source"],
+            f"plugin failed to load: {failure['reason']}",
+        )
+    console.print(frameworks)
+
+
+def task_summaries() -> list[dict[str, Any]]:
+    """Each built-in task, or why its file is invalid."""
+    summaries = []
     for name, path in sorted(builtin_task_files().items()):
         try:
             task = load_task(str(path))
         except HarnessError as exc:
-            tasks.add_row(name, "", styled((f"invalid: {exc}", "red")), "", "")
+            summaries.append({"name": name, "path": str(path), "problem": str(exc)})
             continue
-        layers = " → ".join(
-            f"{layer.kind}({getattr(layer, 'units', '')})".replace("()", "")
-            for layer in task.model.layers
+        summaries.append(
+            {
+                "name": name,
+                "path": str(path),
+                "problem": None,
+                "dataset": task.dataset.name,
+                "layers": [
+                    f"{layer.kind}({getattr(layer, 'units', '')})".replace("()", "")
+                    for layer in task.model.layers
+                ],
+                "epochs": task.training.epochs,
+                "target": task.target.describe(),
+            }
         )
-        tasks.add_row(
-            name,
-            task.dataset.name,
-            layers,
-            str(task.training.epochs),
-            task.target.describe(),
-        )
-    console.print(tasks)
+    return summaries
 
+
+def framework_summaries() -> dict[str, list[dict[str, Any]]]:
+    """Each registered framework with its version and availability; plugins that failed to load."""
     registry = get_registry()
-    frameworks = Table(title="frameworks")
-    for column in ("name", "version", "available", "source", "note"):
-        frameworks.add_column(column)
+    frameworks = []
     for name, entry in sorted(registry.frameworks.items()):
         availability = entry.adapter.availability()
-        frameworks.add_row(
-            name,
-            entry.adapter.version() or "",
-            styled(("yes", "green")) if availability.available else styled(("no", "yellow")),
-            entry.source,
-            availability.reason,
+        frameworks.append(
+            {
+                "name": name,
+                "version": entry.adapter.version(),
+                "available": availability.available,
+                "reason": availability.reason,
+                "source": entry.source,
+            }
         )
-    for failure in registry.failures:
-        frameworks.add_row(
-            failure.plugin,
-            "",
-            styled(("broken", "red")),
-            failure.source,
-            f"plugin failed to load: {failure.reason}",
-        )
-    console.print(frameworks)
+    broken = [
+        {"plugin": failure.plugin, "source": failure.source, "reason": failure.reason}
+        for failure in registry.failures
+    ]
+    return {"frameworks": frameworks, "broken_plugins": broken}

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from harness import report as reports
-from harness.compare import compare_runs, environment_differences, unmatched
+from harness.compare import (
+    check_comparable,
+    compare_runs,
+    environment_differences,
+    status_regressions,
+    unmatched,
+)
 from harness.console import console, errors, styled
 from harness.locking import run_folder_lock
 from harness.runs import Run, UnreadableRun, latest_run, open_run, scan_runs
@@ -56,33 +63,52 @@ def report_command(run_dir, against, results, threshold) -> None:
 
 @click.command("runs")
 @RESULTS_OPTION
-def runs_command(results) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the list as a JSON array.")
+def runs_command(results, as_json) -> None:
     """List the runs in the results folder, oldest first."""
+    found = [run_summary(run) for run in scan_runs(results)]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
     table = Table(title=f"runs in {results}")
-    unreadable: list[UnreadableRun] = []
     for column in ("run", "date", "task", "frameworks", "modes", "cells", "host"):
-        table.add_column(column)
-    for run in scan_runs(results):
-        if isinstance(run, UnreadableRun):
-            table.add_row(run.run_id, "", "", "", "", styled(("unreadable", "red")), "")
-            unreadable.append(run)
+        table.add_column(column, no_wrap=column == "run")
+    for run in found:
+        if not run["readable"]:
+            table.add_row(run["run_id"], "", "", "", "", styled(("unreadable", "red")), "")
             continue
-        statuses = [row["status"] for row in run.rows]
-        cells = f"{statuses.count('ok')} ok" + "".join(
-            f", {statuses.count(s)} {s}" for s in ("failed", "skipped") if s in statuses
-        )
+        cells = ", ".join(f"{count} {status}" for status, count in run["cells"].items() if count)
         table.add_row(
-            run.run_id,
-            (run.environment.get("recorded_at") or "")[:16].replace("T", " "),
-            run.task_name,
-            ", ".join(run.config.get("frameworks", [])),
-            ", ".join(run.config.get("modes", ["eager"])),
+            run["run_id"],
+            (run["recorded_at"] or "")[:16].replace("T", " "),
+            run["task"],
+            ", ".join(run["frameworks"]),
+            ", ".join(run["modes"]),
             cells,
-            str(run.environment.get("hostname", "")),
+            run["host"],
         )
     console.print(table)
-    for run in unreadable:
-        errors.print(f"unreadable: {run.reason}")
+    for run in found:
+        if not run["readable"]:
+            errors.print(f"unreadable: {run['reason']}")
+
+
+def run_summary(run: Run | UnreadableRun) -> dict[str, Any]:
+    """What `harness runs` says of one run folder (its --json form too)."""
+    if isinstance(run, UnreadableRun):
+        return {"run_id": run.run_id, "path": str(run.path), "readable": False, "reason": run.reason}
+    statuses = [row["status"] for row in run.rows]
+    return {
+        "run_id": run.run_id,
+        "path": str(run.dir.path),
+        "readable": True,
+        "recorded_at": run.environment.get("recorded_at"),
+        "task": run.task_name,
+        "frameworks": run.config["frameworks"],
+        "modes": run.config["modes"],
+        "cells": {status: statuses.count(status) for status in ("ok", "failed", "skipped")},
+        "host": str(run.environment.get("hostname", "")),
+    }
 
 
 @click.command("compare")
@@ -92,53 +118,70 @@ def runs_command(results) -> None:
 @click.option(
     "--fail-on-regression",
     is_flag=True,
-    help="Exit with code 4 when any cell regressed beyond the threshold (for CI).",
+    help="Exit with code 4 when a cell regressed: worse beyond the threshold, or failed, "
+    "skipped or missing where RUN_A finished it (for CI).",
 )
 def compare_command(run_a, run_b, threshold, fail_on_regression) -> None:
     """Compare RUN_B with RUN_A, cell by cell: ratio B/A of the medians and a verdict per metric.
 
     A change is a regression (or an improvement) when it is at least the threshold and at least
     90 % of the pairs of repeats agree on its direction; Mann-Whitney U p-values are shown when
-    both runs have two or more repeats. Exit codes: 0, or 4 with --fail-on-regression when a
-    cell regressed.
+    both runs have two or more repeats. A cell that finished in RUN_A but failed, was skipped or
+    is missing in RUN_B is a regression too. Exit codes: 0; 4 with --fail-on-regression when a
+    cell regressed; 6 when the runs have no cell in common (another task, other frameworks) or
+    no cell of RUN_A finished, so nothing could be compared.
     """
     first, second = open_run(run_a), open_run(run_b)
+    check_comparable(first, second)
     comparisons = compare_runs(first, second, threshold=threshold)
+    lost = status_regressions(first, second)
     table = Table(title=f"{second.run_id} / {first.run_id}")
     for column in ("cell", "metric", "A", "B", "B/A", "B worse in", "p", "verdict"):
         table.add_column(
             column, justify="right" if column in ("A", "B", "B/A", "B worse in", "p") else "left"
         )
     style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow"}
+    for gone in lost:
+        verdict = styled(("regression", style["regression"]))
+        table.add_row(gone.cell, "cells ok", gone.a_state, gone.b_state, "", "", "", verdict)
     for cell in comparisons:
         for metric in cell.metrics:
             a, b = sorted(metric.a)[len(metric.a) // 2], sorted(metric.b)[len(metric.b) // 2]
             table.add_row(
-                escape(f"{cell.task}/{cell.framework}/{cell.mode}/{cell.device}"),
+                f"{cell.task}/{cell.framework}/{cell.mode}/{cell.device}",
                 metric.label,
                 f"{a:.4g}",
                 f"{b:.4g}",
                 f"{metric.ratio:.3f}",
                 f"{metric.worse_share:.0%}",
                 "" if metric.p_value is None else f"{metric.p_value:.3f}",
-                f"[{style[metric.verdict]}]{metric.verdict}[/]"
-                if metric.verdict in style
-                else metric.verdict,
+                styled((metric.verdict, style.get(metric.verdict, ""))),
             )
     console.print(table)
-    only_a, only_b = unmatched(first, second)
-    for label, cells in ((f"only in {first.run_id}", only_a), (f"only in {second.run_id}", only_b)):
-        if cells:
-            console.print(f"{label}: {escape(', '.join(cells))}", highlight=False)
+    for gone in lost:
+        console.print(
+            styled(
+                ("regression", style["regression"]),
+                f": {gone.cell}: {gone.a_state} in {first.run_id}, {gone.b_state} in "
+                f"{second.run_id}: {gone.reason}",
+            )
+        )
+    # cells that finished only in A are regressions, listed above; those only in B are new
+    _, only_b = unmatched(first, second)
+    if only_b:
+        console.print(f"only in {second.run_id}: {', '.join(only_b)}")
     differences = environment_differences(first, second)
     if differences:
-        console.print("environment differences:", highlight=False)
+        console.print("environment differences:")
         for key, (a, b) in differences.items():
-            console.print(f"  {escape(key)}: {escape(str(a))} → {escape(str(b))}", highlight=False)
+            console.print(f"  {key}: {a} → {b}")
     else:
-        console.print("environments: no differences", highlight=False)
-    regressions = [(cell, m) for cell in comparisons for m in cell.regressions]
-    if regressions:
-        console.print(f"[bold red]{len(regressions)} regression(s)[/] beyond {threshold:.0%}")
+        console.print("environments: no differences")
+    slower = [(cell, m) for cell in comparisons for m in cell.regressions]
+    if lost or slower:
+        parts = [f"{len(lost)} cell(s) failed, skipped or missing"] if lost else []
+        parts += [f"{len(slower)} metric(s) worse beyond {threshold:.0%}"] if slower else []
+        count = f"{len(lost) + len(slower)} regression(s)"
+        console.print(styled((count, "bold red"), f": {'; '.join(parts)}"))
         if fail_on_regression:
             raise SystemExit(4)
