@@ -13,6 +13,10 @@ then compared:
 A pair passes when both are within the task's ``[agreement]`` tolerances. Verdicts are cached
 per machine, keyed by a digest of the task, so ``harness run`` can put the latest one on each
 result row.
+
+A framework that declines the task (its adapter raises ``UnsupportedSpec``) or isn't installed
+trained nothing: it is reported, and left out of the pairs, the verdict and the cache, so it
+never costs another framework its ``pass``. The check needs two frameworks that ran.
 """
 
 from __future__ import annotations
@@ -29,12 +33,17 @@ from typing import Any
 import numpy as np
 import platformdirs
 
+from harness.errors import HarnessError
 from harness.fairness import parameter_count
 from harness.locking import update_json_file
 from harness.tasks import Task
 
 #: what a row's ``agreement`` field says
 PASS, FAIL = "pass", "fail"
+#: a trace's status when the framework didn't train: it declined the task, or isn't installed
+SKIPPED = "skipped"
+#: the exact words of the error for fewer than two frameworks (the docs' catalogue quotes them)
+TOO_FEW = "the agreement check needs at least two available frameworks"
 
 
 @dataclass
@@ -43,11 +52,41 @@ class Trace:
 
     framework: str
     version: str | None
+    #: ``ok``, ``failed`` (it tried and broke), or ``skipped`` (it didn't train: see ``kind``)
     status: str = "ok"
     error: str | None = None
     losses: list[float] = field(default_factory=list)
     parameters: int | None = None
     weights: list[dict[str, np.ndarray]] | None = None
+    #: why it failed or was skipped, as in a result row: ``unsupported``, ``not_installed``, ...
+    kind: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """It trained nothing (declined the task, not installed, no CPU): there's no verdict."""
+        return self.status == SKIPPED
+
+    @property
+    def declined(self) -> bool:
+        """Its adapter raised ``UnsupportedSpec``: it can't express the task as written."""
+        return self.skipped and self.kind == "unsupported"
+
+    @property
+    def note(self) -> str:
+        """``declined: <reason>`` for a framework that declined the task; else its error."""
+        if self.declined:
+            return f"declined: {(self.error or '').removeprefix('unsupported: ')}"
+        return self.error or ""
+
+    @property
+    def left_out(self) -> str:
+        """``jax declined: <reason>`` or ``torch: torch is not installed: <hint>``."""
+        return f"{self.framework}{' ' if self.declined else ': '}{self.note}"
+
+
+def not_installed(framework: str, version: str | None, reason: str) -> Trace:
+    """The trace of a framework that can't run here at all: it trains nothing, so skipped."""
+    return Trace(framework, version, status=SKIPPED, error=reason, kind="not_installed")
 
 
 @dataclass(frozen=True)
@@ -86,8 +125,18 @@ class Check:
         return counts <= {self.expected_parameters, None}
 
     @property
+    def ran(self) -> list[Trace]:
+        """The frameworks that tried the steps (and finished them or failed), in order."""
+        return [trace for trace in self.traces if not trace.skipped]
+
+    @property
+    def skipped(self) -> list[Trace]:
+        """The frameworks that trained nothing: left out of every pair and of the verdict."""
+        return [trace for trace in self.traces if trace.skipped]
+
+    @property
     def failed_frameworks(self) -> list[Trace]:
-        return [trace for trace in self.traces if trace.status != "ok"]
+        return [trace for trace in self.ran if trace.status != "ok"]
 
     @property
     def passed(self) -> bool:
@@ -188,7 +237,11 @@ def trace(
     assert outcome.result is not None
     if outcome.result["status"] != "ok":
         return Trace(
-            framework, version, status=outcome.result["status"], error=outcome.result["error"]
+            framework,
+            version,
+            status=outcome.result["status"],
+            error=outcome.result["error"],
+            kind=outcome.result.get("kind"),
         )
     metrics = outcome.result["metrics"]
     return Trace(
@@ -229,12 +282,20 @@ def run_check(
     data_paths: dict[str, str],
     timeout: float = 900,
     on_trace=None,
+    unavailable: dict[str, str] | None = None,
 ) -> Check:
-    """Trace every framework (``(name, version)`` pairs) and compare every pair."""
+    """Trace every framework (``(name, version)`` pairs) and compare every pair that ran.
+
+    :param unavailable: why each framework that can't run here (not installed) can't: it is
+        reported in its place, as skipped, and not run.
+    """
     task = task.without_dropout()
     traces = []
     with tempfile.TemporaryDirectory(prefix="harness-agreement-") as scratch:
         for name, version in frameworks:
+            if unavailable and name in unavailable:
+                traces.append(not_installed(name, version, unavailable[name]))
+                continue
             result = trace(
                 task,
                 name,
@@ -251,6 +312,40 @@ def run_check(
     ok = [t for t in traces if t.status == "ok"]
     pairs = [compare(a, b, task) for a, b in itertools.combinations(ok, 2)]
     return Check(task=task, steps=steps, traces=traces, pairs=pairs)
+
+
+def require_two(task: Task, ready: list[str], left_out: list[Trace]) -> None:
+    """Refuse a check with fewer than two frameworks in ``ready`` (those that can run, or ran).
+
+    :param left_out: the frameworks that declined or aren't installed, named in the error.
+    :raises HarnessError: one line naming what was left out and why.
+    """
+    if len(ready) >= 2:
+        return
+    if not left_out:
+        raise HarnessError(TOO_FEW)
+    only = f"only {ready[0]} can" if ready else "none can"
+    why = "; ".join(trace.left_out for trace in left_out)
+    raise HarnessError(f"{TOO_FEW}; {only} run {task.name} ({why})")
+
+
+def verdicts(check: Check) -> dict[str, dict[str, Any]]:
+    """What the cache records per framework: ``pass`` when every pair it was in passed (and it
+    counted the task's parameters), ``fail`` when one didn't or it failed to run its steps.
+
+    A framework is recorded only where the check judged it: one that trained nothing (declined
+    the task, not installed) gets no verdict, and nor does one whose every partner failed or was
+    left out, since nothing was compared with it.
+    """
+    frameworks: dict[str, dict[str, Any]] = {}
+    for item in check.ran:
+        involved = [p for p in check.pairs if item.framework in (p.a, p.b)]
+        counted_right = item.parameters in (None, check.expected_parameters)
+        if item.status == "ok" and counted_right and not involved:
+            continue  # compared with nobody: not judged
+        passed = item.status == "ok" and counted_right and all(p.passed for p in involved)
+        frameworks[item.framework] = {"version": item.version, "status": PASS if passed else FAIL}
+    return frameworks
 
 
 def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -292,21 +387,11 @@ def _load_cache() -> dict[str, Any]:
 
 def record(check: Check) -> Path:
     """Save the check's verdict for each framework, replacing older verdicts for this task."""
-    frameworks: dict[str, dict[str, Any]] = {}
-    for item in check.traces:
-        involved = [p for p in check.pairs if item.framework in (p.a, p.b)]
-        passed = (
-            item.status == "ok"
-            and item.parameters in (None, check.expected_parameters)
-            and bool(involved)
-            and all(p.passed for p in involved)
-        )
-        frameworks[item.framework] = {"version": item.version, "status": PASS if passed else FAIL}
     entry = {
         "task": check.task.name,
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": check.steps,
-        "frameworks": frameworks,
+        "frameworks": verdicts(check),
         "pairs": [asdict(pair) | {"passed": pair.passed} for pair in check.pairs],
     }
     path = cache_path()

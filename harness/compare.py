@@ -6,6 +6,11 @@ least two repeats on each side, the two-sided Mann-Whitney U p-value. A change s
 threshold is ``no change``; a larger one is a ``regression`` or an ``improvement`` only when
 the repeats agree on its direction (B worse in at least 90 % of pairs, or better in at least
 90 %); otherwise it is ``inconclusive``: run more repeats.
+
+A cell that finished in A but failed, was skipped or is missing in B is a regression too (a
+:class:`StatusRegression`), whatever its metrics: a build that breaks a cell must not pass a CI
+gate. Two runs with no cell in common, or a baseline with no finished cell, can't be compared
+at all: :func:`check_comparable` raises :class:`NothingToCompare` for them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from scipy.stats import mannwhitneyu
 
+from harness.errors import HarnessError
 from harness.runs import Run
 
 #: metric name -> (label, lower is better)
@@ -33,6 +39,15 @@ METRICS: dict[str, tuple[str, bool]] = {
 AGREEMENT = 0.9
 #: environment keys that differ between any two runs and say nothing about the machine
 _VOLATILE = {"recorded_at", "command"}
+
+CellKey = tuple[str, str, str, str]
+
+
+class NothingToCompare(HarnessError):
+    """The runs share no cell, or the baseline has no finished cell: the comparison would check
+    nothing, and a CI gate must not read that as a pass."""
+
+    exit_code = 6
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,36 @@ class CellComparison:
         return [m for m in self.metrics if m.verdict == "regression"]
 
 
+@dataclass(frozen=True)
+class StatusRegression:
+    """A cell that finished in A and, in B, failed, was skipped or is missing: in every repeat,
+    or in a larger share of its repeats than in A."""
+
+    task: str
+    framework: str
+    mode: str
+    device: str
+    #: repeats that finished (``ok``), and all repeats, in each run
+    a_ok: int
+    a_total: int
+    b_ok: int
+    b_total: int
+    #: what happened in B: ``failed (crash): crashed: killed by SIGSEGV``, or why it is missing
+    reason: str
+
+    @property
+    def cell(self) -> str:
+        return "/".join((self.task, self.framework, self.mode, self.device))
+
+    @property
+    def a_state(self) -> str:
+        return f"{self.a_ok}/{self.a_total} ok"
+
+    @property
+    def b_state(self) -> str:
+        return f"{self.b_ok}/{self.b_total} ok" if self.b_total else "missing"
+
+
 def compare_samples(
     a: Sequence[float], b: Sequence[float], *, lower_is_better: bool, threshold: float
 ) -> tuple[float, float, float | None, str]:
@@ -85,13 +130,25 @@ def compare_samples(
     return ratio, worse_share, p_value, verdict
 
 
-def _cells(run: Run) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
-    cells: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+def _key(row: dict[str, Any]) -> CellKey:
+    return (row["task"], row["framework"], row.get("mode", "eager"), row["device"])
+
+
+def _cells(run: Run) -> dict[CellKey, list[dict[str, Any]]]:
+    """The metrics of every repeat that finished, per cell."""
+    cells: dict[CellKey, list[dict[str, Any]]] = {}
     for row in run.rows:
         if row.get("status") == "ok":
-            key = (row["task"], row["framework"], row.get("mode", "eager"), row["device"])
-            cells.setdefault(key, []).append(row["metrics"])
+            cells.setdefault(_key(row), []).append(row["metrics"])
     return cells
+
+
+def _rows(run: Run) -> dict[CellKey, list[dict[str, Any]]]:
+    """Every repeat's row, whatever its status, per cell."""
+    rows: dict[CellKey, list[dict[str, Any]]] = {}
+    for row in run.rows:
+        rows.setdefault(_key(row), []).append(row)
+    return rows
 
 
 def compare_runs(run_a: Run, run_b: Run, *, threshold: float = 0.1) -> list[CellComparison]:
@@ -122,6 +179,93 @@ def unmatched(run_a: Run, run_b: Run) -> tuple[list[str], list[str]]:
         ["/".join(key) for key in sorted(cells_a.keys() - cells_b.keys())],
         ["/".join(key) for key in sorted(cells_b.keys() - cells_a.keys())],
     )
+
+
+def status_regressions(run_a: Run, run_b: Run) -> list[StatusRegression]:
+    """Cells that finished in A and failed, were skipped or are missing in B.
+
+    A cell counts when it has no finished repeat in B, or finished in a smaller share of its
+    repeats than in A (1 of 3 after 3 of 3); a cell that never finished in A is not one.
+    """
+    rows_a, rows_b = _rows(run_a), _rows(run_b)
+    found = []
+    for key in sorted(rows_a):
+        a = rows_a[key]
+        b = rows_b.get(key, [])
+        a_ok = sum(row["status"] == "ok" for row in a)
+        b_ok = sum(row["status"] == "ok" for row in b)
+        if not a_ok or (b and b_ok / len(b) >= a_ok / len(a)):
+            continue
+        found.append(StatusRegression(*key, a_ok, len(a), b_ok, len(b), _what_happened(b)))
+    return found
+
+
+def _what_happened(rows: list[dict[str, Any]]) -> str:
+    """``failed (crash): crashed: killed by SIGSEGV``, once per distinct reason, on one line."""
+    if not rows:
+        return "no result for this cell (not asked for, or the run was cut short)"
+    reasons = []
+    for row in rows:
+        if row["status"] == "ok":
+            continue
+        kind = f" ({row['kind']})" if row.get("kind") else ""
+        error = " ".join(str(row.get("error") or "no reason given").split())
+        reasons.append(f"{row['status']}{kind}: {error}")
+    return "; ".join(dict.fromkeys(reasons))
+
+
+def check_comparable(run_a: Run, run_b: Run) -> None:
+    """Refuse a comparison that would check nothing, rather than let it read as a pass.
+
+    :raises NothingToCompare: when the runs have no cell (task, framework, mode and device) in
+        common, whatever its status, or when no cell of ``run_a`` finished.
+    """
+    rows_a, rows_b = _rows(run_a), _rows(run_b)
+    if not rows_a.keys() & rows_b.keys():
+        where, advice = _how_they_differ(run_a, rows_a, run_b, rows_b)
+        raise NothingToCompare(
+            f"runs {run_a.run_id} and {run_b.run_id} have no cell in common ({where}); {advice}"
+        )
+    if not _cells(run_a):
+        raise NothingToCompare(
+            f"no cell of run {run_a.run_id} finished, so there is nothing to compare "
+            f"{run_b.run_id} with; compare against a run whose cells finished"
+        )
+
+
+#: (singular, plural, advice) for each part of a cell's key, in the order they are looked at
+_KEY_PARTS = (
+    ("task", "tasks", "compare runs of the same task"),
+    ("framework", "frameworks", "compare runs that share a framework"),
+    ("mode", "modes", "compare runs that share a mode"),
+    ("device", "devices", "compare runs on the same device"),
+)
+
+
+def _how_they_differ(
+    run_a: Run, rows_a: dict[CellKey, Any], run_b: Run, rows_b: dict[CellKey, Any]
+) -> tuple[str, str]:
+    """``("a: task mnist_mlp; b: task mnist_cnn", "compare runs of the same task")``."""
+    if not rows_a or not rows_b:
+        sides = [
+            f"{run.run_id}: " + ("no results" if not rows else f"{len(rows)} cell(s)")
+            for run, rows in ((run_a, rows_a), (run_b, rows_b))
+        ]
+        return "; ".join(sides), "compare runs that both have results"
+    for index, (one, many, advice) in enumerate(_KEY_PARTS):
+        values_a = sorted({key[index] for key in rows_a})
+        values_b = sorted({key[index] for key in rows_b})
+        if not set(values_a) & set(values_b):
+            sides = [
+                f"{run.run_id}: {one if len(values) == 1 else many} {', '.join(values)}"
+                for run, values in ((run_a, values_a), (run_b, values_b))
+            ]
+            return "; ".join(sides), advice
+    sides = [
+        f"{run.run_id}: cells {', '.join('/'.join(key) for key in sorted(rows))}"
+        for run, rows in ((run_a, rows_a), (run_b, rows_b))
+    ]
+    return "; ".join(sides), "compare runs that share a task, framework, mode and device"
 
 
 def environment_differences(run_a: Run, run_b: Run) -> dict[str, tuple[Any, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from harness import agreement
@@ -15,9 +14,8 @@ from harness.commands.common import (
     resolve_threads,
     threads_option,
 )
-from harness.console import console
+from harness.console import console, styled
 from harness.data import datasets
-from harness.errors import HarnessError
 from harness.plugins import get_registry
 from harness.tasks import load_task
 
@@ -44,7 +42,9 @@ from harness.tasks import load_task
 def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, data_dir) -> None:
     """Train the first steps of a task in every framework and compare them, pair by pair.
 
-    Every available framework unless --framework names some (at least two).
+    Every available framework unless --framework names some (at least two). A framework that
+    declines the task or isn't installed is reported and left out of the verdict; at least two
+    must remain.
 
     Every framework starts from the harness's initial weights and trains on the harness's
     batches, one step at a time, on the CPU in float32 with dropout off. For each pair of
@@ -63,11 +63,13 @@ def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, dat
         if entry.adapter.availability().available
     )
     adapters = [registry.framework(name) for name in names]
-    for adapter in adapters:
-        if not adapter.availability().available:
-            raise HarnessError(f"{adapter.name}: {adapter.availability().reason}")
-    if len(adapters) < 2:
-        raise HarnessError("the agreement check needs at least two available frameworks")
+    availability = {adapter.name: adapter.availability() for adapter in adapters}
+    absent = {name: found.reason for name, found in availability.items() if not found.available}
+    agreement.require_two(
+        task,
+        [adapter.name for adapter in adapters if adapter.name not in absent],
+        [agreement.not_installed(name, None, reason) for name, reason in absent.items()],
+    )
     threads = resolve_threads(threads)
     steps = steps or task.agreement.steps
     paths = datasets.locate(task.dataset.name, data_dir)
@@ -81,18 +83,27 @@ def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, dat
             data_paths={role: str(path.resolve()) for role, path in paths.items()},
             timeout=timeout,
             on_trace=lambda trace: status.update(f"{trace.framework}: {trace.status}"),
+            unavailable=absent,
         )
+    # a framework that declined trained nothing: judge only those that ran, and only if two did
+    agreement.require_two(task, [trace.framework for trace in check.ran], check.skipped)
     console.print(frameworks_table(check))
     if check.pairs:
         console.print(pairs_table(check))
     if task.agreement.note:
-        console.print(f"note: {escape(task.agreement.note)}", highlight=False)
+        console.print(f"note: {task.agreement.note}")
+    for trace in check.skipped:
+        console.print(f"left out of the verdict: {trace.left_out}")
     saved = agreement.record(check)
-    verdict = "[green]agree[/]" if check.passed else "[red]DISAGREE[/]"
+    if check.failed_frameworks:
+        failed = ", ".join(trace.framework for trace in check.failed_frameworks)
+        verdict = (("could not be compared", "red"), f": {failed} failed to run the steps")
+    elif check.passed:
+        verdict = (("agree", "green"), f" over {steps} steps")
+    else:
+        verdict = (("DISAGREE", "red"), f" over {steps} steps")
     console.print(
-        f"{escape(task.name)}: the frameworks {verdict} over {steps} steps (verdict cached in "
-        f"{escape(str(saved))})",
-        highlight=False,
+        styled(f"{task.name}: the frameworks ", *verdict, f" (verdict cached in {saved})")
     )
     if check.failed_frameworks:
         raise SystemExit(1)
@@ -118,10 +129,12 @@ def frameworks_table(check: agreement.Check) -> Table:
         table.add_row(
             trace.framework,
             trace.version or "",
-            ("[red]" if mismatch else "") + (f"{trace.parameters:,}" if trace.parameters else "?"),
+            styled(
+                (f"{trace.parameters:,}" if trace.parameters else "?", "red" if mismatch else "")
+            ),
             f"{trace.losses[0]:.6f}" if trace.losses else "",
             f"{trace.losses[-1]:.6f}" if trace.losses else "",
-            escape(trace.error or "")
+            trace.note
             + (f"the task has {check.expected_parameters:,} parameters" if mismatch else ""),
         )
     return table
@@ -148,7 +161,9 @@ def pairs_table(check: agreement.Check) -> Table:
             str(pair.loss_step),
             "n/a" if pair.weights_difference is None else f"{pair.weights_difference:.2e}",
             f"{pair.loss_rtol:.0e} / {pair.weights_rtol:.0e}",
-            ("[green]pass[/]" if pair.passed else "[red]FAIL[/]")
-            + (f" {escape(pair.problem)}" if pair.problem else ""),
+            styled(
+                ("pass", "green") if pair.passed else ("FAIL", "red"),
+                f" {pair.problem}" if pair.problem else "",
+            ),
         )
     return table

@@ -18,8 +18,11 @@ Exit codes:
   2  bad input: unknown name, bad value, malformed task file, unusable or foreign
      run folder, GPU asked for and none present
   3  dataset missing, truncated or failing its checksum
-  4  harness compare --fail-on-regression: a cell got slower beyond the threshold
+  4  harness compare --fail-on-regression: a cell got slower beyond the threshold, or
+     failed, was skipped or is missing in the second run where it finished in the first
   5  harness check-agreement: frameworks disagree beyond the task's tolerance
+  6  harness compare: the runs have no cell in common (another task, other frameworks),
+     or no cell of the first run finished: nothing could be compared
 """
 
 

@@ -248,3 +248,33 @@ def harness_register_frameworks(register):
         RichMarkupAdapter,
     ):
         register(adapter())
+
+
+# -- appended: frameworks that decline a task ------------------------------------------------
+
+
+class DecliningAdapter(CentroidAdapter):
+    """Declines every task with :class:`UnsupportedSpec`, as a plugin does for a model it can't
+    express: its cells are skipped, and the agreement check leaves it out."""
+
+    name = "declines"
+
+    def build(self, task, weights, x, y):
+        from harness.adapter import UnsupportedSpec
+
+        raise UnsupportedSpec(f"{self.name} can't express {task.name}'s model")
+
+
+def _registering_also(registered_above, *adapters):
+    """The hook above, plus ``adapters``: lets frameworks be appended without editing its list."""
+
+    @harness.hookimpl
+    def harness_register_frameworks(register):
+        registered_above(register)
+        for adapter in adapters:
+            register(adapter())
+
+    return harness_register_frameworks
+
+
+harness_register_frameworks = _registering_also(harness_register_frameworks, DecliningAdapter)
