@@ -55,11 +55,16 @@ def styled(*parts: str | tuple[str, str]) -> Text:
 
 def print_error(message: str) -> None:
     """``error: <message>`` on stderr, one line, the message printed as the text it is."""
-    errors.print(styled(("error:", "bold red"), " ", message))
+    errors.print(styled(("error:", "bold red"), " ", one_line(message)))
 
 
 def print_warning(message: str) -> None:
-    errors.print(styled(("warning:", "yellow"), " ", message))
+    errors.print(styled(("warning:", "yellow"), " ", one_line(message)))
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (a name from a file may hold some) turned into spaces."""
+    return " ".join(text.splitlines())
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from harness import agreement, calibration
-from harness.plugins import Registry
 from harness.paths import safe_name, write_new
+from harness.plugins import Registry
 from harness.results import RunDir
 from harness.runner.process import Limits, run_child
 from harness.tasks import Task
