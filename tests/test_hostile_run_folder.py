@@ -368,3 +368,15 @@ def test_report_markdown_escapes_every_value_and_shows_no_none(run_copy):
     for link in [line for line in markdown.splitlines() if line.startswith("![")]:
         target = link[link.index("](") + 2 : -1]
         assert (run_copy / target).is_file(), link
+
+
+def test_report_against_an_earlier_run_lists_the_cells_it_lost(run_copy, finished_run):
+    """reports: `report --against` shows a cell ok there and missing here as a regression."""
+    lines = (run_copy / "results.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["framework"] != "centroid"]
+    (run_copy / "results.jsonl").write_text("\n".join(kept) + "\n")
+    result = run_harness("report", str(run_copy), "--against", str(finished_run), env=PLUGINS)
+    assert result.returncode == 0, result.stderr
+    markdown = (run_copy / "report.md").read_text()
+    assert "Cells lost since" in markdown
+    assert "mnist_mlp/centroid/eager/cpu: 1/1 ok there, missing here" in markdown

@@ -19,7 +19,16 @@ import jinja2
 
 from harness import __version__
 from harness.columns import COLUMNS, headers
-from harness.compare import CellComparison, compare_runs, environment_differences, unmatched
+from harness.compare import (
+    CellComparison,
+    NothingToCompare,
+    StatusRegression,
+    check_comparable,
+    compare_runs,
+    environment_differences,
+    status_regressions,
+    unmatched,
+)
 from harness.paths import safe_name, write_atomically
 from harness.report import charts
 from harness.runs import Run
@@ -49,6 +58,10 @@ class Comparison:
     only_a: list[str]
     only_b: list[str]
     environment: dict[str, tuple[Any, Any]]
+    #: cells that finished in the earlier run and failed, were skipped or are missing in this one
+    lost: list[StatusRegression]
+    #: why nothing could be compared (another task, no cell in common), else ``None``
+    nothing: str | None = None
 
 
 METRIC_LABELS = {"test_accuracy": "test accuracy", "test_mse": "test MSE"}
@@ -100,12 +113,19 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
     }
     if against is not None:
         only_a, only_b = unmatched(against, run)
+        try:
+            check_comparable(against, run)
+            nothing = None
+        except NothingToCompare as exc:
+            nothing = str(exc)
         context["comparison"] = Comparison(
             against=against.run_id,
             cells=compare_runs(against, run, threshold=threshold),
             only_a=only_a,
             only_b=only_b,
             environment=environment_differences(against, run),
+            lost=status_regressions(against, run),
+            nothing=nothing,
         )
     folder = run.dir.path
     chart_dir = folder / CHARTS_DIR
