@@ -1,17 +1,26 @@
 """The Ray executor against a real Ray head started on loopback inside the test."""
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.results import RunDir
 
 from .conftest import harness_env, run_harness
+from .test_hostile_process import TINY, harness, hostile_env, plant_hostile_modules
 
-PLUGINS = harness_env(HARNESS_PLUGINS="harness_test_plugins", RAY_USAGE_STATS_ENABLED="0")
+#: token authentication off: with a token in ~/.ray (a local ray.init() leaves one) the test
+#: head would turn it on, and drivers could not connect
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+PLUGINS = harness_env(HARNESS_PLUGINS="harness_test_plugins", **RAY_ENV)
 MATRIX = [
     "--task",
     "mnist_mlp",
@@ -38,12 +47,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """`ray start --head` with 2 CPUs on 127.0.0.1; its workers see the test plugins."""
-    ray = shutil.which("ray", path=os.path.dirname(os.sys.executable))
+@contextlib.contextmanager
+def ray_cluster(temp: Path, env: dict[str, str] = PLUGINS) -> Iterator[str]:
+    """`ray start --head` with 2 CPUs on 127.0.0.1, in a session of its own; yields its address.
+
+    Stopped by the processes of that session alone: `ray stop` would stop every Ray process on
+    the machine, a cluster of the user's own included.
+    """
+    ray = shutil.which("ray", path=os.path.dirname(sys.executable))
     port = free_port()
-    temp = tmp_path_factory.mktemp("ray")
     start = [
         ray,
         "start",
@@ -62,11 +74,47 @@ def ray_head(tmp_path_factory):
         "--temp-dir",
         str(temp),
     ]
-    subprocess.run(start, env=PLUGINS, check=True, capture_output=True, timeout=180)
+    starter = subprocess.Popen(
+        start,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # every process of the cluster is in this session
+    )
+    session = starter.pid
     try:
+        _, stderr = starter.communicate(timeout=180)
+        assert starter.returncode == 0, stderr.decode(errors="replace")
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray, "stop", "--force"], env=PLUGINS, capture_output=True, timeout=120)
+        starter.kill()
+        starter.wait()
+        stop_session(session)
+
+
+def stop_session(session: int, grace: float = 10) -> None:
+    """Stop every process of session ``session``: SIGTERM, then SIGKILL after ``grace`` s."""
+    assert session != os.getsid(0)  # never our own
+    processes = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(OSError):
+            if os.getsid(process.pid) == session:
+                processes.append(process)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace)
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray head on loopback for this module's tests; its workers see the test plugins."""
+    with ray_cluster(tmp_path_factory.mktemp("ray")) as address:
+        yield address
 
 
 def rows_by_framework(out):
@@ -157,3 +205,32 @@ def test_a_cluster_that_is_not_there_is_one_clear_line(tmp_path):
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "cannot reach the Ray cluster" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_modules_in_the_drivers_current_folder_never_run_on_a_node(ray_head, tmp_path):
+    """Code from the current folder runs in every cell: Ray puts the driver's current folder
+    first on its workers' path unless the job has a working_dir; a numpy.py or harness_torch.py
+    where harness is started is imported neither by the Ray worker nor by the cell."""
+    marker = tmp_path / "IMPORTED"
+    here = tmp_path / "here"
+    plant_hostile_modules(here, marker)
+    env = hostile_env(tmp_path, **RAY_ENV)
+    result = harness(
+        "run",
+        *TINY,
+        "-f",
+        "probe",
+        "--executor",
+        "ray",
+        "--ray-address",
+        ray_head,
+        "--out",
+        "out",
+        "--no-report",
+        cwd=here,
+        env=env,
+    )
+    assert not marker.exists(), marker.read_text()
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, rows = rows_by_framework(here / "out")
+    assert rows["probe"]["status"] == "ok"

@@ -7,10 +7,67 @@ interrupted to be measured.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import psutil
 
 logger = logging.getLogger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def oom_kill_counts() -> dict[str, int]:
+    """How many processes the kernel's out-of-memory killer has killed so far, by counter.
+
+    ``machine`` from ``/proc/vmstat``; ``cgroup`` from this process's memory cgroup (v2
+    ``memory.events``, v1 ``memory.oom_control``), which a cell's process shares and which counts
+    the kills of the machine's OOM killer and of the cgroup's own limit. A counter that can't be
+    read (not Linux, an old kernel) is left out. Read before and after a cell: a SIGKILL is the
+    OOM killer's only when one moved.
+    """
+    counts = {}
+    for name, path in (("machine", Path("/proc/vmstat")), ("cgroup", _cgroup_oom_file())):
+        value = _counter(path, "oom_kill") if path is not None else None
+        if value is not None:
+            counts[name] = value
+    return counts
+
+
+def oom_kills_between(before: dict[str, int], after: dict[str, int]) -> int:
+    """The most any counter of :func:`oom_kill_counts` moved between two readings."""
+    return max((after[name] - before[name] for name in before.keys() & after.keys()), default=0)
+
+
+def _cgroup_oom_file() -> Path | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        relative = path.lstrip("/")
+        if controllers == "":  # cgroup v2, mounted on its own or beside v1 as "unified"
+            for mount in (CGROUP_ROOT, CGROUP_ROOT / "unified"):
+                candidates += [mount / relative / "memory.events", mount / "memory.events"]
+        elif "memory" in controllers.split(","):
+            mount = CGROUP_ROOT / "memory"
+            candidates += [mount / relative / "memory.oom_control", mount / "memory.oom_control"]
+    # the cgroup as this process sees it, or, in a container that mounts its own cgroup as the
+    # root, that root
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def _counter(path: Path, name: str) -> int | None:
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == name:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 class ProcessMonitor:

@@ -1,30 +1,65 @@
 """Running one cell in its own child process, with a timeout, and hearing back from it.
 
-The child is ``python -m harness.runner.worker``. It reads its cell spec as JSON on stdin and
+The child runs :func:`harness.runner.worker.main`. It reads its cell spec as JSON on stdin and
 reports JSON events, one per line, on a dedicated pipe, so that whatever a framework prints
 (to a log file) can never be mistaken for a result. A child that dies, hangs past its timeout
 or raises becomes a ``failed`` outcome with the reason; nothing it does can stop the run.
+
+Only the installed environment is on the child's import path: not the folder harness was
+started from, nor its own working folder (an empty temporary one), nor an empty or relative
+``PYTHONPATH`` entry. A ``numpy.py`` lying in the current folder or in a run folder is never
+imported by a cell.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
 import os
 import select
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.runner.monitor import ProcessMonitor
+from harness.runner.monitor import ProcessMonitor, oom_kill_counts, oom_kills_between
+
+logger = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], None]
+
+#: A cell's temporary folder is ``harness-cell-<pid of its owner>-<random>``: one left behind by
+#: a killed runner is recognised, by its owner being gone, and removed by the next run.
+CELL_DIR_PREFIX = "harness-cell-"
+
+#: What the child runs, with the runner's PID and the worker's arguments after it. It asks Linux
+#: to kill it when the runner dies before importing anything heavy (the harness and numpy take
+#: seconds on a cold disk, during which a killed runner's worker would live on), then checks the
+#: runner is still its parent, in case it died before that took effect.
+_BOOTSTRAP = textwrap.dedent(
+    """\
+    import os, signal, sys
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the runner's timeout still applies
+        pass
+    if os.getppid() != int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    from harness.runner.worker import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
 
 #: Environment variables that size the thread pools of numerical libraries; set for every child
 #: so no framework gets more threads than another through a library it happens to use.
@@ -47,6 +82,9 @@ class ChildOutcome:
     over_memory_bytes: int | None = None
     #: the most GPU memory the driver (NVML) saw the child's processes hold, on a GPU cell
     peak_gpu_bytes: int | None = None
+    #: how many processes the kernel's OOM killer killed while the child ran (its counters
+    #: moved by that much); a SIGKILL is called out of memory only when this is not 0
+    oom_kills: int = 0
 
     def failure(self, limits: Limits, log_path: Path) -> tuple[str, str] | None:
         """``(kind, one-line reason)`` when the child failed, ``None`` when it reported a result."""
@@ -67,9 +105,8 @@ class ChildOutcome:
                 name = signal.Signals(-self.returncode).name
             except ValueError:
                 name = f"signal {-self.returncode}"
-            if name == "SIGKILL":
-                # the runner didn't send it: on Linux that is most often the kernel's OOM killer
-                return "oom", f"killed by SIGKILL, most likely out of memory; see {log_path.name}"
+            if name == "SIGKILL" and self.oom_kills:
+                return "oom", f"killed by the kernel's out-of-memory killer; see {log_path.name}"
             return "crash", f"crashed: killed by {name}; see {log_path.name}"
         tail = _last_line(log_path)
         reason = f"exited with code {self.returncode} without a result"
@@ -96,60 +133,160 @@ def run_child(
 ) -> ChildOutcome:
     """Run one cell's worker process to completion (or its timeout) and collect its events.
 
-    The child gets a temporary folder of its own as ``TMPDIR``, removed when it ends: caches
-    that frameworks keep there (PyTorch's compiled kernels, say) start empty in every cell, so
-    no repeat compiles less than another because an earlier one left its work behind.
+    The child gets a temporary folder of its own as ``TMPDIR`` and working folder, removed
+    when it ends: caches that frameworks keep there (PyTorch's compiled kernels, say) start
+    empty in every cell, so no repeat compiles less than another because an earlier one left
+    its work behind. Folders that killed runs left behind are removed first.
     """
-    with tempfile.TemporaryDirectory(prefix="harness-cell-", ignore_cleanup_errors=True) as tmp:
+    remove_stale_folders(CELL_DIR_PREFIX)
+    with tempfile.TemporaryDirectory(
+        prefix=f"{CELL_DIR_PREFIX}{os.getpid()}-", ignore_cleanup_errors=True
+    ) as tmp:
         env = dict(os.environ)
         env.update({name: str(threads) for name in THREAD_ENV_VARS})
         env.update({"PYTHONUNBUFFERED": "1", "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp})
-        return _run_worker(spec, env, limits, log_path, on_event, gpu)
+        env.pop("PYTHONPATH", None)
+        pythonpath = safe_pythonpath(os.environ.get("PYTHONPATH", ""))
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        return _run_worker(_absolute_paths(spec), env, Path(tmp), limits, log_path, on_event, gpu)
+
+
+@functools.cache
+def safe_pythonpath(value: str) -> str:
+    """``value`` (a ``PYTHONPATH``) without its empty and relative entries.
+
+    Python reads an empty entry (``PYTHONPATH=:/opt/lib``, or ``$PYTHONPATH:/opt/lib`` with the
+    variable unset) as the current folder; a relative one is looked up from it. Either would
+    let files lying where harness was started run in every cell. Absolute entries, which
+    someone put there on purpose, are kept.
+    """
+    entries = value.split(os.pathsep) if value else []
+    dropped = [entry for entry in entries if entry and not os.path.isabs(entry)]
+    if dropped:
+        logger.warning(
+            "PYTHONPATH entries %s are relative: cells don't get them (give absolute paths)",
+            ", ".join(repr(entry) for entry in dropped),
+        )
+    return os.pathsep.join(entry for entry in entries if os.path.isabs(entry))
+
+
+def _absolute_paths(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with its file paths made absolute: the child works in a folder of its own."""
+    spec = dict(spec)
+    if spec.get("data_paths"):
+        spec["data_paths"] = {role: os.path.abspath(p) for role, p in spec["data_paths"].items()}
+    if spec.get("weights_path"):
+        spec["weights_path"] = os.path.abspath(spec["weights_path"])
+    return spec
+
+
+def remove_stale_folders(prefix: str, parent: str | None = None) -> list[str]:
+    """Remove this user's ``<prefix><pid>-*`` folders in ``parent`` (the temporary folder)
+    whose owner process ``<pid>`` no longer exists, as a killed run leaves them; returns them.
+
+    Folders of live processes and of other users, and names without an owner, are left alone.
+    """
+    parent = parent or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        owner = entry.name.removeprefix(prefix).partition("-")[0]
+        if not entry.name.startswith(prefix) or not owner.isdigit():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or _alive(int(owner)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    if removed:
+        logger.debug("removed %d folder(s) left behind by killed runs", len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def worker_command(events_fd: int) -> list[str]:
+    """The command line of a cell's process; it reports its events on ``events_fd``.
+
+    ``-P`` keeps the current folder off ``sys.path`` (``python -m`` would put it first).
+    """
+    runner = str(os.getpid())
+    return [sys.executable, "-P", "-c", _BOOTSTRAP, runner, "--events-fd", str(events_fd)]
 
 
 def _run_worker(
     spec: dict[str, Any],
     env: dict[str, str],
+    cwd: Path,
     limits: Limits,
     log_path: Path,
     on_event: EventHandler | None,
     gpu: bool,
 ) -> ChildOutcome:
     read_fd, write_fd = os.pipe()
+    oom_before = oom_kill_counts()
     start = time.perf_counter()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "harness.runner.worker", "--events-fd", str(write_fd)],
+            worker_command(write_fd),
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             pass_fds=(write_fd,),
             env=env,
+            cwd=cwd,
             start_new_session=True,  # its own process group, so a timeout kills every descendant
         )
     os.close(write_fd)
     assert child.stdin is not None
-    try:
-        child.stdin.write(json.dumps(spec).encode())
-        child.stdin.close()
-    except BrokenPipeError:
-        pass  # the child died before reading its spec; its exit status says why
-
     events: list[dict[str, Any]] = []
-    watch = ProcessMonitor(child.pid, limits.memory_bytes, gpu=gpu)
-    timed_out = _read_events(read_fd, start + limits.timeout, events, on_event, watch)
-    if timed_out or watch.exceeded is not None:
-        _kill_group(child)
     try:
-        returncode = child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
+        try:
+            child.stdin.write(json.dumps(spec).encode())
+            child.stdin.close()
+        except BrokenPipeError:
+            pass  # the child died before reading its spec; its exit status says why
+        watch = ProcessMonitor(child.pid, limits.memory_bytes, gpu=gpu)
+        timed_out = _read_events(read_fd, start + limits.timeout, events, on_event, watch)
+        if timed_out or watch.exceeded is not None:
+            _kill_group(child)
+        try:
+            returncode = child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _kill_group(child)
+            returncode = child.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: take the cell's whole process group down with us
         _kill_group(child)
-        returncode = child.wait()
+        child.wait()
+        raise
     wall = time.perf_counter() - start
     result = next((e for e in events if e.get("event") == "result"), None)
     error = next((e for e in events if e.get("event") == "error"), None)
     return ChildOutcome(
-        result, error, returncode, timed_out, wall, events, watch.exceeded, watch.peak_gpu_bytes
+        result,
+        error,
+        returncode,
+        timed_out,
+        wall,
+        events,
+        over_memory_bytes=watch.exceeded,
+        peak_gpu_bytes=watch.peak_gpu_bytes,
+        oom_kills=oom_kills_between(oom_before, oom_kill_counts()),
     )
 
 

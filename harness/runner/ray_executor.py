@@ -6,14 +6,20 @@ as the local executor (:func:`harness.runner.run_cell`). Results come back as ea
 finishes and are appended to the run folder here, with the cell's log and the environment of
 the node it ran on. Ray never retries a cell: a node lost mid-cell is a ``failed`` row of kind
 ``node_lost``, and the run goes on.
+
+Ray puts the driver's current folder first on its workers' ``sys.path`` unless the job has a
+``working_dir``; the job gets an empty one, so no file lying where harness was started is
+imported on a node.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,15 +30,20 @@ from harness.errors import HarnessError
 from harness.plugins import get_registry
 from harness.results import RunDir
 from harness.runner import Cell, Observer, RunSettings, new_row, run_cell
+from harness.runner.process import remove_stale_folders, safe_pythonpath
 
 #: environment variables a node needs to see the same plugins and data as this process
 FORWARDED_ENV = ("HARNESS_PLUGINS", "HARNESS_STRICT_PLUGINS", "HARNESS_DATA_DIR", "PYTHONPATH")
 HOSTS_DIR = "hosts"
+#: a node's scratch run folder is ``harness-node-<pid of the Ray worker>-<random>``, so one left
+#: by a worker that died (a lost node) is removed by the next cell there
+NODE_DIR_PREFIX = "harness-node-"
 
 
 def run_on_node(cell: Cell, settings: RunSettings, run_id: str) -> dict[str, Any]:
     """Body of a cell's Ray task: run it in a scratch run folder on the node, return everything."""
-    with tempfile.TemporaryDirectory() as scratch:
+    remove_stale_folders(NODE_DIR_PREFIX)
+    with tempfile.TemporaryDirectory(prefix=f"{NODE_DIR_PREFIX}{os.getpid()}-") as scratch:
         node_dir = RunDir(Path(scratch) / run_id)
         node_dir.logs.mkdir(parents=True)
         local = replace(settings, data_paths=_data_here(cell, settings), pin_cores=False)
@@ -73,20 +84,31 @@ def execute(
         raise HarnessError("--executor ray needs Ray: pip install 'harness[ray]'") from None
     if address is not None:
         _check_reachable(address)
-    env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    env_vars = {name: os.environ.get(name, "") for name in FORWARDED_ENV}
+    env_vars["PYTHONPATH"] = safe_pythonpath(env_vars["PYTHONPATH"])
+    if env_vars["HARNESS_DATA_DIR"]:  # workers run in a folder of their own, not this one
+        env_vars["HARNESS_DATA_DIR"] = os.path.abspath(env_vars["HARNESS_DATA_DIR"])
+    env_vars = {name: value for name, value in env_vars.items() if value}
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        ray.init(
-            address=address,
-            runtime_env={"env_vars": env_vars} if env_vars else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        with tempfile.TemporaryDirectory(prefix="harness-ray-job-") as empty:
+            ray.init(
+                address=address,
+                # uploaded at init (an empty package); the workers' working and import folder
+                runtime_env={"working_dir": empty, "env_vars": env_vars},
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise HarnessError(
             f"cannot reach the Ray cluster at {address or 'a new local instance'}: {exc}; "
             "check --ray-address (host:port of the head node)"
         ) from None
+    finally:
+        # ray.init makes SIGTERM a silent exit; it stays what harness.cli made it
+        if sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
     try:
         task = ray.remote(max_retries=0)(run_on_node)
         pending = {

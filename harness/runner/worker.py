@@ -1,9 +1,9 @@
 """The child process of one cell: pin threads, load data, build, train, evaluate, report.
 
-Started by :mod:`harness.runner.process`; not meant to be run by hand. Reads the cell spec as
-JSON on stdin and writes JSON events, one per line, to the file descriptor given by
-``--events-fd``: ``runtime`` (what the adapter set up), ``epoch`` (after each epoch), then
-``result`` or ``error``.
+Started by :mod:`harness.runner.process` (see ``worker_command`` there), which has already made
+it die with the runner; not meant to be run by hand. Reads the cell spec as JSON on stdin and
+writes JSON events, one per line, to the file descriptor given by ``--events-fd``: ``runtime``
+(what the adapter set up), ``epoch`` (after each epoch), then ``result`` or ``error``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import math
 import os
 import resource
-import signal
 import sys
 import time
 import traceback
@@ -337,23 +336,10 @@ def failure_kind(exc: BaseException) -> str:
     return "exception"
 
 
-def die_with_parent() -> None:
-    """Ask Linux to kill this process if the runner dies, so no cell outlives its run."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the runner's timeout still applies
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.runner.worker")
+    parser = argparse.ArgumentParser(prog="harness cell worker")
     parser.add_argument("--events-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    die_with_parent()
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
     spec = json.loads(sys.stdin.read())
     try:
