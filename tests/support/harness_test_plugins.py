@@ -265,6 +265,23 @@ class DecliningAdapter(CentroidAdapter):
         raise UnsupportedSpec(f"{self.name} can't express {task.name}'s model")
 
 
+class ModulesTrainer(CentroidTrainer):
+    def train_epoch(self, batch_order):
+        import sys
+
+        heavy = [name for name in ("pandas", "scipy", "matplotlib", "jinja2") if name in sys.modules]
+        raise RuntimeError(f"modules loaded in the cell: {heavy}")
+
+
+class ModulesAdapter(CentroidAdapter):
+    """Fails with the list of heavy libraries its cell's process has imported."""
+
+    name = "modules"
+
+    def build(self, task, weights, x, y):
+        return ModulesTrainer(x, y, 10)
+
+
 def _registering_also(registered_above, *adapters):
     """The hook above, plus ``adapters``: lets frameworks be appended without editing its list."""
 
@@ -277,4 +294,6 @@ def _registering_also(registered_above, *adapters):
     return harness_register_frameworks
 
 
-harness_register_frameworks = _registering_also(harness_register_frameworks, DecliningAdapter)
+harness_register_frameworks = _registering_also(
+    harness_register_frameworks, DecliningAdapter, ModulesAdapter
+)
