@@ -9,11 +9,13 @@ the seed and the quality target. Built-in tasks live in the top-level ``tasks/``
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -35,7 +37,40 @@ class TaskError(HarnessError):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every part of a task: unknown keys refused, NaN and infinities refused, ``true`` never
+    taken for the number 1, and every float one that float32 (what the frameworks compute in)
+    holds as a finite number that is zero only where it was written as zero."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if field is not None and _holds_bool(value) and "bool" not in str(field.annotation):
+                    raise ValueError(f"{name}: {value!r} is a true/false value, not a number")
+        return data
+
+    @model_validator(mode="after")
+    def _floats_fit_float32(self) -> _Spec:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, float) and not isinstance(value, bool):
+                single = float(np.float32(value)) if abs(value) < 3.4e38 else math.inf
+                if not math.isfinite(single) or (single == 0) != (value == 0):
+                    raise ValueError(
+                        f"{name}: {value!r} is {single!r} in float32, which the frameworks "
+                        "compute in; give a value between about 1e-38 and 3e38"
+                    )
+        return self
+
+
+def _holds_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list | tuple) and any(isinstance(item, bool) for item in value)
 
 
 # -- model ------------------------------------------------------------------
@@ -423,11 +458,17 @@ def builtin_task_files() -> dict[str, Path]:
     }
 
 
+def is_task_path(name_or_path: str) -> bool:
+    """A path has a ``/`` (or the platform's separator) or ends in ``.toml``; anything else is
+    a task name, whatever files happen to lie in the current folder."""
+    separators = {"/", os.sep, *([os.altsep] if os.altsep else [])}
+    return name_or_path.endswith(".toml") or any(sep in name_or_path for sep in separators)
+
+
 def load_task(name_or_path: str) -> Task:
-    """Load a built-in task by name, or a task file by path."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        return load_task_file(path)
+    """Load a built-in task by name (``mnist_mlp``), or a task file by path (``./my.toml``)."""
+    if is_task_path(name_or_path):
+        return load_task_file(Path(name_or_path))
     builtin = builtin_task_files()
     if name_or_path not in builtin:
         raise TaskError(
@@ -442,6 +483,8 @@ def load_task_file(path: Path) -> Task:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TaskError(f"{path}: task file not found") from None
+    except IsADirectoryError:
+        raise TaskError(f"{path}: is a folder, not a task file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskError(f"{path}: cannot read task file: {exc}") from None
     try:

@@ -55,7 +55,9 @@ def harness_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_harness(*args: str, env: dict[str, str] | None = None, timeout: float = 900):
+def run_harness(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd: Path | None = None
+):
     """Run the installed ``harness`` command as a user would; returns the CompletedProcess."""
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
@@ -63,4 +65,5 @@ def run_harness(*args: str, env: dict[str, str] | None = None, timeout: float = 
         text=True,
         env=env or harness_env(),
         timeout=timeout,
+        cwd=cwd,
     )

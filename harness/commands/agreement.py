@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from harness import agreement
+from harness import agreement, feasibility
 from harness.commands.common import (
     EXIT_CODES,
+    FiniteRange,
     data_dir_option,
     dataset_option,
     framework_option,
@@ -33,7 +34,7 @@ from harness.tasks import load_task
 @threads_option
 @click.option(
     "--timeout",
-    type=click.FloatRange(1, None),
+    type=FiniteRange(1, None),
     default=900,
     show_default=True,
     help="Seconds each framework may take before it is killed.",
@@ -73,6 +74,7 @@ def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, dat
     threads = resolve_threads(threads)
     steps = steps or task.agreement.steps
     paths = datasets.locate(task.dataset.name, data_dir)
+    feasibility.check(task, paths, memory_limit=None)
 
     with console.status(f"training {steps} steps of {task.name} in each framework") as status:
         check = agreement.run_check(

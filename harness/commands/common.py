@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -26,6 +27,16 @@ Exit codes:
 """
 
 
+class FiniteRange(click.FloatRange):
+    """A float range that also refuses ``nan`` and ``inf`` (click's own range lets both pass)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 class MemorySize(click.ParamType):
     """A byte count written like 512M, 4G or 1.5GiB."""
 
@@ -38,7 +49,10 @@ class MemorySize(click.ParamType):
         match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value).lower())
         if not match or float(match.group(1)) <= 0:
             self.fail(f"{value!r} is not a size like 512M or 4G", param, ctx)
-        return int(float(match.group(1)) * self._units[match.group(2)])
+        size = int(float(match.group(1)) * self._units[match.group(2)])
+        if size < 2**20:  # '0.5' would be 0 bytes, which reads back as "no limit"
+            self.fail(f"{value!r} is less than 1M; give a size like 512M or 4G", param, ctx)
+        return size
 
 
 #: options several commands share, defined once so they read and behave the same everywhere

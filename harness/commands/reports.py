@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from harness import report as reports
+from harness.commands.common import FiniteRange
 from harness.compare import (
     check_comparable,
     compare_runs,
@@ -30,7 +31,7 @@ RESULTS_OPTION = click.option(
 )
 THRESHOLD_OPTION = click.option(
     "--threshold",
-    type=click.FloatRange(0, 10),
+    type=FiniteRange(0, 10),
     default=0.1,
     show_default=True,
     help="Smallest relative change that counts (0.1 = 10 %).",

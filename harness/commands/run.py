@@ -9,10 +9,11 @@ import click
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from harness import runner
+from harness import feasibility, runner
 from harness.adapter import MODES
 from harness.commands.common import (
     EXIT_CODES,
+    FiniteRange,
     MemorySize,
     data_dir_option,
     dataset_option,
@@ -101,7 +102,7 @@ CONFIG_OPTIONS = (
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(1, None),
+    type=FiniteRange(1, None),
     default=3600,
     show_default=True,
     help="Seconds a cell may run before it is killed and recorded as failed (timeout).",
@@ -230,6 +231,7 @@ def run(
     require_gpu_if_asked(config["device"])
     recorded_dir = Path(config["data_dir"]) if config["data_dir"] else None
     data_paths = datasets.locate(task.dataset.name, recorded_dir)
+    feasibility.check(task, data_paths, memory_limit=config["memory_limit"])
     settings = runner.RunSettings(
         threads=config["threads"],
         timeout=config["timeout"],

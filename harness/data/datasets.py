@@ -22,7 +22,7 @@ import numpy as np
 import platformdirs
 
 from harness.data import series
-from harness.data.idx import parse_idx, read_idx, read_idx_bytes
+from harness.data.idx import iter_idx_chunks, parse_idx, read_idx
 from harness.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class DatasetInfo:
     system_dirs: tuple[Path, ...] = ()
     #: for a dataset the harness generates from the task's seed instead of reading files
     generate: Callable[[int], tuple[tuple[np.ndarray, np.ndarray], ...]] | None = None
+    #: decompressed size of each of :data:`ROLES`: reading stops past it (decompression bombs)
+    sizes: dict[str, int] | None = None
 
     @property
     def subfolder(self) -> str:
@@ -61,11 +63,19 @@ _IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+#: MNIST's and Fashion-MNIST's files: a header, then 60,000 (10,000) 28x28 images or labels
+_IDX_SIZES = {
+    "train_images": 16 + 60_000 * 28 * 28,
+    "train_labels": 8 + 60_000,
+    "test_images": 16 + 10_000 * 28 * 28,
+    "test_labels": 8 + 10_000,
+}
 
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
         name="mnist",
         files=_IDX_FILES,
+        sizes=_IDX_SIZES,
         input_shape=(28, 28),
         num_classes=10,
         mirrors=(
@@ -76,6 +86,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "fashion_mnist": DatasetInfo(
         name="fashion_mnist",
         files=_IDX_FILES,
+        sizes=_IDX_SIZES,
         input_shape=(28, 28),
         num_classes=10,
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
@@ -143,9 +154,16 @@ def search_dirs(data_dir: Path | None) -> list[Path]:
     return dirs
 
 
-def verify(path: Path, expected_sha256: str) -> None:
-    """Check the SHA-256 of the file's decompressed bytes; a mismatch names the file."""
-    digest = hashlib.sha256(read_idx_bytes(path)).hexdigest()
+def verify(path: Path, expected_sha256: str, size: int | None = None) -> None:
+    """Check the SHA-256 of the file's decompressed bytes; a mismatch names the file.
+
+    The bytes are hashed as they are decompressed, and reading stops once they pass ``size``
+    (the file's known size), so a damaged or hostile file costs neither memory nor time.
+    """
+    hasher = hashlib.sha256()
+    for chunk in iter_idx_chunks(path, size):
+        hasher.update(chunk)
+    digest = hasher.hexdigest()
     if digest != expected_sha256:
         raise DataError(
             f"{path}: checksum mismatch (SHA-256 of the decompressed bytes is {digest}, "
@@ -171,7 +189,7 @@ def locate(
         path = _find_local(dirs, info, stem)
         if path is None:
             path = _download(info, stem, mirrors if mirrors is not None else info.mirrors)
-        verify(path, expected)
+        verify(path, expected, (info.sizes or {}).get(role))
         logger.debug("%s %s: %s", name, role, path)
         located[role] = path
     return located
@@ -238,15 +256,18 @@ def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0, seed: int
         (x_train, y_train), (x_test, y_test) = info.generate(seed)
         return Split(train=Arrays(x_train, y_train), test=Arrays(x_test, y_test))
 
-    def inputs(path: Path) -> np.ndarray:
-        return (read_idx(path).astype(np.float32) / np.float32(divide_by)).astype(np.float32)
+    limits = info.sizes or {}
 
-    def labels(path: Path) -> np.ndarray:
-        return read_idx(path).astype(np.int64)
+    def inputs(role: str) -> np.ndarray:
+        raw = read_idx(paths[role], limits.get(role))
+        return (raw.astype(np.float32) / np.float32(divide_by)).astype(np.float32)
+
+    def labels(role: str) -> np.ndarray:
+        return read_idx(paths[role], limits.get(role)).astype(np.int64)
 
     split = Split(
-        train=Arrays(inputs(paths["train_images"]), labels(paths["train_labels"])),
-        test=Arrays(inputs(paths["test_images"]), labels(paths["test_labels"])),
+        train=Arrays(inputs("train_images"), labels("train_labels")),
+        test=Arrays(inputs("test_images"), labels("test_labels")),
     )
     for part, arrays in (("train", split.train), ("test", split.test)):
         if len(arrays.x) != len(arrays.y):

@@ -24,13 +24,33 @@ _DTYPES: dict[int, np.dtype] = {
 }
 
 
-def read_idx_bytes(path: Path) -> bytes:
-    """The file's raw IDX bytes, decompressed when its name ends in ``.gz``."""
+#: how much is decompressed at a time while a file is read
+CHUNK = 1 << 20
+
+
+def read_idx_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The file's raw IDX bytes, decompressed when its name ends in ``.gz``.
+
+    :param limit: the most bytes the file may hold (decompressed); past it reading stops with
+        a :class:`DataError`, so a small ``.gz`` that expands to gigabytes never fills memory
+    """
+    return b"".join(iter_idx_chunks(path, limit))
+
+
+def iter_idx_chunks(path: Path, limit: int | None = None):
+    """The file's decompressed bytes, a chunk at a time, never more than ``limit`` in all."""
+    total = 0
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise DataError(
+                        f"{path}: expands to more than the {limit:,} bytes this file holds "
+                        "(a decompression bomb, or another file); delete or replace it"
+                    )
+                yield chunk
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(
             f"{path}: cannot read: {exc}; delete it so a good copy is fetched"
@@ -59,6 +79,6 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (plain or ``.gz``) into an array."""
-    return parse_idx(read_idx_bytes(path), name=str(path))
+def read_idx(path: Path, limit: int | None = None) -> np.ndarray:
+    """Read an IDX file (plain or ``.gz``) into an array, of at most ``limit`` bytes."""
+    return parse_idx(read_idx_bytes(path, limit), name=str(path))
