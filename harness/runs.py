@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from harness.annotate import annotate
 from harness.errors import HarnessError
 from harness.results import ENVIRONMENT_FILE, RUN_FILE, RunDir, results_frame
+from harness.tasks import Target, Task
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +65,22 @@ def open_run(path: str | Path) -> Run:
         raise HarnessError(f"{environment_file}: unreadable ({exc})") from None
     if not isinstance(environment, dict):
         raise HarnessError(f"{environment_file}: expected a JSON object")
-    return Run(run_dir, config, environment, run_dir.read_results())
+    task, target = _recorded_task(config)
+    return Run(run_dir, config, environment, annotate(run_dir.read_results(), task, target))
+
+
+def _recorded_task(config: dict[str, Any]) -> tuple[Task | None, Target | None]:
+    """The run's task and target as ``run.json`` holds them; ``None`` where they no longer
+    validate (a task file of an older harness), and then rows keep what they carry."""
+    recorded = config["task"]
+    try:
+        target = Target.model_validate(recorded["target"]) if recorded.get("target") else None
+    except ValidationError:
+        target = None
+    try:
+        return Task.model_validate(recorded), target
+    except ValidationError:
+        return None, target
 
 
 def scan_runs(results: str | Path) -> list[Run | UnreadableRun]:

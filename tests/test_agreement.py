@@ -108,11 +108,13 @@ def test_run_rows_carry_the_verdict_of_the_latest_check(tmp_path):
 
     assert run.returncode == 0, run.stdout + run.stderr
     [run_dir] = (tmp_path / "out").iterdir()
-    rows = {json.loads(line)["framework"]: json.loads(line) for line in
-            (run_dir / "results.jsonl").read_text().splitlines()}  # fmt: skip
+    shown = run_harness("show", str(run_dir), "--json", env=env)
+    rows = {row["framework"]: row for row in json.loads(shown.stdout)}
     assert rows["torch"]["agreement"] == "pass (3 steps)"
     assert rows["tensorflow"]["agreement"] is None  # not part of that check
     assert "| pass (3 steps) |" in (run_dir / "report.md").read_text()
+    raw = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert all("agreement" not in row for row in raw)  # joined in when read, never stored
 
 
 def test_a_plugin_whose_model_has_other_parameters_fails_its_cell(tmp_path):

@@ -41,7 +41,6 @@ METRIC_KEYS = {
     "step_seconds_sampled",
     "training_flops",
     "achieved_flops_per_second",
-    "utilisation",
 }
 
 

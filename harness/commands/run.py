@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from harness import feasibility, runner
 from harness.adapter import MODES
+from harness.annotate import annotate
 from harness.commands.common import (
     EXIT_CODES,
     FiniteRange,
@@ -313,7 +314,7 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
             f"harness run --resume {shlex.quote(str(run_dir.path))}"
         )
         raise
-    rows = run_dir.read_results()
+    rows = annotate(run_dir.read_results(), task, task.target)
     run_dir.write_table()
     title = f"{task.name} (target {task.target.describe()})"
     no_report, wide = output

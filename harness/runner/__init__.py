@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from harness import agreement, calibration
 from harness.paths import safe_name, write_new
 from harness.plugins import Registry
 from harness.results import RunDir
@@ -145,7 +144,6 @@ def run_cell(
     """Run one cell and return its result row (never raises for a failure of the cell)."""
     adapter = registry.framework(cell.framework)
     row = new_row(cell, settings, run_dir.run_id, adapter.version())
-    row["agreement"] = agreement.status_for(cell.task, cell.framework, row["framework_version"])
     availability = adapter.availability()
     if not availability.available:
         row["error"] = availability.reason
@@ -200,15 +198,11 @@ def run_cell(
     row["error"] = outcome.result.get("error")
     row["metrics"] = outcome.result.get("metrics", {})
     if row["status"] == "ok":
+        # the agreement verdict and utilisation are joined in when rows are read
+        # (harness.annotate): a check or calibration made later applies to this run too
         metrics = row["metrics"]
-        peak = calibration.peak_flops(
-            cell.framework, row["framework_version"], row["device"], settings.threads
-        )
-        achieved = metrics.get("achieved_flops_per_second")
-        metrics["peak_flops_per_second"] = peak
         if row["device"] == "gpu":
             metrics["peak_device_memory_nvml_bytes"] = outcome.peak_gpu_bytes
-        metrics["utilisation"] = achieved / peak if peak and achieved else None
         target = cell.task.target
         quality = metrics.get(target.metric)
         row["met_target"] = target.met(quality)
