@@ -100,7 +100,7 @@ class RunConfig(_Record):
     memory_limit: int | None = Field(None, ge=1)
     train_subset: int | None = Field(None, ge=1)
     data_dir: str | None = None
-    executor: Literal["local", "ray"] = "local"
+    executor: Literal["local", "ray", "inline"] = "local"
     ray_address: str | None = None
 
 

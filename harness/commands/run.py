@@ -39,6 +39,7 @@ from harness.errors import HarnessError
 from harness.locking import run_folder_lock
 from harness.plugins import get_registry
 from harness.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
+from harness.runner.executors import EXECUTOR_NAMES, get_executor
 from harness.schema import first_problem
 from harness.tasks import Task, load_task
 
@@ -133,11 +134,12 @@ CONFIG_OPTIONS = (
 @data_dir_option
 @click.option(
     "--executor",
-    type=click.Choice(["local", "ray"]),
+    type=click.Choice(EXECUTOR_NAMES),
     default="local",
     show_default=True,
-    help="local: cells one after another on this machine; ray: every cell a Ray task on a "
-    "cluster (pip install 'harness[ray]').",
+    help="local: cells one after another on this machine, each in a process of its own; ray: "
+    "every cell a Ray task on a cluster (pip install 'harness[ray]'); inline: every cell in "
+    "this process, to debug a plugin under pdb (no isolation or limits: never to measure).",
 )
 @click.option(
     "--ray-address",
@@ -298,15 +300,9 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
         )
     )
     try:
+        executor = get_executor(config["executor"], address=config.get("ray_address"))
         with RunProgress(len(todo)) as progress:
-            if config.get("executor", "local") == "ray":
-                from harness.runner import ray_executor
-
-                ray_executor.execute(
-                    todo, settings, run_dir, address=config.get("ray_address"), observer=progress
-                )
-            else:
-                runner.execute(todo, settings, run_dir, registry, progress)
+            executor.execute(todo, settings, run_dir, registry, progress)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (harness.cli turns it into one)
         finished = len(run_dir.read_results())
         errors.print(

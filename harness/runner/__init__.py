@@ -8,7 +8,7 @@ saying how to install it, and the run goes on either way.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -16,10 +16,13 @@ from typing import Any, Protocol
 from harness.paths import safe_name, write_new
 from harness.plugins import Registry
 from harness.results import RunDir
-from harness.runner.process import Limits, run_child
+from harness.runner.process import ChildOutcome, Limits, run_child
 from harness.tasks import Task
 
 DEVICE_CHOICES = ("cpu", "gpu", "auto")
+
+#: carries out a cell spec and reports back: :func:`run_child` or the inline launcher
+Launcher = Callable[..., ChildOutcome]
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,19 @@ def execute(
     run_dir: RunDir,
     registry: Registry,
     observer: Observer | None = None,
+    *,
+    launch: Launcher = run_child,
 ) -> list[dict[str, Any]]:
-    """Run every cell, appending each result to ``run_dir`` as it finishes."""
+    """Run every cell, appending each result to ``run_dir`` as it finishes.
+
+    :param launch: how a cell's work is carried out: :func:`run_child` (a process of its own),
+        or :func:`harness.runner.inline.run_inline` (this process, for debugging)
+    """
     rows = []
     for cell in cells:
         if observer:
             observer.cell_started(cell)
-        row = run_cell(cell, settings, run_dir, registry, observer)
+        row = run_cell(cell, settings, run_dir, registry, observer, launch=launch)
         run_dir.append_result(row)
         rows.append(row)
         if observer:
@@ -140,6 +149,8 @@ def run_cell(
     run_dir: RunDir,
     registry: Registry,
     observer: Observer | None = None,
+    *,
+    launch: Launcher = run_child,
 ) -> dict[str, Any]:
     """Run one cell and return its result row (never raises for a failure of the cell)."""
     adapter = registry.framework(cell.framework)
@@ -161,7 +172,7 @@ def run_cell(
         "train_subset": settings.train_subset,
         "pin_cores": settings.pin_cores,
     }
-    outcome = run_child(
+    outcome = launch(
         spec,
         threads=settings.threads,
         limits=limits,

@@ -336,6 +336,12 @@ def failure_kind(exc: BaseException) -> str:
     return "exception"
 
 
+def action_for(spec: dict[str, Any]) -> Any:
+    """The function that carries out ``spec``: a training cell unless its ``action`` says else."""
+    actions = {"calibrate": run_calibration, "agree": run_agreement, "conform": run_conformance}
+    return actions.get(spec.get("action", ""), run_cell)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="harness cell worker")
     parser.add_argument("--events-fd", type=int, required=True)
@@ -343,8 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
     spec = json.loads(sys.stdin.read())
     try:
-        actions = {"calibrate": run_calibration, "agree": run_agreement, "conform": run_conformance}
-        actions.get(spec.get("action", ""), run_cell)(spec, events)
+        action_for(spec)(spec, events)
     except Exception as exc:
         tb = traceback.format_exc()
         print(tb, file=sys.stderr)

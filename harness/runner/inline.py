@@ -1,0 +1,77 @@
+"""Running a cell's work in this process: the ``inline`` executor, for debugging a plugin.
+
+``harness run --executor inline`` trains each cell in the harness's own process, so a
+breakpoint in a plugin stops there (``python -m pdb -m harness run --executor inline …``) and
+a traceback points into the plugin. It gives up what the isolating runner guarantees: no
+timeout or memory limit is enforced, cells share one process (and its imports, threads and
+memory), and ``peak_rss_bytes`` is that process's. Use it to find a bug, never to measure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness.paths import open_no_follow
+from harness.runner.process import ChildOutcome, EventHandler, Limits
+
+
+class _Collect:
+    """Receives the worker's events as the child's pipe would carry them (JSON and back)."""
+
+    def __init__(self, on_event: EventHandler | None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._on_event = on_event
+
+    def send(self, event: str, **fields: Any) -> None:
+        record = json.loads(json.dumps({"event": event, **fields}))
+        self.events.append(record)
+        if self._on_event is not None:
+            self._on_event(record)
+
+
+def run_inline(
+    spec: dict[str, Any],
+    *,
+    threads: int,
+    limits: Limits,
+    log_path: Path,
+    on_event: EventHandler | None = None,
+    gpu: bool = False,
+) -> ChildOutcome:
+    """Carry out ``spec`` in this process and return what a child would have reported.
+
+    Same signature as :func:`harness.runner.process.run_child`; ``limits`` are not enforced.
+    """
+    from harness.runner.worker import action_for, failure_kind  # the worker's code, here
+
+    collect = _Collect(on_event)
+    start = time.perf_counter()
+    descriptor = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with (
+        os.fdopen(descriptor, "w") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        try:
+            action_for(spec)(spec, collect)
+        except Exception as exc:
+            tb = traceback.format_exc()
+            print(tb, file=log)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            collect.send(
+                "error",
+                kind=failure_kind(exc),
+                type=type(exc).__name__,
+                message=message[:500],
+                traceback=tb,
+            )
+    events = collect.events
+    result = next((e for e in events if e.get("event") == "result"), None)
+    error = next((e for e in events if e.get("event") == "error"), None)
+    return ChildOutcome(result, error, 0, False, time.perf_counter() - start, events)
