@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from harness.data import series
-from harness.data.datasets import DATASETS
+from harness.data.datasets import dataset_info
 from harness.errors import DataError, HarnessError
 from harness.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task
 
@@ -50,7 +50,7 @@ def parameter_count(task: Task) -> int:
 
 def training_samples(task: Task, data_paths: dict[str, Path]) -> int:
     """How many training samples the task's dataset has, read from the labels file's header."""
-    info = DATASETS[task.dataset.name]
+    info = dataset_info(task.dataset.name)
     if info.generate is not None:
         return series.TRAIN_SERIES
     path = data_paths["train_labels"]

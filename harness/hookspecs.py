@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from harness.adapter import FrameworkAdapter
+    from harness.data.datasets import DatasetInfo
 
 hookspec = pluggy.HookspecMarker("harness")
 
@@ -40,4 +43,41 @@ def harness_register_frameworks(register: Callable[[FrameworkAdapter], None]) ->
 
     Results are not combined: every implementation is called, and the adapters they
     register are collected.
+    """
+
+
+# -------------------------------------------------------------------------
+# Tasks and datasets
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def harness_register_tasks(register: Callable[[Path], None]) -> None:
+    """Register task files this plugin ships, so ``--task NAME`` finds them.
+
+    Called once per process, with the frameworks' hook. A task file is the same TOML as the
+    built-in ones (``tasks/mnist_mlp.toml``); its ``name`` is the name ``--task`` takes and
+    ``harness list`` shows. A name that is already taken (a built-in task, or another
+    plugin's) is a registration failure of this plugin, listed by ``harness list``.
+
+    :param register: call it once per task file, ``register(Path(__file__).parent / "t.toml")``.
+
+    Results are not combined: every implementation is called, and the files collected.
+    """
+
+
+@hookspec
+def harness_register_datasets(register: Callable[[DatasetInfo], None]) -> None:
+    """Register datasets this plugin provides, so a task's ``[dataset] name`` can use them.
+
+    Called once per process (in every cell's process too). A dataset is a
+    :class:`harness.data.datasets.DatasetInfo`: its name, input shape and number of classes,
+    and either its IDX files (``files``, with ``sha256`` sums of their decompressed bytes,
+    ``sizes``, and the folders they are looked for in, ``system_dirs``) or a ``generate``
+    function that makes ``((x_train, y_train), (x_test, y_test))`` from the task's seed.
+    A name already taken is a registration failure of this plugin.
+
+    :param register: call it once per dataset, ``register(DatasetInfo(name="tiny", ...))``.
+
+    Results are not combined: every implementation is called, and the datasets collected.
     """

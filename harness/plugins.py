@@ -11,9 +11,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -47,6 +49,24 @@ class PluginFailure:
 
 
 @dataclass(frozen=True)
+class TaskEntry:
+    """A task file a plugin registered, and where it came from."""
+
+    path: Path
+    plugin: str
+    source: str
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset a plugin registered, and where it came from."""
+
+    info: Any  # harness.data.datasets.DatasetInfo (imported lazily: it imports numpy)
+    plugin: str
+    source: str
+
+
+@dataclass(frozen=True)
 class FrameworkEntry:
     """A registered adapter and where it came from."""
 
@@ -62,6 +82,9 @@ class Registry:
     strict: bool = False
     manager: pluggy.PluginManager = field(init=False)
     frameworks: dict[str, FrameworkEntry] = field(default_factory=dict)
+    #: task files and datasets that plugins registered, by name
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
+    datasets: dict[str, DatasetEntry] = field(default_factory=dict)
     _load_failures: list[PluginFailure] = field(default_factory=list)
     _registration_failures: list[PluginFailure] = field(default_factory=list)
     _sources: dict[str, str] = field(default_factory=dict)
@@ -126,25 +149,33 @@ class Registry:
         self.collect()
 
     def collect(self) -> None:
-        """(Re)build :attr:`frameworks` by calling every ``harness_register_frameworks``."""
+        """(Re)build :attr:`frameworks`, :attr:`tasks` and :attr:`datasets` from the hooks."""
         self.frameworks.clear()
+        self.tasks.clear()
+        self.datasets.clear()
         self._registration_failures.clear()
-        hook = self.manager.hook.harness_register_frameworks
-        # Call each implementation on its own, so that a plugin that raises is contained
-        # and every adapter is attributed to the plugin that registered it.
-        for impl in hook.get_hookimpls():  # registration order
+        self._call_each("harness_register_frameworks", self._register_adapter, reraise=True)
+        self._call_each("harness_register_tasks", self._register_task)
+        self._call_each("harness_register_datasets", self._register_dataset)
+
+    def _call_each(self, hook_name: str, accept: Any, *, reraise: bool = False) -> None:
+        """Call each implementation of a registration hook on its own, so that a plugin that
+        raises is contained and everything is attributed to the plugin that registered it."""
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():  # registration order
             plugin_name = impl.plugin_name
             source = self._sources.get(plugin_name, "in-process")
 
-            def register(
-                adapter: FrameworkAdapter, _plugin: str = plugin_name, _source: str = source
-            ) -> None:
-                self._register_adapter(adapter, _plugin, _source)
+            def register(item: Any, _plugin: str = plugin_name, _source: str = source) -> None:
+                accept(item, _plugin, _source)
 
             try:
                 impl.function(**{arg: register for arg in impl.argnames})
             except PluginError:
-                raise
+                if reraise:
+                    raise
+                self._registration_failures.append(
+                    PluginFailure(plugin_name, source, str(sys.exc_info()[1]))
+                )
             except Exception as exc:
                 if self.strict:
                     raise
@@ -152,7 +183,34 @@ class Registry:
                     PluginFailure(plugin_name, source, f"{type(exc).__name__}: {exc}")
                 )
 
-    def _register_adapter(self, adapter: FrameworkAdapter, plugin: str, source: str) -> None:
+    def _register_task(self, path: Any, plugin: str, source: str) -> None:
+        import tomllib
+
+        from harness.tasks import builtin_task_files
+
+        path = Path(path)
+        try:
+            name = tomllib.loads(path.read_text(encoding="utf-8")).get("name") or path.stem
+        except (OSError, ValueError) as exc:
+            raise PluginError(f"plugin {plugin!r} registered an unreadable task file {path}: {exc}") from None
+        taken = self.tasks.get(name)
+        if name in builtin_task_files() or taken is not None:
+            owner = taken.plugin if taken else "harness"
+            raise PluginError(f"plugin {plugin!r} registered task {name!r}, which {owner!r} has")
+        self.tasks[str(name)] = TaskEntry(path, plugin, source)
+
+    def _register_dataset(self, info: Any, plugin: str, source: str) -> None:
+        from harness.data.datasets import DATASETS, DatasetInfo
+
+        if not isinstance(info, DatasetInfo):
+            raise PluginError(f"plugin {plugin!r} registered {info!r}, which is not a DatasetInfo")
+        taken = self.datasets.get(info.name)
+        if info.name in DATASETS or taken is not None:
+            owner = taken.plugin if taken else "harness"
+            raise PluginError(f"plugin {plugin!r} registered dataset {info.name!r}, which {owner!r} has")
+        self.datasets[info.name] = DatasetEntry(info, plugin, source)
+
+    def _register_adapter(self, adapter: Any, plugin: str, source: str) -> None:
         if not isinstance(adapter, FrameworkAdapter):
             raise PluginError(
                 f"plugin {plugin!r} registered {adapter!r}, which is not a FrameworkAdapter"

@@ -151,7 +151,9 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
 
 
 def _ratio(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}×" if value < 10 else f"{value:.1f}×"
+    if value is None:
+        return ""
+    return f"{value:.2f}×" if value < 10 else f"{value:.1f}×" if value < 100 else f"{value:,.0f}×"
 
 
 def _agreement(group: Group) -> str:

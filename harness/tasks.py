@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from harness.data.datasets import DATASETS
+from harness.data.datasets import DATASETS, dataset_info, known_datasets
 from harness.errors import HarnessError, unknown_name_message
 
 Activation = Literal["linear", "relu", "tanh", "sigmoid", "softmax"]
@@ -289,8 +289,8 @@ class DatasetSpec(_Spec):
 
     @model_validator(mode="after")
     def _known(self) -> DatasetSpec:
-        if self.name not in DATASETS:
-            raise ValueError(unknown_name_message("dataset", self.name, DATASETS))
+        if self.name not in DATASETS and self.name not in known_datasets():
+            raise ValueError(unknown_name_message("dataset", self.name, known_datasets()))
         return self
 
 
@@ -385,7 +385,7 @@ class Task(_Spec):
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> Task:
-        dataset = DATASETS[self.dataset.name]
+        dataset = dataset_info(self.dataset.name)
         model_input = tuple(self.model.input_shape)
         if model_input not in (dataset.input_shape, (*dataset.input_shape, 1)):
             raise ValueError(
@@ -465,17 +465,28 @@ def is_task_path(name_or_path: str) -> bool:
     return name_or_path.endswith(".toml") or any(sep in name_or_path for sep in separators)
 
 
+def task_files() -> dict[str, Path]:
+    """Every task ``--task NAME`` finds: the built-in ones and those plugins register."""
+    from harness.plugins import get_registry  # the registry imports this module
+
+    plugged = {name: entry.path for name, entry in get_registry().tasks.items()}
+    return {**plugged, **builtin_task_files()}
+
+
 def load_task(name_or_path: str) -> Task:
-    """Load a built-in task by name (``mnist_mlp``), or a task file by path (``./my.toml``)."""
+    """Load a task by name (``mnist_mlp``, or one a plugin registered), or by path (``./my.toml``)."""
     if is_task_path(name_or_path):
         return load_task_file(Path(name_or_path))
     builtin = builtin_task_files()
-    if name_or_path not in builtin:
+    if name_or_path in builtin:
+        return load_task_file(builtin[name_or_path])
+    known = task_files()
+    if name_or_path not in known:
         raise TaskError(
-            unknown_name_message("task", name_or_path, builtin)
+            unknown_name_message("task", name_or_path, known)
             + "; or give the path of a .toml task file"
         )
-    return load_task_file(builtin[name_or_path])
+    return load_task_file(known[name_or_path])
 
 
 def load_task_file(path: Path) -> Task:

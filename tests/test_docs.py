@@ -78,3 +78,13 @@ def test_the_scaffold_stubs_every_method_the_runner_calls():
     ] + [name for name in public_names(Trainer) if callable(getattr(Trainer, name))]
     for name in required:
         assert f"def {name}(" in template, f"the scaffold's adapter lacks {name}"
+
+
+def test_every_documented_hook_signature_matches_its_hookspec():
+    """As datasette does: the guide's heading for each hook is its exact signature."""
+    documented = dict(re.findall(r"^### `(harness_\w+)\(([^)]*)\)`", GUIDE, flags=re.MULTILINE))
+    specs = {name: spec for name, spec in inspect.getmembers(hookspecs) if name.startswith("harness_")}
+    assert documented.keys() == specs.keys()
+    for name, spec in specs.items():
+        parameters = ", ".join(inspect.signature(spec).parameters)
+        assert documented[name] == parameters, f"{name}: the guide says ({documented[name]})"

@@ -11,7 +11,7 @@ from rich.table import Table
 from harness.console import console, styled
 from harness.errors import HarnessError
 from harness.plugins import get_registry
-from harness.tasks import builtin_task_files, load_task
+from harness.tasks import load_task, task_files
 
 
 @click.command("list")
@@ -57,9 +57,9 @@ def list_command(as_json: bool) -> None:
 
 
 def task_summaries() -> list[dict[str, Any]]:
-    """Each built-in task, or why its file is invalid."""
+    """Each task (built-in or from a plugin), or why its file is invalid."""
     summaries = []
-    for name, path in sorted(builtin_task_files().items()):
+    for name, path in sorted(task_files().items()):
         try:
             task = load_task(str(path))
         except HarnessError as exc:

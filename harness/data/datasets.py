@@ -51,6 +51,9 @@ class DatasetInfo:
     generate: Callable[[int], tuple[tuple[np.ndarray, np.ndarray], ...]] | None = None
     #: decompressed size of each of :data:`ROLES`: reading stops past it (decompression bombs)
     sizes: dict[str, int] | None = None
+    #: SHA-256 of each file's decompressed bytes, by role; built-in datasets keep theirs in the
+    #: shipped ``SHA256SUMS``, a plugin's dataset gives them here
+    sha256: dict[str, str] | None = None
 
     @property
     def subfolder(self) -> str:
@@ -119,6 +122,18 @@ class Split:
     test: Arrays
 
 
+def known_datasets() -> dict[str, DatasetInfo]:
+    """The built-in datasets and those that plugins register (``harness_register_datasets``)."""
+    from harness.plugins import get_registry  # plugins import tasks, which import this module
+
+    return {**DATASETS, **{name: entry.info for name, entry in get_registry().datasets.items()}}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The dataset called ``name``: a built-in one, or one a plugin registered."""
+    return DATASETS[name] if name in DATASETS else known_datasets()[name]
+
+
 def canonical_sums() -> dict[str, str]:
     """``{"mnist/train-images-idx3-ubyte": sha256, ...}`` from the shipped ``SHA256SUMS``."""
     text = files("harness.data").joinpath("SHA256SUMS").read_text()
@@ -178,14 +193,14 @@ def locate(
     mirrors: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Find (or download), verify and return the path of each of the dataset's files."""
-    info = DATASETS[name]
+    info = dataset_info(name)
     if info.generate is not None:
         return {}  # made from the task's seed in each cell
     sums = canonical_sums()
     dirs = [*search_dirs(data_dir), *info.system_dirs]
     located = {}
     for role, stem in info.files.items():
-        expected = sums[f"{info.subfolder}/{stem}"]
+        expected = (info.sha256 or {}).get(role) or sums[f"{info.subfolder}/{stem}"]
         path = _find_local(dirs, info, stem)
         if path is None:
             path = _download(info, stem, mirrors if mirrors is not None else info.mirrors)
@@ -251,7 +266,7 @@ def shaped_for(task: Any, split: Split) -> Split:
 def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0, seed: int = 0) -> Split:
     """Read the located files into float32 inputs (divided by ``divide_by``) and int64 labels;
     a generated dataset is made from ``seed`` instead (float32 inputs and targets)."""
-    info = DATASETS[name]
+    info = dataset_info(name)
     if info.generate is not None:
         (x_train, y_train), (x_test, y_test) = info.generate(seed)
         return Split(train=Arrays(x_train, y_train), test=Arrays(x_test, y_test))
@@ -277,4 +292,15 @@ def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0, seed: int
     return split
 
 
-__all__ = ["Arrays", "DATASETS", "DatasetInfo", "Split", "load", "locate", "parse_idx", "verify"]
+__all__ = [
+    "Arrays",
+    "DATASETS",
+    "DatasetInfo",
+    "Split",
+    "dataset_info",
+    "known_datasets",
+    "load",
+    "locate",
+    "parse_idx",
+    "verify",
+]
