@@ -5,15 +5,21 @@ implements) and :mod:`harness.hookspecs` (how it is registered); ``hookimpl`` ma
 plugin's hook implementations.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 import pluggy
 
-try:
-    __version__ = version("harness")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
 hookimpl = pluggy.HookimplMarker("harness")
+
+
+def __getattr__(name: str) -> str:
+    # the version is looked up when first asked for: importlib.metadata costs every command
+    # (even `harness --help`) tens of milliseconds
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("harness")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0.0.0+unknown"
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
 
 __all__ = ["__version__", "hookimpl"]

@@ -7,7 +7,6 @@ import logging
 
 import click
 
-import harness
 from harness import signals
 from harness.commands.common import EXIT_CODES
 from harness.console import errors, print_error
@@ -70,7 +69,7 @@ class LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
 )
-@click.version_option(harness.__version__, prog_name="harness")
+@click.version_option(package_name="harness", prog_name="harness")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the harness does (debug level).")
 def cli(verbose: bool) -> None:
     """Compare deep-learning frameworks on the same training work.
