@@ -47,6 +47,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Stopped(Exception):
+    """Ctrl-C or SIGTERM arrived while a command ran (the interrupt is ``.interrupt``)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(signals.message(interrupt))
+        self.interrupt = interrupt
+
+
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when the subcommand is used."""
 
@@ -58,6 +66,14 @@ class LazyGroup(click.Group):
             return None
         module, attribute = COMMANDS[cmd_name][0].split(":")
         return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        # click answers an interrupt by printing an empty line and raising Abort; passed on as
+        # Stopped instead, it reaches main() as it came, and ends in one line
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Stopped(exc) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -94,8 +110,11 @@ def main() -> None:
     signals.raise_on_sigterm()
     try:
         exit_code = cli.main(standalone_mode=False)
+    except Stopped as exc:
+        errors.print(signals.message(exc.interrupt))
+        raise SystemExit(signals.exit_code(exc.interrupt)) from None
     except click.exceptions.Abort as exc:
-        # click turns an interrupt inside a command into Abort, the interrupt kept as its cause
+        # an interrupt while click itself was busy (parsing, a prompt)
         if isinstance(exc.__cause__, signals.Terminated):
             errors.print(signals.message(exc.__cause__))
             raise SystemExit(signals.exit_code(exc.__cause__)) from None

@@ -196,21 +196,26 @@ def test_an_empty_or_relative_pythonpath_entry_puts_no_folder_on_a_cells_path(tm
 # --- signals and kills ------------------------------------------------------------------------
 
 
-def test_sigterm_stops_a_run_like_ctrl_c_with_exit_143(tmp_path):
-    """SIGTERM to `harness run`: one line saying so, exit 143, its cell's process and temporary
-    folder gone (it used to vanish silently)."""
+@pytest.mark.parametrize(
+    ("sent", "code", "said"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_sigterm_stops_a_run_like_ctrl_c_with_exit_143(tmp_path, sent, code, said):
+    """SIGTERM to `harness run`: the --resume command and one line saying so, exit 143 (130 for
+    Ctrl-C), its cell's process and temporary folder gone (it used to vanish silently)."""
     env = hostile_env(tmp_path, HARNESS_TEST_SLOW_SECONDS="600")
     temp = Path(env["TMPDIR"])
     runner = start_harness("run", *TINY, "-f", "slow", "--out", "out", cwd=tmp_path, env=env)
     try:
         wait_for(lambda: cell_folders(temp), "the cell to start")
         workers = wait_for(lambda: psutil.Process(runner.pid).children(), "the cell's process")
-        runner.send_signal(signal.SIGTERM)
+        runner.send_signal(sent)
         stdout, stderr = runner.communicate(timeout=60)
     finally:
         stop(runner)
-    assert runner.returncode == 143, stdout + stderr
-    assert "terminated" in stderr.splitlines() and "Traceback" not in stderr
+    assert runner.returncode == code, stdout + stderr
+    resume, last = stderr.strip().splitlines()
+    assert last == said and "Traceback" not in stderr
+    assert resume.startswith("interrupted with 0 of 1 cell(s) done") and "harness run --resume" in resume
     wait_for(lambda: all(gone(w.pid) for w in workers), "the cell's process to end", timeout=30)
     assert cell_folders(temp) == []
 
