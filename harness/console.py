@@ -145,7 +145,9 @@ def results_table(
         line: dict[str, str | Text] = dict(summary_line(group, target))
         done = len(group.done)
         style = "green" if done == len(group.rows) else "red" if not done else "yellow"
-        line["status"] = styled((f"{done}/{len(group.rows)}", style))
+        skipped = all(row["status"] == "skipped" for row in group.rows)
+        status = "skipped" if skipped else f"{done}/{len(group.rows)}"  # its reason: below
+        line["status"] = styled((status, "yellow" if skipped else style))
         if done:
             mark = ("✓", "green") if group.met_target else ("✗", "red")
             line["quality"] = styled(str(line["quality"]), " ", mark)
