@@ -2,7 +2,7 @@
 
 Trains ``mnist_mlp`` with ``--device gpu`` in every installed framework and mode, then asserts
 that each cell really ran on the GPU (the framework named a GPU device and allocated memory on
-it) and reached the task's target; prints the figures to record in the README.
+it) and reached the task's target; prints the figures to record in docs/measuring.md.
 
     pip install -e '.[all,gpu]'      # a CUDA build of each framework, and NVML
     python benchmarks/gpu_check.py   # exits non-zero if any check fails
