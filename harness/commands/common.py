@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import click
@@ -41,17 +42,25 @@ class MemorySize(click.ParamType):
     """A byte count written like 512M, 4G or 1.5GiB."""
 
     name = "size"
+    #: the largest size a signed 64-bit byte count holds, as the runner and result files keep it
+    largest = 2**63 - 1
     _units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value).lower())
-        if not match or float(match.group(1)) <= 0:
-            self.fail(f"{value!r} is not a size like 512M or 4G", param, ctx)
-        size = int(float(match.group(1)) * self._units[match.group(2)])
+        if isinstance(value, int) and not isinstance(value, bool):
+            size = value
+        else:
+            match = re.fullmatch(
+                r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value).lower()
+            )
+            if not match or Fraction(match.group(1)) <= 0:
+                self.fail(f"{value!r} is not a size like 512M or 4G", param, ctx)
+            # exact arithmetic: a float turns 400 digits into inf, which no int holds
+            size = int(Fraction(match.group(1)) * self._units[match.group(2)])
         if size < 2**20:  # '0.5' would be 0 bytes, which reads back as "no limit"
             self.fail(f"{value!r} is less than 1M; give a size like 512M or 4G", param, ctx)
+        if size > self.largest:
+            self.fail(f"{value!r} is more than 8 EiB, more than any machine has", param, ctx)
         return size
 
 
@@ -75,6 +84,13 @@ threads_option = click.option(
     type=click.IntRange(1, 4096),
     default=None,
     help="Threads for every framework, at most the usable cores  [default: all usable cores]",
+)
+RESULTS_OPTION = click.option(
+    "--results",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="The folder that holds the run folders (for a command's default run).",
 )
 data_dir_option = click.option(
     "--data-dir",

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from harness import report as reports
-from harness.commands.common import FiniteRange
+from harness.commands.common import RESULTS_OPTION, FiniteRange
 from harness.compare import (
     check_comparable,
     compare_runs,
@@ -22,13 +22,6 @@ from harness.console import console, errors, styled
 from harness.locking import run_folder_lock
 from harness.runs import Run, UnreadableRun, latest_run, open_run, scan_runs
 
-RESULTS_OPTION = click.option(
-    "--results",
-    type=click.Path(path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="The folder that holds the run folders.",
-)
 THRESHOLD_OPTION = click.option(
     "--threshold",
     type=FiniteRange(0, 10),

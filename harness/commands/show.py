@@ -7,17 +7,10 @@ from pathlib import Path
 
 import click
 
+from harness.commands.common import RESULTS_OPTION
 from harness.console import console, print_table, problems_table, results_table
 from harness.report import run_target
 from harness.runs import Run, latest_run, open_run
-
-RESULTS_OPTION = click.option(
-    "--results",
-    type=click.Path(path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="The folder that holds the run folders (for the default RUN_DIR).",
-)
 
 
 @click.command("show")

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ def run_inline(
 
     Same signature as :func:`harness.runner.process.run_child`; ``limits`` are not enforced.
     """
-    from harness.runner.worker import action_for, failure_kind  # the worker's code, here
+    from harness.runner.worker import action_for, report_exception  # the worker's code
 
     collect = _Collect(on_event)
     start = time.perf_counter()
@@ -61,16 +60,7 @@ def run_inline(
         try:
             action_for(spec)(spec, collect)
         except Exception as exc:
-            tb = traceback.format_exc()
-            print(tb, file=log)
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            collect.send(
-                "error",
-                kind=failure_kind(exc),
-                type=type(exc).__name__,
-                message=message[:500],
-                traceback=tb,
-            )
+            report_exception(exc, collect, log)
     events = collect.events
     result = next((e for e in events if e.get("event") == "result"), None)
     error = next((e for e in events if e.get("event") == "error"), None)

@@ -351,18 +351,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         action_for(spec)(spec, events)
     except Exception as exc:
-        tb = traceback.format_exc()
-        print(tb, file=sys.stderr)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        events.send(
-            "error",
-            kind=failure_kind(exc),
-            type=type(exc).__name__,
-            message=message[:500],
-            traceback=tb,
-        )
+        report_exception(exc, events, sys.stderr)
         return 1
     return 0
+
+
+def report_exception(exc: Exception, events: Any, log: IO[str]) -> None:
+    """Log the traceback of the exception being handled and send it as the ``error`` event."""
+    tb = traceback.format_exc()
+    print(tb, file=log)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    events.send(
+        "error",
+        kind=failure_kind(exc),
+        type=type(exc).__name__,
+        message=message[:500],
+        traceback=tb,
+    )
 
 
 if __name__ == "__main__":
