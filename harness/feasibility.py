@@ -9,15 +9,13 @@ the figures before a run folder is made, not discovered by every cell in turn.
 
 from __future__ import annotations
 
-import gzip
 import math
-import struct
 from pathlib import Path
 
 import psutil
 
-from harness.data import series
 from harness.data.datasets import dataset_info
+from harness.data.idx import read_idx_shape
 from harness.errors import DataError, HarnessError
 from harness.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task
 
@@ -48,34 +46,55 @@ def parameter_count(task: Task) -> int:
     return total
 
 
-def training_samples(task: Task, data_paths: dict[str, Path]) -> int:
-    """How many training samples the task's dataset has, read from the labels file's header."""
+def sample_counts(task: Task, data_paths: dict[str, Path]) -> tuple[int, int]:
+    """How many training and test samples the task's dataset has: read from the labels files'
+    headers, or, for a dataset made from the seed, counted in what its ``generate`` makes (as
+    each cell will make it)."""
     info = dataset_info(task.dataset.name)
     if info.generate is not None:
-        return series.TRAIN_SERIES
-    path = data_paths["train_labels"]
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
-            header = handle.read(8)
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}; delete it so a good copy is fetched") from None
-    if len(header) < 8:
-        raise DataError(f"{path}: truncated IDX header ({len(header)} bytes)")
-    return struct.unpack(">I", header[4:8])[0]
+        try:
+            (x_train, _), (x_test, _) = info.generate(task.seed)
+            return len(x_train), len(x_test)
+        except Exception as exc:  # a plugin's function: any error is that plugin's
+            raise HarnessError(
+                f"dataset {info.name!r}: its generate function failed: {type(exc).__name__}: {exc}"
+            ) from None
+    counts = []
+    for role in ("train_labels", "test_labels"):
+        shape = read_idx_shape(data_paths[role])
+        if not shape:
+            raise DataError(f"{data_paths[role]}: an IDX file of no dimensions, so no labels")
+        counts.append(shape[0])
+    return counts[0], counts[1]
+
+
+def largest_layer_output(task: Task) -> int:
+    """Values in the largest of one sample's layer outputs (its input included): a batch's
+    worth of them exists at once however a framework trains."""
+    shapes = [task.model.input_shape, *task.model.output_shapes()]
+    return max(math.prod(shape) for shape in shapes)
 
 
 def check(task: Task, data_paths: dict[str, Path], *, memory_limit: int | None) -> None:
-    """Refuse a task that can't run here, with the figure that rules it out."""
-    samples = training_samples(task, data_paths)
+    """Refuse a task that can't run here, with the figure that rules it out.
+
+    The memory figure is a floor every framework needs at once: the weights, gradients and
+    Adam's two moments, the largest layer output for a batch, and the dataset as float32
+    (each cell holds it all).
+    """
+    train, test = sample_counts(task, data_paths)
     held_out = task.training.validation_samples
-    if held_out >= samples:
+    if held_out >= train:
         raise Infeasible(
             f"task {task.name}: training.validation_samples is {held_out:,}, but dataset "
-            f"{task.dataset.name!r} has only {samples:,} training samples; hold out fewer"
+            f"{task.dataset.name!r} has only {train:,} training samples; hold out fewer"
         )
     parameters = parameter_count(task)
-    needed = parameters * 4 * COPIES_IN_TRAINING
+    batch = max(task.training.batch_size, task.training.eval_batch_size)
+    state = parameters * 4 * COPIES_IN_TRAINING
+    activations = batch * largest_layer_output(task) * 4
+    data = (train + test) * math.prod(task.model.input_shape) * 4
+    needed = state + activations + data
     machine = psutil.virtual_memory().total
     room, what = (
         (memory_limit, "--memory-limit")
@@ -85,8 +104,10 @@ def check(task: Task, data_paths: dict[str, Path], *, memory_limit: int | None) 
     if needed > room:
         raise Infeasible(
             f"task {task.name}: the model has {parameters:,} parameters; training them with "
-            f"{task.training.optimizer.name} needs at least {_size(needed)} "
-            f"(weights, gradients and two moments in float32), more than {what}, {_size(room)}"
+            f"{task.training.optimizer.name} needs at least {_size(needed)} ({_size(state)} for "
+            f"weights, gradients and two moments in float32, {_size(activations)} for the "
+            f"largest layer output of a batch of {batch:,}, {_size(data)} for the data), more "
+            f"than {what}, {_size(room)}"
         )
 
 

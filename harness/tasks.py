@@ -9,8 +9,11 @@ the seed and the quality target. Built-in tasks live in the top-level ``tasks/``
 from __future__ import annotations
 
 import math
+import operator
 import os
+import stat
 import tomllib
+from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
@@ -37,11 +40,14 @@ class TaskError(HarnessError):
 
 
 class _Spec(BaseModel):
-    """Every part of a task: unknown keys refused, NaN and infinities refused, ``true`` never
-    taken for the number 1, and every float one that float32 (what the frameworks compute in)
-    holds as a finite number that is zero only where it was written as zero."""
+    """Every part of a task: unknown keys refused, NaN and infinities refused, no value taken
+    for another type (``true`` is not the number 1, ``"128"`` not the number 128, ``2.0`` not
+    the count 2), and every float one that float32 (what the frameworks compute in) holds as a
+    finite, normal number that is zero only where it was written as zero and that still keeps
+    within the field's bounds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: pydantic's lax mode would read "128" and true as numbers; TOML has real numbers
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -55,16 +61,52 @@ class _Spec(BaseModel):
 
     @model_validator(mode="after")
     def _floats_fit_float32(self) -> _Spec:
-        for name in type(self).model_fields:
+        for name, field in type(self).model_fields.items():
             value = getattr(self, name)
-            if isinstance(value, float) and not isinstance(value, bool):
-                single = float(np.float32(value)) if abs(value) < 3.4e38 else math.inf
-                if not math.isfinite(single) or (single == 0) != (value == 0):
-                    raise ValueError(
-                        f"{name}: {value!r} is {single!r} in float32, which the frameworks "
-                        "compute in; give a value between about 1e-38 and 3e38"
-                    )
+            if isinstance(value, float):
+                problem = float32_problem(value, field.metadata)
+            elif isinstance(value, dict):  # target.by_dataset
+                problems = (
+                    float32_problem(item) for item in value.values() if isinstance(item, float)
+                )
+                problem = next(filter(None, problems), None)
+            else:
+                continue
+            if problem:
+                raise ValueError(f"{name}: {problem}")
         return self
+
+
+def float32_problem(value: float, bounds: Iterable[object] = ()) -> str | None:
+    """Why ``value`` is not the number it says once in float32, or None when it is: it
+    overflows, becomes 0, is subnormal (which many devices flush to 0), or rounds onto a bound
+    of its field that it must not reach (``beta_2 = 0.99999999999`` is 1.0)."""
+    with np.errstate(over="ignore", under="ignore"):
+        single = float(np.float32(value))
+    hint = "give a value between about 1e-38 and 3e38"
+    if not math.isfinite(single) or (single == 0) != (value == 0):
+        return f"{value!r} is {single!r} in float32, which the frameworks compute in; {hint}"
+    if single != 0 and abs(single) < _FLOAT32_TINY:
+        return (
+            f"{value!r} is {single:.2g} in float32, below its smallest normal number, which "
+            f"many devices compute as 0; {hint}"
+        )
+    for bound in bounds:
+        for limit, holds, words in (
+            (getattr(bound, "gt", None), operator.gt, "more than"),
+            (getattr(bound, "ge", None), operator.ge, "at least"),
+            (getattr(bound, "lt", None), operator.lt, "less than"),
+            (getattr(bound, "le", None), operator.le, "at most"),
+        ):
+            if limit is not None and not holds(single, limit):
+                return (
+                    f"{value!r} is {single!r} in float32, which the frameworks compute in, "
+                    f"and it must be {words} {limit:g}"
+                )
+    return None
+
+
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 def _holds_bool(value: object) -> bool:
@@ -82,7 +124,18 @@ def _holds_bool(value: object) -> bool:
 
 def _pair(value: object) -> object:
     """``3`` -> ``(3, 3)``: kernel sizes, strides and pool sizes may be given as one number."""
-    return (value, value) if isinstance(value, int) else value
+    return (value, value) if isinstance(value, int) else _tuple(value)
+
+
+def _tuple(value: object) -> object:
+    """A TOML or JSON array for a tuple field (strict validation takes only tuples)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _list(value: object) -> object:
+    """A tuple for a list field, as Python callers write one (strict validation takes only
+    lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 Pair = Annotated[
@@ -227,8 +280,8 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class ModelSpec(_Spec):
-    input_shape: tuple[Annotated[int, Field(gt=0)], ...]
-    layers: list[Layer] = Field(min_length=1)
+    input_shape: Annotated[tuple[Annotated[int, Field(gt=0)], ...], BeforeValidator(_tuple)]
+    layers: Annotated[list[Layer], BeforeValidator(_list)] = Field(min_length=1)
 
     def output_shapes(self) -> list[tuple[int, ...]]:
         """The output shape of each layer (without the batch axis); raises on a misfit."""
@@ -320,6 +373,8 @@ class Target(_Spec):
             raise ValueError(f"target {self.metric} needs `{needed}` (and no `{other}`){hint}")
         if self.higher_is_better and any(value > 1 for value in self.by_dataset.values()):
             raise ValueError(f"target.by_dataset: {self.metric} targets are at most 1")
+        if not self.higher_is_better and any(value <= 0 for value in self.by_dataset.values()):
+            raise ValueError(f"target.by_dataset: {self.metric} targets are more than 0")
         return self
 
     @property
@@ -489,9 +544,23 @@ def load_task(name_or_path: str) -> Task:
     return load_task_file(known[name_or_path])
 
 
+#: far more than any task file needs (they are a few KB); more is not a task file
+MAX_TASK_FILE_BYTES = 1 << 20
+
+
 def load_task_file(path: Path) -> Task:
     try:
-        text = path.read_text(encoding="utf-8")
+        # looked at before opening: opening a pipe would wait for a writer, /dev/zero never ends
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise TaskError(f"{path}: is a folder, not a task file")
+        if not stat.S_ISREG(mode):
+            raise TaskError(f"{path}: is not a regular file (a device, pipe or socket)")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_TASK_FILE_BYTES + 1)
+        if len(raw) > MAX_TASK_FILE_BYTES:
+            raise TaskError(f"{path}: more than {MAX_TASK_FILE_BYTES:,} bytes, not a task file")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise TaskError(f"{path}: task file not found") from None
     except IsADirectoryError:
@@ -520,6 +589,15 @@ def _first_problem(exc: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key (check its spelling)"
+    elif first["type"] in _NUMBER_TYPES and isinstance(first["input"], bool):
+        message = f"{first['input']!r} is a true/false value, not a number"
+    elif first["type"] in _NUMBER_TYPES and isinstance(first["input"], str):
+        message = f"{first['input']!r} is text, not a number (write it without quotes)"
+    elif first["type"] in _NUMBER_TYPES and isinstance(first["input"], float):
+        message = (
+            f"{first['input']!r} is a decimal number; this takes a whole number, written "
+            "without a point or exponent"
+        )
     elif first["type"] == "union_tag_invalid":
         message = (
             f"unknown layer kind {first['input'].get('kind')!r} (known: {', '.join(LAYER_KINDS)})"
@@ -528,6 +606,10 @@ def _first_problem(exc: ValidationError) -> str:
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return line
+
+
+#: pydantic's error types for a value that is not the number a field takes
+_NUMBER_TYPES = ("int_type", "float_type", "int_parsing", "float_parsing", "int_from_float")
 
 
 def _is_union_tag(part: object) -> bool:

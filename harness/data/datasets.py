@@ -23,7 +23,7 @@ import platformdirs
 
 from harness.data import series
 from harness.data.idx import iter_idx_chunks, parse_idx, read_idx
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ class DatasetInfo:
     #: SHA-256 of each file's decompressed bytes, by role; built-in datasets keep theirs in the
     #: shipped ``SHA256SUMS``, a plugin's dataset gives them here
     sha256: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        # a file of unknown size could only be capped after it had filled memory
+        if self.files and (
+            set(self.files) != set(ROLES) or not set(ROLES) <= set(self.sizes or {})
+        ):
+            raise ValueError(
+                f"dataset {self.name!r}: give files and sizes (decompressed bytes, the cap "
+                f"reading stops at) for each of {', '.join(ROLES)}"
+            )
 
     @property
     def subfolder(self) -> str:
@@ -200,7 +210,12 @@ def locate(
     dirs = [*search_dirs(data_dir), *info.system_dirs]
     located = {}
     for role, stem in info.files.items():
-        expected = (info.sha256 or {}).get(role) or sums[f"{info.subfolder}/{stem}"]
+        expected = (info.sha256 or {}).get(role) or sums.get(f"{info.subfolder}/{stem}")
+        if expected is None:
+            raise HarnessError(
+                f"dataset {name!r} gives no SHA-256 for its {role} file, so it can't be "
+                "verified; its plugin must give sha256 for each file"
+            )
         path = _find_local(dirs, info, stem)
         if path is None:
             path = _download(info, stem, mirrors if mirrors is not None else info.mirrors)

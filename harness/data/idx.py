@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ _DTYPES: dict[int, np.dtype] = {
 
 #: how much is decompressed at a time while a file is read
 CHUNK = 1 << 20
+#: what reading a damaged file raises: gzip's own errors are OSErrors or EOFError, but a
+#: damaged deflate stream raises zlib.error, which is neither
+READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 def read_idx_bytes(path: Path, limit: int | None = None) -> bytes:
@@ -38,12 +42,25 @@ def read_idx_bytes(path: Path, limit: int | None = None) -> bytes:
 
 
 def iter_idx_chunks(path: Path, limit: int | None = None):
-    """The file's decompressed bytes, a chunk at a time, never more than ``limit`` in all."""
+    """The file's decompressed bytes, a chunk at a time, never more than ``limit`` in all.
+
+    A file larger on disk than ``limit`` (with room for gzip's framing) is refused before it
+    is read: a ``.gz`` of many empty members would otherwise cost time without passing the cap.
+    """
     total = 0
     try:
+        if limit is not None:
+            stored = path.stat().st_size
+            if stored > limit + limit // 100 + 1024:
+                raise DataError(
+                    f"{path}: {stored:,} bytes on disk, more than the {limit:,} bytes this file "
+                    "holds uncompressed (a decompression bomb, or another file); delete or "
+                    "replace it"
+                )
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
-            while chunk := handle.read(CHUNK):
+            # never asks for more than one byte past the cap, so that byte is all it costs
+            while chunk := handle.read(CHUNK if limit is None else min(CHUNK, limit - total + 1)):
                 total += len(chunk)
                 if limit is not None and total > limit:
                     raise DataError(
@@ -51,10 +68,30 @@ def iter_idx_chunks(path: Path, limit: int | None = None):
                         "(a decompression bomb, or another file); delete or replace it"
                     )
                 yield chunk
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except READ_ERRORS as exc:
         raise DataError(
             f"{path}: cannot read: {exc}; delete it so a good copy is fetched"
         ) from None
+
+
+def read_idx_shape(path: Path) -> tuple[int, ...]:
+    """The shape an IDX file's header declares, read without decompressing its values (the
+    sample count of a dataset, known before any cell loads it)."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            magic = handle.read(4)
+            dims = handle.read(4 * magic[3]) if len(magic) == 4 else b""
+    except READ_ERRORS as exc:
+        raise DataError(
+            f"{path}: cannot read: {exc}; delete it so a good copy is fetched"
+        ) from None
+    header = magic + dims
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number {magic.hex() or 'none'})")
+    if len(dims) < 4 * magic[3]:
+        raise DataError(f"{path}: truncated IDX header ({len(header)} bytes)")
+    return struct.unpack(f">{magic[3]}I", dims)
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
