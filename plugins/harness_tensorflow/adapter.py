@@ -4,23 +4,20 @@ Modes: ``eager`` is Keras's default (``jit_compile="auto"``: a ``tf.function`` g
 Keras hands to XLA on a GPU but not on a CPU); ``compiled`` forces XLA (``jit_compile=True``),
 and so keeps LSTM and GRU layers off cuDNN's kernel, which XLA can't compile.
 
-The harness's weight layout is Keras's, so weights pass through unchanged. The optimizer is
-Adam as the harness defines it (epsilon outside the bias-corrected square root, as PyTorch and
-Optax compute it), not Keras's own variant; see :class:`harness_tensorflow.keras_model.HarnessAdam`.
+The model, the optimizer (Adam as the harness defines it, epsilon outside the bias-corrected
+square root as PyTorch and Optax compute it, not Keras's own variant) and the step timer are
+:mod:`harness.keras_support`'s, shared with the Keras plugin.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 
 import numpy as np
 
+from harness import keras_support
 from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
-
-#: where Adam's epsilon goes (recorded with every result: Keras's own Adam puts it elsewhere)
-ADAM_EPSILON = "outside sqrt of bias-corrected v (as in PyTorch and Optax)"
 
 
 class TensorFlowAdapter(FrameworkAdapter):
@@ -48,7 +45,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         settings: dict = {
             "mode": mode,
             "precision": "float32",
-            "adam_epsilon": ADAM_EPSILON,
+            "adam_epsilon": keras_support.ADAM_EPSILON,
         }
         if device == "gpu":
             for gpu in gpus:
@@ -69,8 +66,6 @@ class TensorFlowAdapter(FrameworkAdapter):
         return RuntimeInfo(device=device, device_name=name, settings=settings)
 
     def build(self, task, weights, x, y) -> KerasTrainer:
-        from harness_tensorflow import keras_model
-
         training = task.training
         last = task.model.layers[-1]
         softmax_output = last.kind == "dense" and last.activation == "softmax"
@@ -81,22 +76,10 @@ class TensorFlowAdapter(FrameworkAdapter):
         self._settings.pop("rnn_use_cudnn", None)
         if any(spec.kind in ("lstm", "gru") for spec in task.model.layers):
             self._settings["rnn_use_cudnn"] = False if compiled else "auto"
-        model = keras_model.build_model(
+        model = keras_support.build_model(
             task.model, weights, use_cudnn=False if compiled else "auto"
         )
-        adam = training.optimizer
-        model.compile(
-            optimizer=keras_model.HarnessAdam(
-                learning_rate=adam.learning_rate,
-                beta_1=adam.beta_1,
-                beta_2=adam.beta_2,
-                epsilon=adam.epsilon,
-            ),
-            loss=_keras_loss(training.loss),
-            jit_compile=True if compiled else "auto",
-        )
-        # Private, but the one place Keras keeps the epoch's loss: make each batch count once.
-        model._loss_tracker = keras_model.BatchMean(name="loss")
+        keras_support.compile_model(model, training, jit_compile=True if compiled else "auto")
         self._settings["jit_compile"] = model.jit_compile
         if compiled and not model.jit_compile:
             raise UnsupportedSpec("Keras can't XLA-compile this model (jit_compile=True refused)")
@@ -123,17 +106,6 @@ class TensorFlowAdapter(FrameworkAdapter):
         return time.perf_counter() - start
 
 
-def _keras_loss(name: str):
-    import keras
-
-    if name == "sparse_categorical_crossentropy":
-        # on the softmax's output: Keras takes the logits the softmax recorded, a log-softmax
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=False)
-    if name == "mean_squared_error":
-        return keras.losses.MeanSquaredError()
-    raise UnsupportedSpec(f"loss {name!r}")
-
-
 class KerasTrainer:
     def __init__(self, model, model_spec, x: np.ndarray, y: np.ndarray, training) -> None:
         import tensorflow as tf
@@ -147,11 +119,12 @@ class KerasTrainer:
         self.training = training
 
     def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
+        # history["loss"] is the mean of the batch losses (see harness.keras_support.build_model)
         history = self.model.fit(
             self._batches(batch_order),
             epochs=1,
             verbose=0,
-            callbacks=[_step_timer_class()(clock)] if clock is not None else None,
+            callbacks=[keras_support.step_timer(clock)] if clock is not None else None,
         )
         return float(history.history["loss"][-1])
 
@@ -190,50 +163,8 @@ class KerasTrainer:
         )
 
     def weights(self) -> list[dict[str, np.ndarray]]:
-        from harness_tensorflow.keras_model import layer_weights
-
-        return layer_weights(self.model_spec, self.model)
+        return keras_support.layer_weights(self.model_spec, self.model)
 
     def parameter_count(self) -> int:
         # count_params() would count non-trainable weights too
         return sum(int(np.prod(weight.shape)) for weight in self.model.trainable_weights)
-
-
-@functools.cache
-def _step_timer_class():
-    """The Keras callback class that times sampled steps (made on first use: keras is lazy)."""
-    import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        """Times the steps the harness's clock wants, from batch start to the next batch start.
-
-        Only ``on_train_batch_begin`` is overridden: a batch-end hook would make Keras turn
-        every step's logs into Python numbers, waiting for the device at every step. Reading
-        the optimizer's step counter waits for the updates before it, so only the sampled steps
-        (and the step after each) are synchronised.
-        """
-
-        def __init__(self, clock) -> None:
-            super().__init__()
-            self.clock = clock
-            self.began: float | None = None
-
-        def _sync(self) -> None:
-            int(self.model.optimizer.iterations)
-
-        def _finish(self) -> None:
-            if self.began is not None:
-                self._sync()
-                self.clock.record(time.perf_counter() - self.began)
-                self.began = None
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._finish()
-            if self.clock.wants(batch):
-                self._sync()
-                self.began = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._finish()
-
-    return StepTimer

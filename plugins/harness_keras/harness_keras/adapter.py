@@ -3,6 +3,9 @@
 Keras fixes its backend when first imported, from ``KERAS_BACKEND``; every harness cell is a
 fresh process, so ``setup`` sets the variable and imports Keras afterwards. Nothing here imports
 Keras or a backend at module level: ``harness list`` stays fast.
+
+The model, Adam as the harness defines it and the step timer are
+:mod:`harness.keras_support`'s, shared with harness's own ``tensorflow`` plugin.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ import sys
 import numpy as np
 
 from harness.adapter import Availability, Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
+from harness.keras_support import (
+    ADAM_EPSILON,
+    build_model,
+    compile_model,
+    layer_weights,
+    step_timer,
+)
 
 #: what each backend needs installed, and the distribution whose version it reports
 BACKENDS = {"jax": ("jax", "jax"), "torch": ("torch", "torch")}
@@ -68,7 +78,7 @@ class KerasAdapter(FrameworkAdapter):
             "keras_backend": self.backend,
             "backend_version": importlib.metadata.version(BACKENDS[self.backend][1]),
             "precision": "float32",
-            "adam_epsilon": "outside sqrt of bias-corrected v (as in PyTorch and Optax)",
+            "adam_epsilon": ADAM_EPSILON,
         }
         if self.backend == "torch":
             import torch
@@ -95,30 +105,13 @@ class KerasAdapter(FrameworkAdapter):
         return RuntimeInfo(device=device, device_name=name, settings=settings)
 
     def build(self, task, weights, x, y) -> KerasTrainer:
-        from harness_keras import model as keras_model
-
         training = task.training
         last = task.model.layers[-1]
         classifier = training.loss == "sparse_categorical_crossentropy"
         if classifier and not (last.kind == "dense" and last.activation == "softmax"):
             raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax dense output")
-        model = keras_model.sequential(task.model, weights)
-        import keras
-
-        adam = training.optimizer
-        model.compile(
-            optimizer=keras_model.PaperAdam(
-                learning_rate=adam.learning_rate,
-                beta_1=adam.beta_1,
-                beta_2=adam.beta_2,
-                epsilon=adam.epsilon,
-            ),
-            loss=keras.losses.SparseCategoricalCrossentropy()
-            if classifier
-            else keras.losses.MeanSquaredError(),
-        )
-        # Keras keeps the epoch loss in this (private) tracker; make each batch count once
-        model._loss_tracker = keras_model.MeanOfBatches(name="loss")
+        model = build_model(task.model, weights)
+        compile_model(model, training)
         self._settings["jit_compile"] = model.jit_compile
         targets = y if classifier else y.reshape(-1, 1)  # (n, 1) like the output: no broadcast
         return KerasTrainer(model, task, x, targets)
@@ -182,38 +175,7 @@ class KerasTrainer:
         )
 
     def weights(self) -> list[dict[str, np.ndarray]]:
-        from harness_keras.model import harness_weights
-
-        return harness_weights(self.task.model, self.model)
+        return layer_weights(self.task.model, self.model)
 
     def parameter_count(self) -> int:
         return sum(int(np.prod(variable.shape)) for variable in self.model.trainable_weights)
-
-
-def step_timer(clock):
-    """A Keras callback timing the steps the harness's clock wants, from batch start to the next
-    batch start: reading the optimizer's step counter waits for the updates before it, so only
-    the sampled steps (and the one after each) are synchronised."""
-    import time
-
-    import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        began: float | None = None
-
-        def _finish(self) -> None:
-            if self.began is not None:
-                int(self.model.optimizer.iterations)
-                clock.record(time.perf_counter() - self.began)
-                self.began = None
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._finish()
-            if clock.wants(batch):
-                int(self.model.optimizer.iterations)
-                self.began = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._finish()
-
-    return StepTimer()
