@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "harness.commands.listing:list_command",
         "List the tasks, and the frameworks with their version and availability.",
     ),
+    "doctor": (
+        "harness.commands.doctor:doctor_command",
+        "Check what on this machine will disturb measurements, with advice.",
+    ),
     "plugin": ("harness.commands.plugin:plugin_group", "Write framework plugins: see docs/writing-a-plugin.md."),
 }
 

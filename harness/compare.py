@@ -11,6 +11,10 @@ A cell that finished in A but failed, was skipped or is missing in B is a regres
 :class:`StatusRegression`), whatever its metrics: a build that breaks a cell must not pass a CI
 gate. Two runs with no cell in common, or a baseline with no finished cell, can't be compared
 at all: :func:`check_comparable` raises :class:`NothingToCompare` for them.
+
+A time that changed while other processes were taking the machine's CPU (a repeat whose
+``noise`` verdict is ``busy``, in either run) says nothing about the code: such a change is
+``inconclusive: busy machine``, never a regression or an improvement.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ METRICS: dict[str, tuple[str, bool]] = {
     "test_accuracy": ("test accuracy", False),
     "test_mse": ("test MSE", True),
 }
+#: metrics that other processes' use of the CPU changes (a busy repeat spoils them)
+TIME_METRICS = frozenset(
+    {"fit_seconds", "steady_epoch_seconds", "step_seconds_p50", "step_seconds_p99"}
+)
+BUSY_VERDICT = "inconclusive: busy machine"
 #: share of pairs that must agree on a change's direction for a verdict
 AGREEMENT = 0.9
 #: environment keys that differ between any two runs and say nothing about the machine
@@ -69,10 +78,18 @@ class CellComparison:
     mode: str
     device: str
     metrics: list[MetricComparison]
+    #: repeats of the cell whose machine was busy while they trained, in A and in B
+    busy_a: int = 0
+    busy_b: int = 0
 
     @property
     def regressions(self) -> list[MetricComparison]:
         return [m for m in self.metrics if m.verdict == "regression"]
+
+    @property
+    def spoiled(self) -> list[MetricComparison]:
+        """Changes of time that a busy machine makes impossible to call."""
+        return [m for m in self.metrics if m.verdict == BUSY_VERDICT]
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,20 @@ def _cells(run: Run) -> dict[CellKey, list[dict[str, Any]]]:
     return cells
 
 
+def is_busy(row: dict[str, Any]) -> bool:
+    """Whether other processes took the CPU while this repeat trained (``harness.noise``)."""
+    return (row.get("noise") or {}).get("verdict") == "busy"
+
+
+def _busy(run: Run) -> dict[CellKey, int]:
+    """How many finished repeats of each cell trained on a busy machine."""
+    busy: dict[CellKey, int] = {}
+    for row in run.rows:
+        if row.get("status") == "ok" and is_busy(row):
+            busy[_key(row)] = busy.get(_key(row), 0) + 1
+    return busy
+
+
 def _rows(run: Run) -> dict[CellKey, list[dict[str, Any]]]:
     """Every repeat's row, whatever its status, per cell."""
     rows: dict[CellKey, list[dict[str, Any]]] = {}
@@ -154,8 +185,10 @@ def _rows(run: Run) -> dict[CellKey, list[dict[str, Any]]]:
 def compare_runs(run_a: Run, run_b: Run, *, threshold: float = 0.1) -> list[CellComparison]:
     """Every cell that finished in both runs, compared metric by metric."""
     cells_a, cells_b = _cells(run_a), _cells(run_b)
+    busy_a, busy_b = _busy(run_a), _busy(run_b)
     comparisons = []
     for key in sorted(cells_a.keys() & cells_b.keys()):
+        spoiled = bool(busy_a.get(key) or busy_b.get(key))
         metrics = []
         for name, (label, lower_is_better) in METRICS.items():
             a = [m[name] for m in cells_a[key] if m.get(name) is not None]
@@ -165,10 +198,14 @@ def compare_runs(run_a: Run, run_b: Run, *, threshold: float = 0.1) -> list[Cell
             ratio, worse_share, p_value, verdict = compare_samples(
                 a, b, lower_is_better=lower_is_better, threshold=threshold
             )
+            if spoiled and name in TIME_METRICS and verdict != "no change":
+                verdict = BUSY_VERDICT
             metrics.append(
                 MetricComparison(name, label, a, b, ratio, worse_share, p_value, verdict)
             )
-        comparisons.append(CellComparison(*key, metrics))
+        comparisons.append(
+            CellComparison(*key, metrics, busy_a=busy_a.get(key, 0), busy_b=busy_b.get(key, 0))
+        )
     return comparisons
 
 

@@ -171,6 +171,8 @@ def results_table(
         shown.remove(max(reversed(droppable), key=lambda column: column.priority))
         hidden += 1
     notes = ["median over repeats ± half the IQR", "×: multiple of the best row"]
+    if any(group.busy for group in groups):
+        notes.append("busy: other processes took the CPU, so the row is not ranked")
     if hidden:
         notes.insert(0, f"+{hidden} column{'s' if hidden > 1 else ''}: --wide")
     return _table(shown, lines, target, title, " · ".join(notes))

@@ -53,6 +53,32 @@ class Metrics(_Record):
     peak_rss_bytes: FiniteFloat | None = None
     achieved_flops_per_second: FiniteFloat | None = None
     utilisation: FiniteFloat | None = None
+    energy_joules: FiniteFloat | None = None
+    joules_per_sample: FiniteFloat | None = None
+
+
+class Noise(_Record):
+    """What other work did to the machine while the cell trained (:mod:`harness.noise`)."""
+
+    verdict: Literal["quiet", "busy", "unmeasured"]
+    reason: str = ""
+    window_seconds: FiniteFloat | None = None
+    samples: int = Field(0, ge=0)
+    other_cores_mean: FiniteFloat | None = None
+    busy_share: FiniteFloat | None = None
+    other_cores_when_busy: FiniteFloat | None = None
+    steal_share: FiniteFloat | None = None
+    load_average: list[FiniteFloat] | None = None
+    cpu_mhz: list[FiniteFloat] | None = None
+    cores: int | None = None
+
+
+class Energy(_Record):
+    """Joules over the fit from a hardware counter, or why there are none (:mod:`harness.energy`)."""
+
+    joules: FiniteFloat | None = None
+    source: Literal["nvml", "rapl"] | None = None
+    reason: str | None = None
 
 
 class ResultRow(_Record):
@@ -73,6 +99,9 @@ class ResultRow(_Record):
     repeat: int = Field(0, ge=0)
     met_target: bool | None = None
     agreement: str | None = None
+    #: absent in rows from before it was measured, and in cells that never trained
+    noise: Noise | None = None
+    energy: Energy | None = None
     metrics: Metrics = Metrics()
     settings: dict[str, Any] = {}
 

@@ -36,6 +36,11 @@ class Group:
         return self.rows[0].get("framework_version") or ""
 
     @property
+    def busy(self) -> int:
+        """How many finished repeats trained while other processes took the CPU."""
+        return sum((row.get("noise") or {}).get("verdict") == "busy" for row in self.done)
+
+    @property
     def met_target(self) -> bool:
         return bool(self.done) and all(row.get("met_target") for row in self.done)
 
@@ -56,7 +61,11 @@ class Group:
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[Group]:
-    """Groups in first-seen order, with the fastest and leanest of each task marked."""
+    """Groups in first-seen order, with the fastest and leanest of each task marked.
+
+    A group with a repeat that trained on a busy machine is never marked fastest or leanest, and
+    is not the best row the relative columns divide by: its figures are shown, not crowned.
+    """
     groups: dict[tuple[str, str, str, str, str], Group] = {}
     for row in rows:
         key = (
@@ -73,8 +82,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     for members in by_task.values():
         for metric, flag in (("fit_seconds", "fastest"), ("peak_rss_bytes", "leanest")):
             ranked = [(value, g) for g in members if (value := g.median(metric)) is not None]
-            if len(ranked) > 1:
-                setattr(min(ranked, key=lambda pair: pair[0])[1], flag, True)
+            best = min(ranked, key=lambda pair: pair[0])[1] if len(ranked) > 1 else None
+            # a win is only a win when neither the winner nor a loser ran on a busy machine
+            if best is not None and not any(g.busy for _, g in ranked):
+                setattr(best, flag, True)
         _set_relative(members, _time_metric(members), "relative_time")
         _set_relative(members, "peak_rss_bytes", "relative_memory")
     return list(groups.values())
@@ -90,9 +101,10 @@ def _time_metric(members: list[Group]) -> str:
 
 def _set_relative(members: list[Group], metric: str, attribute: str) -> None:
     values = {id(g): value for g in members if (value := g.median(metric)) is not None and value > 0}
-    if not values:
-        return
-    best = min(values.values())
+    quiet = [values[id(g)] for g in members if id(g) in values and not g.busy]
+    if not quiet:
+        return  # no quiet row to measure the others against
+    best = min(quiet)
     for group in members:
         if id(group) in values:
             setattr(group, attribute, values[id(group)] / best)
@@ -117,7 +129,15 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
     memory = group.median("peak_rss_bytes")
     throughput = group.median("samples_per_second")
     flops = group.median("achieved_flops_per_second")
-    marks = [mark for mark, on in (("fastest", group.fastest), ("leanest", group.leanest)) if on]
+    marks = [
+        mark
+        for mark, on in (
+            ("fastest", group.fastest),
+            ("leanest", group.leanest),
+            (f"busy {group.busy}/{len(group.done)}", group.busy),
+        )
+        if on
+    ]
     return {
         "framework": group.framework,
         "version": group.version,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import hookspecs
-from harness.adapter import FrameworkAdapter, Trainer
+from harness.adapter import FrameworkAdapter, Session, Trainer
 from harness.testing import ConformanceSuite
 
 ROOT = Path(__file__).parent.parent
@@ -22,7 +22,7 @@ def public_names(cls: type) -> list[str]:
 
 
 def headings() -> set[str]:
-    return set(re.findall(r"^### `(\w+)\(", GUIDE, flags=re.MULTILINE))
+    return set(re.findall(r"^### `(?:Session\.)?(\w+)\(", GUIDE, flags=re.MULTILINE))
 
 
 @pytest.mark.parametrize(
@@ -46,11 +46,12 @@ def test_every_hook_is_documented_in_the_guide_and_implemented_in_a_test():
         assert f"def {name}(" in tested, f"no test plugin implements hook {name}"
 
 
-def test_every_adapter_and_trainer_method_is_documented():
+def test_every_adapter_session_and_trainer_method_is_documented():
     methods = [
         name
-        for name in public_names(FrameworkAdapter) + public_names(Trainer)
-        if callable(getattr(FrameworkAdapter, name, None) or getattr(Trainer, name, None))
+        for cls in (FrameworkAdapter, Session, Trainer)
+        for name in public_names(cls)
+        if callable(getattr(cls, name))
     ]
     assert {"setup", "build", "train_epoch", "weights", "parameter_count"} <= set(methods)
     missing = sorted(set(methods) - headings())
@@ -58,7 +59,14 @@ def test_every_adapter_and_trainer_method_is_documented():
 
 
 def test_every_class_attribute_an_adapter_sets_is_documented():
-    for attribute in ("name", "import_name", "distribution", "install_hint", "modes"):
+    for attribute in (
+        "name",
+        "import_name",
+        "distribution",
+        "install_hint",
+        "modes",
+        "api_version",
+    ):
         assert f"| `{attribute}` |" in GUIDE
 
 
@@ -83,7 +91,9 @@ def test_the_scaffold_stubs_every_method_the_runner_calls():
 def test_every_documented_hook_signature_matches_its_hookspec():
     """As datasette does: the guide's heading for each hook is its exact signature."""
     documented = dict(re.findall(r"^### `(harness_\w+)\(([^)]*)\)`", GUIDE, flags=re.MULTILINE))
-    specs = {name: spec for name, spec in inspect.getmembers(hookspecs) if name.startswith("harness_")}
+    specs = {
+        name: spec for name, spec in inspect.getmembers(hookspecs) if name.startswith("harness_")
+    }
     assert documented.keys() == specs.keys()
     for name, spec in specs.items():
         parameters = ", ".join(inspect.signature(spec).parameters)

@@ -59,10 +59,10 @@ def test_one_epoch_has_no_steady_state():
 COMPILE_CACHE_PROBE = """
 import json, os
 from harness_torch.adapter import TorchAdapter
-info = TorchAdapter().setup(device="cpu", threads=1, mode="compiled")
+session = TorchAdapter().setup(device="cpu", threads=1, mode="compiled")
 folder = os.environ["TORCHINDUCTOR_CACHE_DIR"]
 print(json.dumps({"folder": folder, "listing": os.listdir(os.path.dirname(folder)),
-                  "record": info.settings["compile_cache"]}))
+                  "record": session.runtime.settings["compile_cache"]}))
 """
 
 

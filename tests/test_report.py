@@ -105,35 +105,60 @@ def test_report_against_an_earlier_run_adds_the_comparison(reported_run, tmp_pat
     assert "Compared with earlier" in html and "no change" in html
 
 
-def slowed_copy(run_dir, folder, factor):
-    """The same run with every fit time multiplied by ``factor`` (a planted slowdown)."""
-    copy = folder / f"slowed-{factor}"
+def slowed_copy(run_dir, folder, factor, version="9.9"):
+    """The same run with every fit time multiplied by ``factor`` (a planted slowdown) and,
+    unless ``version`` is None, another centroid version. Its rows say the machine was quiet,
+    so the figures alone decide the comparison, whatever the machine did during the tests."""
+    copy = folder / f"slowed-{factor}-{version}"
     shutil.copytree(run_dir, copy)
     lines = []
     for line in (copy / "results.jsonl").read_text().splitlines():
         row = json.loads(line)
         if row["metrics"].get("fit_seconds"):
             row["metrics"]["fit_seconds"] *= factor
+        if row.get("noise"):
+            row["noise"] = {"verdict": "quiet", "reason": "planted"}
         lines.append(json.dumps(row))
     (copy / "results.jsonl").write_text("\n".join(lines) + "\n")
-    environment = json.loads((copy / "environment.json").read_text())
-    environment["framework_versions"]["centroid"] = "9.9"
-    (copy / "environment.json").write_text(json.dumps(environment))
+    if version is not None:
+        environment = json.loads((copy / "environment.json").read_text())
+        environment["framework_versions"]["centroid"] = version
+        (copy / "environment.json").write_text(json.dumps(environment))
     return copy
 
 
 def test_compare_flags_a_planted_slowdown_and_fails_on_request(reported_run, tmp_path):
+    baseline = slowed_copy(reported_run, tmp_path, 1.0, version=None)
     slowed = slowed_copy(reported_run, tmp_path, 1.5)
-    result = run_harness("compare", str(reported_run), str(slowed), "--fail-on-regression")
+    result = run_harness("compare", str(baseline), str(slowed), "--fail-on-regression")
     assert result.returncode == 4, result.stdout + result.stderr
     assert "regression" in result.stdout and "1.500" in result.stdout
     assert "framework_versions.centroid" in result.stdout  # what differs between environments
-    assert run_harness("compare", str(reported_run), str(slowed)).returncode == 0  # just reports
+    assert run_harness("compare", str(baseline), str(slowed)).returncode == 0  # just reports
+
+
+def test_compare_json_gives_the_verdicts_and_the_same_exit_code(reported_run, tmp_path):
+    baseline = slowed_copy(reported_run, tmp_path, 1.0, version=None)
+    slowed = slowed_copy(reported_run, tmp_path, 1.5)
+    result = run_harness("compare", str(baseline), str(slowed), "--json", "--fail-on-regression")
+    assert result.returncode == 4, result.stdout + result.stderr
+    comparison = json.loads(result.stdout)
+    assert comparison["run_a"] == baseline.name and comparison["regressions"] >= 1
+    [fit] = [
+        metric
+        for cell in comparison["cells"]
+        for metric in cell["metrics"]
+        if metric["metric"] == "fit_seconds"
+    ]
+    assert fit["verdict"] == "regression" and fit["ratio"] == pytest.approx(1.5)
+    assert comparison["environment_differences"]["framework_versions.centroid"][1] == "9.9"
+    assert comparison["inconclusive_busy"] == 0
 
 
 def test_compare_passes_when_nothing_changed_beyond_the_threshold(reported_run, tmp_path):
+    baseline = slowed_copy(reported_run, tmp_path, 1.0, version=None)
     same = slowed_copy(reported_run, tmp_path, 1.02)
-    result = run_harness("compare", str(reported_run), str(same), "--fail-on-regression")
+    result = run_harness("compare", str(baseline), str(same), "--fail-on-regression")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no change" in result.stdout and "regression(s)" not in result.stdout
 

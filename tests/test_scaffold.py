@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import tomllib
 
-from .conftest import harness_env, run_harness
+from .conftest import SUPPORT, harness_env, run_harness
 
 FILLED_IN = '''
 from harness_torch.adapter import TorchAdapter
@@ -64,7 +66,33 @@ def test_an_installed_scaffold_is_listed_and_the_kit_tells_what_is_missing(tmp_p
     )  # fmt: skip
     assert kit.returncode == 1
     assert "myfw is not installed: pip install myfw" in kit.stdout
-    assert "1 failed, 71 errors" in kit.stdout  # the whole kit ran; nothing passed by accident
+    # the whole kit ran, and only the check of the declared plugin API passed
+    assert "1 failed, 1 passed, 72 errors" in kit.stdout
+
+
+def test_a_plugin_written_against_plugin_api_0_passes_the_kit_unchanged_with_a_warning(tmp_path):
+    """tests/support/frozen_plugin_api0 is harness 0.1's scaffold, filled in per that version's
+    guide (setup() returns RuntimeInfo, the adapter builds), and kept as it was."""
+    frozen = SUPPORT / "frozen_plugin_api0"
+    env = install(frozen, tmp_path)
+
+    kit = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(frozen / "tests")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert kit.returncode == 0, kit.stdout[-3000:]
+    assert re.search(r"\b74 passed, 1 warning\b", kit.stdout), kit.stdout[-2000:]
+    assert "PluginAPIDeprecationWarning" in kit.stdout
+    assert "speaks plugin API 0" in kit.stdout and "api_version = 1" in kit.stdout
+
+    # and its cells run, and their rows say nothing of the API they came through
+    run = run_harness(
+        "run", "--task", "mnist_mlp", "--framework", "frozen", "--device", "cpu", "--epochs", "1",
+        "--train-subset", "2000", "--no-report", "--out", str(tmp_path / "results"), env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = next((tmp_path / "results").rglob("results.jsonl")).read_text().splitlines()
+    assert [json.loads(line)["status"] for line in results] == ["ok"]
 
 
 def test_a_filled_in_scaffold_passes_the_conformance_kit(tmp_path):
@@ -77,7 +105,7 @@ def test_a_filled_in_scaffold_passes_the_conformance_kit(tmp_path):
         capture_output=True, text=True, env=env, cwd=folder, timeout=600,
     )  # fmt: skip
     assert kit.returncode == 0, kit.stdout[-3000:]
-    assert "72 passed" in kit.stdout
+    assert "74 passed" in kit.stdout and "warning" not in kit.stdout
 
 
 def test_a_bad_name_or_an_existing_folder_is_one_line(tmp_path):

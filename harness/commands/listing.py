@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from harness.adapter import API_CHANGES, API_VERSION
 from harness.console import console, styled
 from harness.errors import HarnessError
 from harness.plugins import get_registry
@@ -30,7 +31,9 @@ def list_command(as_json: bool) -> None:
             tasks.add_row(task["name"], "", styled((f"invalid: {task['problem']}", "red")), "", "")
         else:
             layers = " → ".join(task["layers"])
-            tasks.add_row(task["name"], task["dataset"], layers, str(task["epochs"]), task["target"])
+            tasks.add_row(
+                task["name"], task["dataset"], layers, str(task["epochs"]), task["target"]
+            )
     console.print(tasks)
 
     frameworks = Table(title="frameworks")
@@ -88,13 +91,18 @@ def framework_summaries() -> dict[str, list[dict[str, Any]]]:
     frameworks = []
     for name, entry in sorted(registry.frameworks.items()):
         availability = entry.adapter.availability()
+        api_version = getattr(entry.adapter, "api_version", 0)
+        reason = availability.reason
+        if availability.available and api_version < API_VERSION:
+            reason = f"plugin API {api_version}, deprecated: see {API_CHANGES}"
         frameworks.append(
             {
                 "name": name,
                 "version": entry.adapter.version(),
                 "available": availability.available,
-                "reason": availability.reason,
+                "reason": reason,
                 "source": entry.source,
+                "api_version": api_version,
             }
         )
     broken = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from harness import report as reports
 from harness.commands.common import RESULTS_OPTION, FiniteRange
 from harness.compare import (
+    BUSY_VERDICT,
     check_comparable,
     compare_runs,
     environment_differences,
@@ -90,7 +92,12 @@ def runs_command(results, as_json) -> None:
 def run_summary(run: Run | UnreadableRun) -> dict[str, Any]:
     """What `harness runs` says of one run folder (its --json form too)."""
     if isinstance(run, UnreadableRun):
-        return {"run_id": run.run_id, "path": str(run.path), "readable": False, "reason": run.reason}
+        return {
+            "run_id": run.run_id,
+            "path": str(run.path),
+            "readable": False,
+            "reason": run.reason,
+        }
     statuses = [row["status"] for row in run.rows]
     return {
         "run_id": run.run_id,
@@ -115,13 +122,18 @@ def run_summary(run: Run | UnreadableRun) -> dict[str, Any]:
     help="Exit with code 4 when a cell regressed: worse beyond the threshold, or failed, "
     "skipped or missing where RUN_A finished it (for CI).",
 )
-def compare_command(run_a, run_b, threshold, fail_on_regression) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the comparison as JSON (same exit codes)."
+)
+def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> None:
     """Compare RUN_B with RUN_A, cell by cell: ratio B/A of the medians and a verdict per metric.
 
     A change is a regression (or an improvement) when it is at least the threshold and at least
     90 % of the pairs of repeats agree on its direction; Mann-Whitney U p-values are shown when
     both runs have two or more repeats. A cell that finished in RUN_A but failed, was skipped or
-    is missing in RUN_B is a regression too. Exit codes: 0; 4 with --fail-on-regression when a
+    is missing in RUN_B is a regression too. A change of time in a cell whose machine was busy
+    (in either run) is "inconclusive: busy machine", never a regression: rerun it on a quiet
+    machine (see `harness doctor`). Exit codes: 0; 4 with --fail-on-regression when a
     cell regressed; 6 when the runs have no cell in common (another task, other frameworks) or
     no cell of RUN_A finished, so nothing could be compared.
     """
@@ -129,12 +141,23 @@ def compare_command(run_a, run_b, threshold, fail_on_regression) -> None:
     check_comparable(first, second)
     comparisons = compare_runs(first, second, threshold=threshold)
     lost = status_regressions(first, second)
+    if as_json:
+        payload = comparison_json(first, second, comparisons, lost, threshold)
+        click.echo(json.dumps(payload, indent=2, allow_nan=False))
+        if fail_on_regression and payload["regressions"]:
+            raise SystemExit(4)
+        return
     table = Table(title=f"{second.run_id} / {first.run_id}")
     for column in ("cell", "metric", "A", "B", "B/A", "B worse in", "p", "verdict"):
         table.add_column(
             column, justify="right" if column in ("A", "B", "B/A", "B worse in", "p") else "left"
         )
-    style = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow"}
+    style = {
+        "regression": "bold red",
+        "improvement": "green",
+        "inconclusive": "yellow",
+        BUSY_VERDICT: "yellow",
+    }
     for gone in lost:
         verdict = styled(("regression", style["regression"]))
         table.add_row(gone.cell, "cells ok", gone.a_state, gone.b_state, "", "", "", verdict)
@@ -171,6 +194,23 @@ def compare_command(run_a, run_b, threshold, fail_on_regression) -> None:
             console.print(f"  {key}: {a} → {b}")
     else:
         console.print("environments: no differences")
+    spoiled = [cell for cell in comparisons if cell.spoiled]
+    if spoiled:
+        cells = ", ".join(f"{c.task}/{c.framework}/{c.mode}/{c.device}" for c in spoiled)
+        busy = sum(c.busy_a for c in spoiled), sum(c.busy_b for c in spoiled)
+        console.print(
+            styled(
+                (BUSY_VERDICT, "yellow"),
+                f": {cells}: other processes took the CPU in {busy[0]} repeat(s) of "
+                f"{first.run_id} and {busy[1]} of {second.run_id}; their times changed, but "
+                "that says nothing of the code"
+                + (
+                    " (not counted as regressions by --fail-on-regression)"
+                    if fail_on_regression
+                    else ""
+                ),
+            )
+        )
     slower = [(cell, m) for cell in comparisons for m in cell.regressions]
     if lost or slower:
         parts = [f"{len(lost)} cell(s) failed, skipped or missing"] if lost else []
@@ -179,3 +219,53 @@ def compare_command(run_a, run_b, threshold, fail_on_regression) -> None:
         console.print(styled((count, "bold red"), f": {'; '.join(parts)}"))
         if fail_on_regression:
             raise SystemExit(4)
+
+
+def comparison_json(first, second, comparisons, lost, threshold: float) -> dict[str, Any]:
+    """What ``harness compare`` prints, as one JSON object."""
+    _, only_b = unmatched(first, second)
+    cells = [
+        {
+            "task": cell.task,
+            "framework": cell.framework,
+            "mode": cell.mode,
+            "device": cell.device,
+            "busy_repeats": {"a": cell.busy_a, "b": cell.busy_b},
+            "metrics": [
+                {
+                    "metric": metric.metric,
+                    "label": metric.label,
+                    "a": metric.a,
+                    "b": metric.b,
+                    "ratio": _finite(metric.ratio),
+                    "b_worse_share": metric.worse_share,
+                    "p_value": _finite(metric.p_value),
+                    "verdict": metric.verdict,
+                }
+                for metric in cell.metrics
+            ],
+        }
+        for cell in comparisons
+    ]
+    slower = sum(len(cell.regressions) for cell in comparisons)
+    return {
+        "run_a": first.run_id,
+        "run_b": second.run_id,
+        "threshold": threshold,
+        "cells": cells,
+        "lost": [
+            {"cell": gone.cell, "a": gone.a_state, "b": gone.b_state, "reason": gone.reason}
+            for gone in lost
+        ],
+        "only_in_b": only_b,
+        "environment_differences": {
+            key: list(values) for key, values in environment_differences(first, second).items()
+        },
+        "regressions": len(lost) + slower,
+        "inconclusive_busy": sum(len(cell.spoiled) for cell in comparisons),
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    """``value``, or ``None`` where JSON has no number for it (NaN, infinity)."""
+    return value if value is not None and math.isfinite(value) else None

@@ -26,6 +26,7 @@ from harness.compare import (
     check_comparable,
     compare_runs,
     environment_differences,
+    is_busy,
     status_regressions,
     unmatched,
 )
@@ -103,6 +104,7 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
         "version": __version__,
         "sections": task_sections,
         "flagged": flagged_rows(run.rows),
+        "busy": [row for row in run.rows if is_busy(row)],
         "environment": run.environment,
         "config": run.config,
         "comparison": None,

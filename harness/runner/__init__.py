@@ -182,6 +182,10 @@ def run_cell(
     )
     row["log"] = str(log_path.relative_to(run_dir.path))
     row["wall_seconds"] = outcome.wall_seconds
+    if outcome.noise is not None:
+        row["noise"] = outcome.noise
+    if outcome.energy is not None:
+        row["energy"] = outcome.energy
     runtime = next((e for e in outcome.events if e.get("event") == "runtime"), None)
     for source in (runtime, outcome.result):
         if source:
@@ -214,6 +218,11 @@ def run_cell(
         metrics = row["metrics"]
         if row["device"] == "gpu":
             metrics["peak_device_memory_nvml_bytes"] = outcome.peak_gpu_bytes
+        joules = (outcome.energy or {}).get("joules")
+        if joules is not None:
+            metrics["energy_joules"] = joules
+            trained = metrics.get("train_samples", 0) * metrics.get("epochs", 0)
+            metrics["joules_per_sample"] = joules / trained if trained else None
         target = cell.task.target
         quality = metrics.get(target.metric)
         row["met_target"] = target.met(quality)

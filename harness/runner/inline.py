@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.noise import unmeasured
 from harness.paths import open_no_follow
 from harness.runner.process import ChildOutcome, EventHandler, Limits
 
@@ -64,4 +65,6 @@ def run_inline(
     events = collect.events
     result = next((e for e in events if e.get("event") == "result"), None)
     error = next((e for e in events if e.get("event") == "error"), None)
-    return ChildOutcome(result, error, 0, False, time.perf_counter() - start, events)
+    wall = time.perf_counter() - start
+    noise = unmeasured("inline executor: the cell shared the runner's process").as_dict()
+    return ChildOutcome(result, error, 0, False, wall, events, noise=noise)

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.energy import EnergyMeter
+from harness.noise import NoiseSampler
 from harness.runner.monitor import ProcessMonitor, oom_kill_counts, oom_kills_between
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,10 @@ class ChildOutcome:
     #: how many processes the kernel's OOM killer killed while the child ran (its counters
     #: moved by that much); a SIGKILL is called out of memory only when this is not 0
     oom_kills: int = 0
+    #: what other processes did to the machine while the cell trained (harness.noise.Noise)
+    noise: dict[str, Any] | None = None
+    #: joules over the fit and their source, or why there are none (harness.energy)
+    energy: dict[str, Any] | None = None
 
     def failure(self, limits: Limits, log_path: Path) -> tuple[str, str] | None:
         """``(kind, one-line reason)`` when the child failed, ``None`` when it reported a result."""
@@ -262,7 +268,11 @@ def _run_worker(
         except BrokenPipeError:
             pass  # the child died before reading its spec; its exit status says why
         watch = ProcessMonitor(child.pid, limits.memory_bytes, gpu=gpu)
-        timed_out = _read_events(read_fd, start + limits.timeout, events, on_event, watch)
+        noise, energy = NoiseSampler(child.pid), EnergyMeter(gpu)
+        edges = _fit_edges(noise, energy, on_event)
+        timed_out = _read_events(read_fd, start + limits.timeout, events, edges, watch, noise)
+        noise.stop()
+        energy.stop()
         if timed_out or watch.exceeded is not None:
             _kill_group(child)
         try:
@@ -287,7 +297,27 @@ def _run_worker(
         over_memory_bytes=watch.exceeded,
         peak_gpu_bytes=watch.peak_gpu_bytes,
         oom_kills=oom_kills_between(oom_before, oom_kill_counts()),
+        noise=judged.as_dict() if (judged := noise.result()) else None,
+        energy=energy.result(),
     )
+
+
+def _fit_edges(
+    noise: NoiseSampler, energy: EnergyMeter, on_event: EventHandler | None
+) -> EventHandler:
+    """Start watching the machine when the child's fit starts, stop when it reports."""
+
+    def handle(event: dict[str, Any]) -> None:
+        if event.get("event") == "fit":
+            energy.start()
+            noise.start()
+        elif event.get("event") in ("result", "error"):
+            noise.stop()
+            energy.stop()
+        if on_event is not None:
+            on_event(event)
+
+    return handle
 
 
 def _read_events(
@@ -296,6 +326,7 @@ def _read_events(
     events: list[dict[str, Any]],
     on_event: EventHandler | None,
     watch: ProcessMonitor,
+    noise: NoiseSampler,
 ) -> bool:
     """Read JSON lines from ``fd`` until EOF or a limit; returns True if the deadline passed first."""
     buffer = b""
@@ -306,6 +337,7 @@ def _read_events(
                 return True
             if watch.check():
                 return False
+            noise.poll()
             ready, _, _ = select.select([pipe], [], [], min(remaining, watch.interval))
             if not ready:
                 continue

@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from harness.adapter import Evaluation, StepClock, UnsupportedSpec, call_with_accepted
+from harness.adapter import Evaluation, Session, StepClock, UnsupportedSpec, open_session
 from harness.data import datasets, series
 from harness.fairness import batch_order, count_parameters, initial_weights
 from harness.flops import training_flops
@@ -49,8 +49,9 @@ def pin_threads(threads: int) -> list[int]:
     return cores
 
 
-def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Any, dict[str, Any]] | None:
-    """Pin threads, pick the device, set the adapter up; ``None`` when the cell can't run here."""
+def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Session, dict[str, Any]] | None:
+    """Pin threads, pick the device, set the adapter up for this cell: the adapter, its session
+    and the runtime fields of the row; ``None`` when the cell can't run here."""
     cores: list[int] | str = (
         pin_threads(spec["threads"]) if spec.get("pin_cores", True) else "not pinned"
     )
@@ -77,7 +78,8 @@ def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Any, dict[str, 
             error=f"no {device.upper()} visible to {adapter.name} (it sees: {', '.join(available)})",
         )
         return None
-    runtime = call_with_accepted(adapter.setup, device=device, threads=spec["threads"], mode=mode)
+    session = open_session(adapter, device=device, threads=spec["threads"], mode=mode)
+    runtime = session.runtime
     runtime_fields = {
         "device": runtime.device,
         "device_name": runtime.device_name,
@@ -86,10 +88,13 @@ def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Any, dict[str, 
             **runtime.settings,
             "threads": spec["threads"],
             "cpu_affinity": cores,
+            # how idle OpenMP threads wait (PyTorch's pool): spinning ones collapse when
+            # other processes take the cores (docs/measuring.md)
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (spin, then sleep)"),
         },
     }
     events.send("runtime", **runtime_fields)
-    return adapter, runtime, runtime_fields
+    return adapter, session, runtime_fields
 
 
 def load_data(
@@ -116,7 +121,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
     prepared = prepare(spec, events)
     if prepared is None:
         return
-    adapter, runtime, runtime_fields = prepared
+    adapter, session, runtime_fields = prepared
     setup_seconds = time.perf_counter() - started  # framework import included
 
     started = time.perf_counter()
@@ -128,7 +133,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
     started = time.perf_counter()
     try:
         weights = initial_weights(task)
-        trainer = adapter.build(task, weights, train.x, train.y)
+        trainer = session.build(task, weights, train.x, train.y)
     except UnsupportedSpec as exc:
         events.send(
             "result",
@@ -153,11 +158,12 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
 
     log = TrainingLog(target=task.target)
     clock = StepClock()
+    events.send("fit")  # the runner watches the machine from here to the result
     for epoch in range(task.training.epochs):
         order = batch_order(task.seed, epoch, len(train.x))
         steps_before = len(clock.samples)
         started = time.perf_counter()
-        loss = float(call_with_accepted(trainer.train_epoch, order, clock=clock))
+        loss = float(trainer.train_epoch(order, clock=clock))
         seconds = time.perf_counter() - started
         if epoch == 0:
             log.first_epoch_steps = len(clock.samples) - steps_before
@@ -211,12 +217,14 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         "test_samples": len(split.test.x),
         "epochs": task.training.epochs,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "peak_device_memory_bytes": adapter.peak_device_memory_bytes(),
+        "peak_device_memory_bytes": session.peak_device_memory_bytes(),
     }
     metrics["achieved_flops_per_second"] = (
         metrics["training_flops"] / metrics["fit_seconds"] if metrics["fit_seconds"] > 0 else None
     )
-    runtime_fields["settings"].update(runtime.settings)  # what build() resolved (e.g. jit_compile)
+    runtime_fields["settings"].update(
+        session.runtime.settings
+    )  # what build() resolved (e.g. jit_compile)
     events.send("result", status="ok", kind=None, error=None, metrics=metrics, **runtime_fields)
 
 
@@ -252,10 +260,10 @@ def run_agreement(spec: dict[str, Any], events: _Events) -> None:
     prepared = prepare(spec, events)
     if prepared is None:
         return
-    adapter, _, runtime_fields = prepared
+    _, session, runtime_fields = prepared
     _, train, _ = load_data(task, spec)
     try:
-        trainer = adapter.build(task, initial_weights(task), train.x, train.y)
+        trainer = session.build(task, initial_weights(task), train.x, train.y)
     except UnsupportedSpec as exc:
         events.send("result", status="skipped", kind="unsupported", error=f"unsupported: {exc}")
         return
@@ -272,7 +280,7 @@ def run_agreement(spec: dict[str, Any], events: _Events) -> None:
             if len(losses) == spec["steps"]:
                 break
             batch = order[start : start + size]
-            losses.append(float(call_with_accepted(trainer.train_epoch, batch)))
+            losses.append(float(trainer.train_epoch(batch)))
         if len(losses) == spec["steps"]:
             break
     if hasattr(trainer, "weights"):
@@ -293,10 +301,13 @@ def run_conformance(spec: dict[str, Any], events: _Events) -> None:
 
     adapter = get_registry().framework(spec["framework"])
     devices = adapter.devices()
+    state_before = set(vars(adapter))
     prepared = prepare(spec, events)
     if prepared is None:
         return
-    report = {"devices": devices, **run_all(adapter)}
+    report = {"devices": devices, "api_version": getattr(adapter, "api_version", 0)}
+    report |= run_all(prepared[1])
+    report["adapter_state_added"] = sorted(set(vars(adapter)) - state_before)
     events.send("result", status="ok", kind=None, error=None, metrics=report)
 
 
@@ -305,10 +316,10 @@ def run_calibration(spec: dict[str, Any], events: _Events) -> None:
     prepared = prepare(spec, events)
     if prepared is None:
         return
-    adapter, _, runtime_fields = prepared
+    _, session, runtime_fields = prepared
     size, repeats = spec["size"], spec["repeats"]
-    adapter.matmul_seconds(size, 2)  # warm-up: first-call compilation and allocation
-    best = min(adapter.matmul_seconds(size, repeats) for _ in range(spec.get("rounds", 3)))
+    session.matmul_seconds(size, 2)  # warm-up: first-call compilation and allocation
+    best = min(session.matmul_seconds(size, repeats) for _ in range(spec.get("rounds", 3)))
     flops = 2 * size**3 * repeats / best
     events.send(
         "result",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapter import UnsupportedSpec, call_with_accepted
+from harness.adapter import Session, UnsupportedSpec
 from harness.agreement import max_relative_difference, weights_difference
 from harness.fairness import parameter_count
 from harness.tasks import Dense, Loss, _Spec
@@ -60,7 +60,7 @@ def _error(exc: BaseException) -> dict[str, str]:
     }
 
 
-def check_probe(adapter: Any, probe: Probe) -> dict[str, Any]:
+def check_probe(session: Session, probe: Probe) -> dict[str, Any]:
     """Build one probe model, compare its output with the reference, count, round-trip weights."""
     task = probe_task(probe)
     weights = probe_weights(task)
@@ -71,7 +71,7 @@ def check_probe(adapter: Any, probe: Probe) -> dict[str, Any]:
         "expected_parameters": parameter_count(task),
     }
     try:
-        trainer = adapter.build(task, weights, x, np.zeros(len(x), np.float32))
+        trainer = session.build(task, weights, x, np.zeros(len(x), np.float32))
     except UnsupportedSpec as exc:
         return report | {"status": "unsupported", "error": str(exc)}
     except Exception as exc:
@@ -98,7 +98,7 @@ def _compare_output(trainer: Any, x: np.ndarray, expected: np.ndarray) -> dict[s
     return result
 
 
-def check_training(adapter: Any, kind: str, probe: Probe, loss: Loss) -> dict[str, Any]:
+def check_training(session: Session, kind: str, probe: Probe, loss: Loss) -> dict[str, Any]:
     """Train the probe one batch at a time next to the numpy reference; compare losses, weights
     and what ``train_epoch`` and ``evaluate`` return."""
     task = probe_task(probe, loss=loss, learning_rate=0.01, batch_size=TRAINING_BATCH)
@@ -117,10 +117,10 @@ def check_training(adapter: Any, kind: str, probe: Probe, loss: Loss) -> dict[st
     )
     report: dict[str, Any] = {"expected_losses": expected_losses}
     try:
-        trainer = adapter.build(task, weights, x, y)
+        trainer = session.build(task, weights, x, y)
         losses = []
         for batch in batches:
-            value = call_with_accepted(trainer.train_epoch, batch)
+            value = trainer.train_epoch(batch)
             report["train_epoch_returns"] = type(value).__name__
             losses.append(float(value))
         report["losses"] = losses
@@ -142,7 +142,7 @@ class FutureLayer(_Spec):
     kind: str = "future_layer"
 
 
-def check_unknown_layer(adapter: Any) -> dict[str, Any]:
+def check_unknown_layer(session: Session) -> dict[str, Any]:
     """Build a model with a layer kind this harness version doesn't have (as a newer harness
     might send): the plugin must raise ``UnsupportedSpec``, not crash or build something else."""
     task = probe_task(Probe("unknown", (6,), ({"kind": "flatten"},)))
@@ -151,7 +151,7 @@ def check_unknown_layer(adapter: Any) -> dict[str, Any]:
     task = task.model_copy(update={"model": model})
     x = np.zeros((2, 6), np.float32)
     try:
-        adapter.build(
+        session.build(
             task,
             [{}, {"kernel": np.zeros((6, 2), np.float32), "bias": np.zeros(2, np.float32)}],
             x,
@@ -164,18 +164,18 @@ def check_unknown_layer(adapter: Any) -> dict[str, Any]:
     return {"raised": None, "message": ""}
 
 
-def run_all(adapter: Any) -> dict[str, Any]:
+def run_all(session: Session) -> dict[str, Any]:
     """Every check, each contained: one failing check never hides the others' results."""
     report: dict[str, Any] = {
-        "probes": {probe.name: check_probe(adapter, probe) for probe in PROBES},
+        "probes": {probe.name: check_probe(session, probe) for probe in PROBES},
         "training": {
-            kind: check_training(adapter, kind, probe, loss)
+            kind: check_training(session, kind, probe, loss)
             for kind, probe, loss in TRAINING_PROBES
         },
-        "unknown_layer": check_unknown_layer(adapter),
+        "unknown_layer": check_unknown_layer(session),
     }
     try:
-        memory = adapter.peak_device_memory_bytes()
+        memory = session.peak_device_memory_bytes()
         report["memory"] = {"value": memory, "type": type(memory).__name__}
     except Exception as exc:
         report["memory"] = {"value": None, "type": "error", **_error(exc)}

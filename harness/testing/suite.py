@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from harness.adapter import DEVICE_KINDS, MODES, FrameworkAdapter
+from harness.adapter import (
+    API_VERSION,
+    DEVICE_KINDS,
+    MODES,
+    FrameworkAdapter,
+    PluginAPIDeprecationWarning,
+    api0_message,
+)
 from harness.plugins import get_registry
 from harness.testing.probes import PROBES, Probe
 
@@ -87,6 +95,25 @@ class ConformanceSuite:
         assert "eager" in adapter.modes
         assert adapter.availability().available, adapter.availability().reason
         assert adapter.version(), f"no installed distribution named {adapter.distribution!r}"
+
+    def test_speaks_the_current_plugin_api(self, adapter: FrameworkAdapter):
+        """An adapter of plugin API 0 passes, with a deprecation warning that says what moved."""
+        version = getattr(adapter, "api_version", 0)
+        assert version <= API_VERSION, (
+            f"written for plugin API {version}; this harness speaks API {API_VERSION}"
+        )
+        if version < API_VERSION:
+            warnings.warn(api0_message(adapter), PluginAPIDeprecationWarning, stacklevel=1)
+
+    def test_keeps_per_cell_state_on_its_session(self, report: dict[str, Any]):
+        """The registered adapter serves every cell of a process: setup() and the session's
+        work must not store anything on it (plugin API 1)."""
+        if report["api_version"] < 1:
+            return  # API 0 kept its state on the adapter by design
+        assert not report["adapter_state_added"], (
+            f"setup() or the session set {report['adapter_state_added']} on the adapter: keep "
+            "per-cell state on the Session that setup() returns"
+        )
 
     def test_reports_its_devices_and_sets_up_the_cpu(self, report: dict[str, Any]):
         runtime = report["runtime"]

@@ -12,7 +12,7 @@ from importlib.metadata import version
 
 import numpy as np
 
-from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
+from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, Session, UnsupportedSpec
 
 
 class JaxAdapter(FrameworkAdapter):
@@ -21,6 +21,7 @@ class JaxAdapter(FrameworkAdapter):
     distribution = "jax"
     install_hint = "pip install 'harness[jax]'"
     modes = ("eager", "compiled")
+    api_version = 1
 
     def devices(self) -> list[str]:
         import jax
@@ -30,12 +31,11 @@ class JaxAdapter(FrameworkAdapter):
         except RuntimeError:
             return ["cpu"]
 
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> JaxSession:
         import jax
 
-        self._mode = mode
-        self._device = jax.devices("gpu" if device == "gpu" else "cpu")[0]
-        jax.config.update("jax_default_device", self._device)
+        jax_device = jax.devices("gpu" if device == "gpu" else "cpu")[0]
+        jax.config.update("jax_default_device", jax_device)
         settings = {
             "mode": mode,
             "compiled_unit": "epoch (lax.scan)" if mode == "compiled" else "step (jax.jit)",
@@ -53,7 +53,17 @@ class JaxAdapter(FrameworkAdapter):
             settings["xla_python_client_preallocate"] = os.environ.get(
                 "XLA_PYTHON_CLIENT_PREALLOCATE", "true (default)"
             )
-        return RuntimeInfo(device=device, device_name=self._device.device_kind, settings=settings)
+        runtime = RuntimeInfo(device=device, device_name=jax_device.device_kind, settings=settings)
+        return JaxSession(runtime, jax_device, mode)
+
+
+class JaxSession(Session):
+    """JAX set up for one cell: its device and mode, and what it builds."""
+
+    def __init__(self, runtime: RuntimeInfo, device, mode: str) -> None:
+        super().__init__(runtime)
+        self.device = device  # a jax.Device
+        self.mode = mode
 
     def build(self, task, weights, x, y) -> JaxTrainer:
         import jax
@@ -83,24 +93,27 @@ class JaxAdapter(FrameworkAdapter):
         # and both modes draw the same masks
         dropout_key = jax.random.key(task.seed)
 
-        def loss_fn(params, xb, yb, step):
+        def loss_fn(params, xb, yb, step, weight):
             rngs = {"dropout": jax.random.fold_in(dropout_key, step)}
             output = model.apply({"params": params}, xb, train=True, rngs=rngs)
             if classify:
-                return optax.softmax_cross_entropy_with_integer_labels(output, yb).mean()
-            # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
-            return jnp.mean((output.reshape(-1) - yb) ** 2)
+                losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
+            else:
+                # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
+                losses = (output.reshape(-1) - yb) ** 2
+            # the mean over the batch's real samples: padding (see train_epoch) weighs 0
+            return jnp.sum(losses * weight) / jnp.sum(weight)
 
-        def update(state, xb, yb, step):
+        def update(state, xb, yb, step, weight):
             params, opt_state, loss_sum = state
-            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, step)
+            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, step, weight)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             # the epoch's loss is summed on the device: no extra dispatch, no sync per step
             return optax.apply_updates(params, updates), opt_state, loss_sum + loss
 
         @jax.jit
-        def train_step(state, xb, yb, step):
-            return update(state, xb, yb, step)
+        def train_step(state, xb, yb, step, weight):
+            return update(state, xb, yb, step, weight)
 
         @jax.jit
         def train_steps(state, x_all, y_all, batches, steps):
@@ -108,7 +121,8 @@ class JaxAdapter(FrameworkAdapter):
 
             def body(state, batch):
                 index, step = batch
-                return update(state, x_all[index], y_all[index], step), None
+                weight = jnp.ones(index.shape, jnp.float32)
+                return update(state, x_all[index], y_all[index], step, weight), None
 
             return jax.lax.scan(body, state, (batches, steps))[0]
 
@@ -131,7 +145,7 @@ class JaxAdapter(FrameworkAdapter):
             x=x,
             y=y.astype(np.int32 if classify else np.float32),
             train_step=train_step,
-            train_steps=train_steps if self._mode == "compiled" else None,
+            train_steps=train_steps if self.mode == "compiled" else None,
             eval_step=eval_step,
             predict_step=predict_step,
             training=task.training,
@@ -140,9 +154,9 @@ class JaxAdapter(FrameworkAdapter):
         )
 
     def peak_device_memory_bytes(self) -> int | None:
-        if self._device.platform == "cpu":
+        if self.device.platform == "cpu":
             return None
-        stats = self._device.memory_stats() or {}
+        stats = self.device.memory_stats() or {}
         return stats.get("peak_bytes_in_use")
 
     def matmul_seconds(self, size: int, repeats: int) -> float:
@@ -188,6 +202,7 @@ class JaxTrainer:
         self.classify = classify  # else a regression: MSE, no accuracy
         self.layer_count = layer_count
         self.steps_taken = 0  # numbers the steps, for their dropout masks
+        self.full_batch = np.ones(training.batch_size, np.float32)
         if train_steps is not None:
             import jax
 
@@ -215,8 +230,16 @@ class JaxTrainer:
                 began = time.perf_counter()
             # batches are gathered on the host and transferred, as in Flax's MNIST example
             index = batch_order[step * batch_size : (step + 1) * batch_size]
+            weight = self.full_batch
+            if len(index) < batch_size:
+                # a last, smaller batch is padded to the full size with samples that weigh 0:
+                # a batch of a new shape would compile a second program inside the first
+                # epoch's clock (0.4 s or more), which a plain loop over full batches never pays
+                pad = batch_size - len(index)
+                weight = np.concatenate([np.ones(len(index)), np.zeros(pad)]).astype(np.float32)
+                index = np.concatenate([index, np.repeat(index[:1], pad)])
             number = np.int32(self.steps_taken + step)
-            state = self.train_step(state, self.x[index], self.y[index], number)
+            state = self.train_step(state, self.x[index], self.y[index], number, weight)
             if timed:
                 state[2].block_until_ready()
                 clock.record(time.perf_counter() - began)

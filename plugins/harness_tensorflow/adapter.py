@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from harness import keras_support
-from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
+from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, Session, UnsupportedSpec
 
 
 class TensorFlowAdapter(FrameworkAdapter):
@@ -26,6 +26,7 @@ class TensorFlowAdapter(FrameworkAdapter):
     distribution = "tensorflow"
     install_hint = "pip install 'harness[tensorflow]'"
     modes = ("eager", "compiled")
+    api_version = 1
 
     def devices(self) -> list[str]:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,7 +34,7 @@ class TensorFlowAdapter(FrameworkAdapter):
 
         return ["cpu", "gpu"] if tf.config.list_physical_devices("GPU") else ["cpu"]
 
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> TensorFlowSession:
         # Keras 3 picks its backend from this variable when first imported.
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf
@@ -41,7 +42,6 @@ class TensorFlowAdapter(FrameworkAdapter):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         gpus = tf.config.list_physical_devices("GPU")
-        self._mode = mode
         settings: dict = {
             "mode": mode,
             "precision": "float32",
@@ -61,9 +61,18 @@ class TensorFlowAdapter(FrameworkAdapter):
             name = "cpu"
         settings["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         settings["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
-        self._device = device
-        self._settings = settings  # build() adds the jit_compile Keras resolved
-        return RuntimeInfo(device=device, device_name=name, settings=settings)
+        # build() adds to these settings the jit_compile Keras resolved
+        return TensorFlowSession(
+            RuntimeInfo(device=device, device_name=name, settings=settings), mode
+        )
+
+
+class TensorFlowSession(Session):
+    """TensorFlow set up for one cell: its device and mode, and what it builds."""
+
+    def __init__(self, runtime: RuntimeInfo, mode: str) -> None:
+        super().__init__(runtime)
+        self.mode = mode
 
     def build(self, task, weights, x, y) -> KerasTrainer:
         training = task.training
@@ -71,16 +80,17 @@ class TensorFlowAdapter(FrameworkAdapter):
         softmax_output = last.kind == "dense" and last.activation == "softmax"
         if training.loss == "sparse_categorical_crossentropy" and not softmax_output:
             raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax dense output")
-        compiled = self._mode == "compiled"
+        compiled = self.mode == "compiled"
         # cuDNN's RNN kernels are the same math, but a model using them can't be XLA-compiled
-        self._settings.pop("rnn_use_cudnn", None)
+        settings = self.runtime.settings
+        settings.pop("rnn_use_cudnn", None)
         if any(spec.kind in ("lstm", "gru") for spec in task.model.layers):
-            self._settings["rnn_use_cudnn"] = False if compiled else "auto"
+            settings["rnn_use_cudnn"] = False if compiled else "auto"
         model = keras_support.build_model(
             task.model, weights, use_cudnn=False if compiled else "auto"
         )
         keras_support.compile_model(model, training, jit_compile=True if compiled else "auto")
-        self._settings["jit_compile"] = model.jit_compile
+        settings["jit_compile"] = model.jit_compile
         if compiled and not model.jit_compile:
             raise UnsupportedSpec("Keras can't XLA-compile this model (jit_compile=True refused)")
         if training.loss == "mean_squared_error":
@@ -88,7 +98,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         return KerasTrainer(model, task.model, x, y, training)
 
     def peak_device_memory_bytes(self) -> int | None:
-        if self._device != "gpu":
+        if self.runtime.device != "gpu":
             return None
         import tensorflow as tf
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
+from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, Session, UnsupportedSpec
 
 
 class TorchAdapter(FrameworkAdapter):
@@ -26,16 +26,16 @@ class TorchAdapter(FrameworkAdapter):
     distribution = "torch"
     install_hint = "pip install 'harness[torch]'"
     modes = ("eager", "compiled")
+    api_version = 1
 
     def devices(self) -> list[str]:
         import torch
 
         return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
 
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> TorchSession:
         import torch
 
-        self._mode = mode
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(threads)
         allocator = {}
@@ -43,8 +43,8 @@ class TorchAdapter(FrameworkAdapter):
             # float32 means float32: cuDNN convolutions would otherwise use TF32 tensor cores
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-            self._device = torch.device("cuda")
-            name = torch.cuda.get_device_name(self._device)
+            torch_device = torch.device("cuda")
+            name = torch.cuda.get_device_name(torch_device)
             allocator = {
                 "tf32": False,
                 "pytorch_cuda_alloc_conf": os.environ.get(
@@ -52,9 +52,9 @@ class TorchAdapter(FrameworkAdapter):
                 ),
             }
         else:
-            self._device = torch.device("cpu")
+            torch_device = torch.device("cpu")
             name = "cpu"
-        return RuntimeInfo(
+        runtime = RuntimeInfo(
             device=device,
             device_name=name,
             settings={
@@ -75,6 +75,16 @@ class TorchAdapter(FrameworkAdapter):
                 "inter_op_threads": torch.get_num_interop_threads(),
             },
         )
+        return TorchSession(runtime, torch_device, mode)
+
+
+class TorchSession(Session):
+    """PyTorch set up for one cell: its device and mode, and what it builds."""
+
+    def __init__(self, runtime: RuntimeInfo, device, mode: str) -> None:
+        super().__init__(runtime)
+        self.device = device  # a torch.device
+        self.mode = mode
 
     def build(self, task, weights, x, y) -> TorchTrainer:
         import torch
@@ -89,7 +99,7 @@ class TorchAdapter(FrameworkAdapter):
         # cross-entropy takes logits (log-softmax is steadier than the log of a softmax), so a
         # final softmax leaves the module and predict() applies it
         built = build_model(task.model, weights, fold_final_softmax=classifier)
-        model = built.module.to(self._device)
+        model = built.module.to(self.device)
         adam = task.training.optimizer
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
         optimizer = (
@@ -101,7 +111,7 @@ class TorchAdapter(FrameworkAdapter):
         )
         forward: Any = model
         step = optimizer.step if optimizer is not None else None
-        if self._mode == "compiled":
+        if self.mode == "compiled":
             # dynamo's shape guesses are kept per code object, and every model shares
             # nn.Sequential.forward: after several models in one process it would trace sizes
             # such as channel counts as symbols, which inductor fails on for convolutions
@@ -121,22 +131,25 @@ class TorchAdapter(FrameworkAdapter):
             task,
             built.holders,
             built.softmax_folded,
-            self._device,
+            self.device,
+            # a compiled model meeting a smaller last batch would recompile inside the first
+            # epoch, for a graph with a symbolic batch size that later batches then run too
+            pad_partial_batch=self.mode == "compiled",
         )
 
     def peak_device_memory_bytes(self) -> int | None:
         import torch
 
-        if self._device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self._device))
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
         return None
 
     def matmul_seconds(self, size: int, repeats: int) -> float:
         import torch
 
-        a = torch.rand(size, size, device=self._device)
-        b = torch.rand(size, size, device=self._device)
-        _synchronize(self._device)
+        a = torch.rand(size, size, device=self.device)
+        b = torch.rand(size, size, device=self.device)
+        _synchronize(self.device)
         start = time.perf_counter()
         for _ in range(repeats):
             c = a @ b
@@ -181,6 +194,7 @@ class TorchTrainer:
         holders: list,
         softmax_folded: bool,
         device,
+        pad_partial_batch: bool = False,
     ) -> None:
         import torch
 
@@ -194,6 +208,7 @@ class TorchTrainer:
         self.softmax_folded = softmax_folded
         self.device = device
         self.classifier = task.training.loss == "sparse_categorical_crossentropy"
+        self.pad_partial_batch = pad_partial_batch
         self.x = torch.from_numpy(x).to(device)
         self.y = torch.from_numpy(y).to(device)
 
@@ -219,7 +234,10 @@ class TorchTrainer:
                 _synchronize(self.device)
                 began = time.perf_counter()
             index = order[start : start + batch_size]
-            loss = self._loss(self.forward(self.x[index]), self.y[index])
+            if self.pad_partial_batch and len(index) < batch_size:
+                loss = self._padded_loss(index, batch_size)
+            else:
+                loss = self._loss(self.forward(self.x[index]), self.y[index])
             if self.optimizer is not None:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -229,6 +247,16 @@ class TorchTrainer:
                 _synchronize(self.device)
                 clock.record(time.perf_counter() - began)
         return total.item() / (step + 1)  # .item() waits for the device
+
+    def _padded_loss(self, index, batch_size: int):
+        """The mean loss of a smaller last batch, run padded to the full batch size (padding
+        repeats its first sample and weighs 0), so the compiled model sees one shape only."""
+        import torch
+
+        real = len(index)
+        padded = torch.cat([index, index[:1].expand(batch_size - real)])
+        losses = self._loss(self.forward(self.x[padded]), self.y[padded], reduction="none")
+        return losses[:real].mean()
 
     def _outputs(self, x: np.ndarray):
         """The module's outputs (logits where the softmax is folded), batch by batch."""

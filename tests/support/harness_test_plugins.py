@@ -3,6 +3,10 @@
 Loaded in the test's ``harness`` processes through ``HARNESS_PLUGINS=harness_test_plugins``.
 ``centroid`` is a well-behaved numpy "framework" (a nearest-class-mean classifier), and each
 of the others fails in one particular way during training.
+
+Most of them are written against plugin API 0 (``setup`` returns ``RuntimeInfo``, the adapter
+builds), so the suite keeps exercising what an older third-party plugin does; ``sloppy`` and
+``padded`` wrap the built-in PyTorch adapter and speak API 1.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 import numpy as np
 
 import harness
-from harness.adapter import Availability, Evaluation, FrameworkAdapter, RuntimeInfo
+from harness.adapter import Availability, Evaluation, FrameworkAdapter, RuntimeInfo, Session
 
 
 class CentroidTrainer:
@@ -176,6 +180,18 @@ class MissingAdapter(CentroidAdapter):
         return Availability(False, "missingfw is not installed: pip install missingfw")
 
 
+class TweakedSession(Session):
+    """A built-in session whose ``build`` goes through the adapter's ``tweaked_build``."""
+
+    def __init__(self, inner: Session, tweaked_build) -> None:
+        super().__init__(inner.runtime)
+        self.inner = inner
+        self.tweaked_build = tweaked_build
+
+    def build(self, task, weights, x, y):
+        return self.tweaked_build(self.inner, task, weights, x, y)
+
+
 class SloppyTorchAdapter(FrameworkAdapter):
     """The built-in PyTorch adapter with a learning rate 2 % off: a subtly different training
     run that only a cross-framework check would notice."""
@@ -183,6 +199,7 @@ class SloppyTorchAdapter(FrameworkAdapter):
     name = "sloppy"
     import_name = "torch"
     distribution = "torch"
+    api_version = 1
 
     def __init__(self) -> None:
         from harness_torch.adapter import TorchAdapter
@@ -193,13 +210,15 @@ class SloppyTorchAdapter(FrameworkAdapter):
         return ["cpu"]
 
     def setup(self, *, device, threads, mode="eager"):
-        return self.inner.setup(device=device, threads=threads, mode=mode)
+        inner = self.inner.setup(device=device, threads=threads, mode=mode)
+        return TweakedSession(inner, self.tweaked_build)
 
-    def build(self, task, weights, x, y):
+    @staticmethod
+    def tweaked_build(inner, task, weights, x, y):
         adam = task.training.optimizer
         faster = adam.model_copy(update={"learning_rate": adam.learning_rate * 1.02})
         training = task.training.model_copy(update={"optimizer": faster})
-        return self.inner.build(task.model_copy(update={"training": training}), weights, x, y)
+        return inner.build(task.model_copy(update={"training": training}), weights, x, y)
 
 
 class PaddedTorchAdapter(SloppyTorchAdapter):
@@ -207,8 +226,9 @@ class PaddedTorchAdapter(SloppyTorchAdapter):
 
     name = "padded"
 
-    def build(self, task, weights, x, y):
-        trainer = self.inner.build(task, weights, x, y)
+    @staticmethod
+    def tweaked_build(inner, task, weights, x, y):
+        trainer = inner.build(task, weights, x, y)
         counted = trainer.parameter_count()
         trainer.parameter_count = lambda: counted + 10
         return trainer
@@ -294,6 +314,25 @@ def _registering_also(registered_above, *adapters):
     return harness_register_frameworks
 
 
+class SpinTrainer(CentroidTrainer):
+    """Spends a fixed amount of CPU work per epoch (about a second on a quiet core)."""
+
+    def train_epoch(self, batch_order):
+        total = 0
+        for step in range(int(os.environ.get("HARNESS_TEST_SPIN", "15000000"))):
+            total += step & 7
+        return super().train_epoch(batch_order)
+
+
+class SpinAdapter(CentroidAdapter):
+    """CPU-bound epochs of a fixed amount of work: slower when other processes take the CPU."""
+
+    name = "spin"
+
+    def build(self, task, weights, x, y):
+        return SpinTrainer(x, y, task.model.layers[-1].units)
+
+
 harness_register_frameworks = _registering_also(
-    harness_register_frameworks, DecliningAdapter, ModulesAdapter
+    harness_register_frameworks, DecliningAdapter, ModulesAdapter, SpinAdapter
 )

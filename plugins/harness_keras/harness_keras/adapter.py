@@ -17,7 +17,14 @@ import sys
 
 import numpy as np
 
-from harness.adapter import Availability, Evaluation, FrameworkAdapter, RuntimeInfo, UnsupportedSpec
+from harness.adapter import (
+    Availability,
+    Evaluation,
+    FrameworkAdapter,
+    RuntimeInfo,
+    Session,
+    UnsupportedSpec,
+)
 from harness.keras_support import (
     ADAM_EPSILON,
     build_model,
@@ -33,6 +40,7 @@ BACKENDS = {"jax": ("jax", "jax"), "torch": ("torch", "torch")}
 class KerasAdapter(FrameworkAdapter):
     import_name = "keras"
     distribution = "keras"
+    api_version = 1
     modes = ("eager",)  # Keras's default execution: jax.jit per step on JAX, eager on PyTorch
 
     def __init__(self, backend: str) -> None:
@@ -67,7 +75,7 @@ class KerasAdapter(FrameworkAdapter):
         except RuntimeError:
             return ["cpu"]
 
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> RuntimeInfo:
+    def setup(self, *, device: str, threads: int, mode: str = "eager") -> KerasSession:
         if "keras" in sys.modules and sys.modules["keras"].backend.backend() != self.backend:
             raise RuntimeError(
                 f"Keras was already imported with another backend than {self.backend}"
@@ -100,9 +108,17 @@ class KerasAdapter(FrameworkAdapter):
         import keras
 
         keras.config.set_floatx("float32")
-        self._device = device
-        self._settings = settings
-        return RuntimeInfo(device=device, device_name=name, settings=settings)
+        return KerasSession(
+            RuntimeInfo(device=device, device_name=name, settings=settings), self.backend
+        )
+
+
+class KerasSession(Session):
+    """Keras on one backend, set up for one cell: what it builds."""
+
+    def __init__(self, runtime: RuntimeInfo, backend: str) -> None:
+        super().__init__(runtime)
+        self.backend = backend
 
     def build(self, task, weights, x, y) -> KerasTrainer:
         training = task.training
@@ -112,12 +128,12 @@ class KerasAdapter(FrameworkAdapter):
             raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax dense output")
         model = build_model(task.model, weights)
         compile_model(model, training)
-        self._settings["jit_compile"] = model.jit_compile
+        self.runtime.settings["jit_compile"] = model.jit_compile
         targets = y if classifier else y.reshape(-1, 1)  # (n, 1) like the output: no broadcast
         return KerasTrainer(model, task, x, targets)
 
     def peak_device_memory_bytes(self) -> int | None:
-        if self._device != "gpu":
+        if self.runtime.device != "gpu":
             return None
         if self.backend == "torch":
             import torch

@@ -1,0 +1,248 @@
+"""A task's model as a PyTorch module, and its weights between the harness's layout and torch's.
+
+Imported only from :meth:`FrozenAdapter.build`, so importing the plugin doesn't import torch.
+
+Where torch's conventions differ from the harness's (Keras's):
+
+* Images arrive channels-last ``(n, h, w, c)``; torch's convolutions want channels-first. The
+  model permutes once before the first convolution or pooling, back before a flatten (so the
+  next dense kernel sees ``(h, w, c)`` order) and back before returning an image.
+* ``nn.Linear`` keeps ``(out, in)``, ``nn.Conv2d`` ``(out, in, kh, kw)``, recurrent modules
+  ``(gates * units, in)``: kernels are transposed on the way in and out.
+* TensorFlow's ``same`` padding puts the odd pixel at the bottom and right, and is defined for
+  any stride; ``nn.Conv2d(padding="same")`` is neither, so the padding is explicit.
+* ``nn.RNN`` and ``nn.LSTM`` add two biases where the harness has one: the harness's goes in
+  ``bias_ih`` and ``bias_hh`` stays zero and frozen, so the function and the trainable
+  parameters are Keras's. ``nn.GRU`` computes Keras 3's "reset_after" GRU with its two biases,
+  but stacks the gates reset, update, candidate instead of update, reset, candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.adapter import UnsupportedSpec
+from harness.tasks import (
+    GRU,
+    LAYER_KINDS,
+    LSTM,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    SimpleRNN,
+)
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+#: the harness's GRU gate blocks (z, r, h) taken in torch's order (r, z, n); its own inverse
+_GRU_GATES = (1, 0, 2)
+
+
+@dataclass
+class BuiltModel:
+    """The module, which submodule holds each layer's parameters, and the output's last step."""
+
+    module: nn.Sequential
+    #: per task layer: the nn.Linear / nn.Conv2d / _Recurrent holding its weights, or None
+    holders: list[nn.Module | None]
+    #: whether a final softmax was left out of ``module`` (the loss takes logits)
+    softmax_folded: bool
+
+
+def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
+    """An ``nn.Sequential`` computing ``model_spec`` from the harness's ``weights``.
+
+    :param fold_final_softmax: leave a final dense layer's softmax out of the module, for a
+        loss that takes logits.
+    :raises UnsupportedSpec: for a layer this function doesn't know.
+    """
+    for spec in model_spec.layers:  # before any shape is worked out from an unknown kind
+        if spec.kind not in LAYER_KINDS:
+            raise UnsupportedSpec(f"layer kind {spec.kind!r}")
+    modules: list[nn.Module] = []
+    holders: list[nn.Module | None] = []
+    channels_first = False  # whether the running image tensor is (n, c, h, w)
+    specs = model_spec.layers
+    for index, (spec, params, in_shape) in enumerate(
+        zip(specs, weights, model_spec.input_shapes(), strict=True)
+    ):
+        last = index == len(specs) - 1
+        holder: nn.Module | None = None
+        if isinstance(spec, Conv2D | MaxPool2D) and not channels_first:
+            modules.append(_Permute(0, 3, 1, 2))
+            channels_first = True
+        elif isinstance(spec, Flatten) and channels_first:
+            modules.append(_Permute(0, 2, 3, 1))
+            channels_first = False
+
+        if isinstance(spec, Flatten):
+            modules.append(nn.Flatten())
+        elif isinstance(spec, Dropout):
+            modules.append(nn.Dropout(spec.rate))
+        elif isinstance(spec, Dense):
+            holder = nn.Linear(in_shape[0], spec.units)
+            modules.append(holder)
+            if not (last and fold_final_softmax and spec.activation == "softmax"):
+                modules.extend(_activation(spec.activation, dim=-1))
+        elif isinstance(spec, Conv2D):
+            padding, conv_padding = _conv_padding(spec, in_shape)
+            if padding is not None:
+                modules.append(_Pad(padding))
+            holder = nn.Conv2d(
+                in_shape[-1], spec.filters, spec.kernel_size, spec.strides, conv_padding
+            )
+            modules.append(holder)
+            modules.extend(_activation(spec.activation, dim=1))
+        elif isinstance(spec, MaxPool2D):
+            modules.append(nn.MaxPool2d(spec.pool_size, spec.stride))
+        elif isinstance(spec, SimpleRNN | LSTM | GRU):
+            holder = _Recurrent(spec, in_shape[-1])
+            modules.append(holder)
+        else:
+            raise UnsupportedSpec(f"layer kind {spec.kind!r}")
+        if holder is not None:
+            load_weights(spec, holder, params)
+        holders.append(holder)
+    if channels_first:
+        modules.append(_Permute(0, 2, 3, 1))  # an image output is returned channels-last
+    folded = (
+        fold_final_softmax and isinstance(specs[-1], Dense) and specs[-1].activation == "softmax"
+    )
+    return BuiltModel(nn.Sequential(*modules), holders, folded)
+
+
+def _activation(name: str, dim: int) -> list[nn.Module]:
+    if name == "linear":
+        return []
+    if name == "softmax":
+        return [nn.Softmax(dim=dim)]
+    return [_ACTIVATIONS[name]()]
+
+
+def _conv_padding(spec: Conv2D, in_shape) -> tuple[tuple[int, ...] | None, tuple[int, int]]:
+    """``(F.pad widths or None, nn.Conv2d padding)`` for TensorFlow's padding rule.
+
+    Symmetric padding is left to the convolution; uneven padding is done by ``F.pad``.
+    """
+    if spec.padding == "valid":
+        return None, (0, 0)
+    sides = []
+    for size, kernel, stride in zip(in_shape[:2], spec.kernel_size, spec.strides, strict=True):
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        sides.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = sides
+    if top == bottom and left == right:
+        return None, (top, left)
+    return (left, right, top, bottom), (0, 0)
+
+
+class _Permute(nn.Module):
+    def __init__(self, *dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class _Pad(nn.Module):
+    def __init__(self, padding: tuple[int, ...]) -> None:
+        super().__init__()
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.padding)
+
+
+class _Recurrent(nn.Module):
+    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` over ``(n, steps, features)`` from zero states,
+    returning every step's output or only the last one."""
+
+    def __init__(self, spec: SimpleRNN | LSTM | GRU, features: int) -> None:
+        super().__init__()
+        kind = {"simple_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[spec.kind]
+        extra = {"nonlinearity": "tanh"} if spec.kind == "simple_rnn" else {}
+        self.layer = kind(features, spec.units, batch_first=True, **extra)
+        self.return_sequences = spec.return_sequences
+        if spec.kind != "gru":
+            # the harness's layout has one bias; a second, trainable one would be an extra
+            # parameter vector with its own Adam trajectory
+            self.layer.bias_hh_l0.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.layer(x)
+        return outputs if self.return_sequences else outputs[:, -1]
+
+
+def _gate_blocks(array: np.ndarray, gates: tuple[int, ...], axis: int) -> np.ndarray:
+    blocks = np.split(array, len(gates), axis=axis)
+    return np.concatenate([blocks[gate] for gate in gates], axis=axis)
+
+
+def load_weights(spec, holder: Any, params: dict[str, np.ndarray]) -> None:
+    """Copy one layer's harness-layout arrays into its torch module."""
+    with torch.no_grad():
+        if isinstance(spec, Dense):
+            holder.weight.copy_(torch.from_numpy(params["kernel"].T.copy()))
+            holder.bias.copy_(torch.from_numpy(params["bias"]))
+        elif isinstance(spec, Conv2D):
+            holder.weight.copy_(torch.from_numpy(params["kernel"].transpose(3, 2, 0, 1).copy()))
+            holder.bias.copy_(torch.from_numpy(params["bias"]))
+        else:
+            layer = holder.layer
+            kernel, recurrent_kernel, bias = (
+                params[name] for name in ("kernel", "recurrent_kernel", "bias")
+            )
+            if isinstance(spec, GRU):
+                kernel = _gate_blocks(kernel, _GRU_GATES, axis=1)
+                recurrent_kernel = _gate_blocks(recurrent_kernel, _GRU_GATES, axis=1)
+                bias_ih, bias_hh = (_gate_blocks(row, _GRU_GATES, axis=0) for row in bias)
+            else:
+                bias_ih, bias_hh = bias, np.zeros_like(bias)
+            layer.weight_ih_l0.copy_(torch.from_numpy(kernel.T.copy()))
+            layer.weight_hh_l0.copy_(torch.from_numpy(recurrent_kernel.T.copy()))
+            layer.bias_ih_l0.copy_(torch.from_numpy(np.ascontiguousarray(bias_ih)))
+            layer.bias_hh_l0.copy_(torch.from_numpy(np.ascontiguousarray(bias_hh)))
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float32)
+
+
+def read_weights(spec, holder: Any) -> dict[str, np.ndarray]:
+    """One layer's current weights in the harness's layout (the inverse of :func:`load_weights`)."""
+    if holder is None:
+        return {}
+    if isinstance(spec, Dense):
+        kernel = _numpy(holder.weight).T
+        return {"kernel": np.ascontiguousarray(kernel), "bias": _numpy(holder.bias)}
+    if isinstance(spec, Conv2D):
+        kernel = _numpy(holder.weight).transpose(2, 3, 1, 0)
+        return {"kernel": np.ascontiguousarray(kernel), "bias": _numpy(holder.bias)}
+    layer = holder.layer
+    kernel = _numpy(layer.weight_ih_l0).T
+    recurrent_kernel = _numpy(layer.weight_hh_l0).T
+    if isinstance(spec, GRU):
+        kernel = _gate_blocks(kernel, _GRU_GATES, axis=1)
+        recurrent_kernel = _gate_blocks(recurrent_kernel, _GRU_GATES, axis=1)
+        bias = np.stack(
+            [
+                _gate_blocks(_numpy(b), _GRU_GATES, axis=0)
+                for b in (layer.bias_ih_l0, layer.bias_hh_l0)
+            ]
+        )
+    else:
+        bias = _numpy(layer.bias_ih_l0)  # bias_hh is frozen at zero
+    return {
+        "kernel": np.ascontiguousarray(kernel),
+        "recurrent_kernel": np.ascontiguousarray(recurrent_kernel),
+        "bias": bias,
+    }

@@ -1,0 +1,155 @@
+"""A busy machine is measured, said, and never crowned: the noise verdict end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.noise import INTERVAL, CpuTimes, _Sample, judge
+
+from .conftest import SUPPORT, harness_env, run_harness
+
+SPIN = harness_env(HARNESS_PLUGINS="harness_test_plugins", PYTHONPATH=str(SUPPORT))
+
+
+def samples(other_cores: list[float], steal_share: float = 0.0, cores: int = 2) -> list[_Sample]:
+    """Samples INTERVAL apart in which other processes used the given cores, the cell one core."""
+    machine = CpuTimes(busy=0.0, steal=0.0, total=0.0)
+    result = [_Sample(0.0, machine, cell=0.0, runner=0.0)]
+    for index, others in enumerate(other_cores, start=1):
+        busy = machine.busy + (1.0 + others) * INTERVAL
+        steal = machine.steal + steal_share * cores * INTERVAL
+        machine = CpuTimes(busy=busy, steal=steal, total=machine.total + cores * INTERVAL)
+        result.append(_Sample(index * INTERVAL, machine, cell=index * INTERVAL, runner=0.0))
+    return result
+
+
+def test_a_machine_whose_other_processes_sip_the_cpu_is_quiet():
+    noise = judge(samples([0.02, 0.05, 0.0, 0.1] * 5), [0.1, 0.1], [])
+    assert noise.verdict == "quiet"
+    assert noise.other_cores_mean == pytest.approx(0.0425, abs=1e-3)
+    assert noise.busy_share == 0.0
+
+
+def test_others_taking_a_core_for_part_of_the_fit_make_it_busy_and_say_how_much():
+    noise = judge(samples([1.5] * 6 + [0.0] * 4), [2.0, 2.1], [2400.0, 2450.0])
+    assert noise.verdict == "busy"
+    assert noise.busy_share == pytest.approx(0.6)
+    assert "other processes used 1.5 of" in noise.reason and "for 60% of the fit" in noise.reason
+    assert noise.cpu_mhz == [2400, 2450] and noise.load_average == [2.0, 2.1]
+
+
+def test_a_short_burst_below_the_share_is_not_called_busy():
+    noise = judge(samples([0.6] + [0.0] * 19), [], [])
+    assert noise.verdict == "quiet"  # 5 % of the fit, under 0.2 cores on average
+
+
+def test_steal_time_alone_makes_it_busy():
+    noise = judge(samples([0.0] * 10, steal_share=0.1), [], [])
+    assert noise.verdict == "busy" and "steal" in noise.reason
+
+
+def spin_run(out: Path) -> dict:
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "-f", "spin", "--epochs", "2", "--train-subset", "2000",
+        "--threads", "1", "--no-report", "--out", str(out), env=SPIN,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    [row] = [json.loads(line) for line in next(out.glob("*/results.jsonl")).read_text().splitlines()]
+    assert row["status"] == "ok"
+    return row
+
+
+def test_a_cell_beside_a_cpu_burner_is_busy_alone_quiet_and_compare_will_not_call_it(tmp_path):
+    quiet_row = spin_run(tmp_path / "quiet")
+    assert quiet_row["noise"]["verdict"] == "quiet", quiet_row["noise"]
+
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(len(os.sched_getaffinity(0)))
+    ]
+    try:
+        busy_row = spin_run(tmp_path / "busy")
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    noise = busy_row["noise"]
+    assert noise["verdict"] == "busy" and "other processes used" in noise["reason"], noise
+    assert noise["samples"] >= 2 and noise["other_cores_mean"] > 0.5
+
+    [quiet_run] = (tmp_path / "quiet").iterdir()
+    [busy_run] = (tmp_path / "busy").iterdir()
+    compare = run_harness("compare", str(quiet_run), str(busy_run), "--fail-on-regression")
+    assert compare.returncode == 0, compare.stdout + compare.stderr  # not a regression
+    assert "inconclusive: busy machine" in compare.stdout
+    assert "not counted as regressions" in compare.stdout
+
+    shown = run_harness("show", str(busy_run))
+    assert "busy 1/1" in shown.stdout and "not ranked" in shown.stdout
+
+
+DOCTOR_CHECKS = {
+    "cores",
+    "load",
+    "other processes",
+    "steal",
+    "cpu governor",
+    "turbo boost",
+    "SMT (hyper-threading)",
+    "cgroup CPU quota",
+    "memory",
+    "swap",
+    "thread variables",
+}
+
+
+def test_harness_doctor_reports_every_check_as_json():
+    result = run_harness(
+        "doctor", "--json", "--sample", "0.2", env=harness_env(OMP_WAIT_POLICY="PASSIVE")
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    findings = {finding["check"]: finding for finding in report["findings"]}
+    assert findings.keys() >= DOCTOR_CHECKS
+    assert any(check.startswith("GPU") for check in findings)
+    for finding in report["findings"]:
+        assert finding["verdict"] in ("ok", "warn", "info", "unknown"), finding
+        assert finding["value"], finding
+    assert report["warnings"] == sum(f["verdict"] == "warn" for f in report["findings"])
+    assert findings["cores"]["data"] == len(os.sched_getaffinity(0))
+    assert len(findings["load"]["data"]) == 2
+    assert findings["thread variables"]["data"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY=PASSIVE" in findings["thread variables"]["value"]
+    assert isinstance(findings["other processes"]["data"], list)
+    assert findings["memory"]["data"] > 0
+
+
+def row(framework: str, fit: float, verdict: str) -> dict:
+    return {
+        "task": "mnist_mlp",
+        "framework": framework,
+        "device": "cpu",
+        "status": "ok",
+        "metrics": {"fit_seconds": fit, "peak_rss_bytes": 2**30},
+        "noise": {"verdict": verdict, "reason": "planted"},
+    }
+
+
+def test_a_busy_row_is_neither_crowned_nor_the_row_others_are_measured_against():
+    from harness.summary import summarise
+
+    quiet = summarise([row("jax", 4.0, "quiet"), row("torch", 6.0, "quiet")])
+    assert [group.fastest for group in quiet] == [True, False]
+    assert [group.relative_time for group in quiet] == [1.0, 1.5]
+
+    busy = summarise([row("jax", 4.0, "busy"), row("torch", 6.0, "quiet")])
+    assert not any(group.fastest or group.leanest for group in busy)
+    # the quiet row is the measure: the busy one is shown against it, not the other way
+    assert [group.relative_time for group in busy] == [pytest.approx(4 / 6), 1.0]
+    assert [group.busy for group in busy] == [1, 0]
