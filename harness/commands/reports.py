@@ -147,17 +147,53 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
         if fail_on_regression and payload["regressions"]:
             raise SystemExit(4)
         return
+    console.print(comparison_table(first, second, comparisons, lost))
+    for gone in lost:
+        console.print(
+            styled(
+                ("regression", VERDICT_STYLES["regression"]),
+                f": {gone.cell}: {gone.a_state} in {first.run_id}, {gone.b_state} in "
+                f"{second.run_id}: {gone.reason}",
+            )
+        )
+    # cells that finished only in A are regressions, listed above; those only in B are new
+    _, only_b = unmatched(first, second)
+    if only_b:
+        console.print(f"only in {second.run_id}: {', '.join(only_b)}")
+    differences = environment_differences(first, second)
+    if differences:
+        console.print("environment differences:")
+        for key, (a, b) in differences.items():
+            console.print(f"  {key}: {a} → {b}")
+    else:
+        console.print("environments: no differences")
+    print_busy_cells(first, second, comparisons, fail_on_regression)
+    slower = [(cell, m) for cell in comparisons for m in cell.regressions]
+    if lost or slower:
+        parts = [f"{len(lost)} cell(s) failed, skipped or missing"] if lost else []
+        parts += [f"{len(slower)} metric(s) worse beyond {threshold:.0%}"] if slower else []
+        count = f"{len(lost) + len(slower)} regression(s)"
+        console.print(styled((count, "bold red"), f": {'; '.join(parts)}"))
+        if fail_on_regression:
+            raise SystemExit(4)
+
+
+VERDICT_STYLES = {
+    "regression": "bold red",
+    "improvement": "green",
+    "inconclusive": "yellow",
+    BUSY_VERDICT: "yellow",
+}
+
+
+def comparison_table(first: Run, second: Run, comparisons, lost) -> Table:
+    """One line per cell and metric, and one per cell lost since RUN_A."""
+    style = VERDICT_STYLES
     table = Table(title=f"{second.run_id} / {first.run_id}")
     for column in ("cell", "metric", "A", "B", "B/A", "B worse in", "p", "verdict"):
         table.add_column(
             column, justify="right" if column in ("A", "B", "B/A", "B worse in", "p") else "left"
         )
-    style = {
-        "regression": "bold red",
-        "improvement": "green",
-        "inconclusive": "yellow",
-        BUSY_VERDICT: "yellow",
-    }
     for gone in lost:
         verdict = styled(("regression", style["regression"]))
         table.add_row(gone.cell, "cells ok", gone.a_state, gone.b_state, "", "", "", verdict)
@@ -174,26 +210,11 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
                 "" if metric.p_value is None else f"{metric.p_value:.3f}",
                 styled((metric.verdict, style.get(metric.verdict, ""))),
             )
-    console.print(table)
-    for gone in lost:
-        console.print(
-            styled(
-                ("regression", style["regression"]),
-                f": {gone.cell}: {gone.a_state} in {first.run_id}, {gone.b_state} in "
-                f"{second.run_id}: {gone.reason}",
-            )
-        )
-    # cells that finished only in A are regressions, listed above; those only in B are new
-    _, only_b = unmatched(first, second)
-    if only_b:
-        console.print(f"only in {second.run_id}: {', '.join(only_b)}")
-    differences = environment_differences(first, second)
-    if differences:
-        console.print("environment differences:")
-        for key, (a, b) in differences.items():
-            console.print(f"  {key}: {a} → {b}")
-    else:
-        console.print("environments: no differences")
+    return table
+
+
+def print_busy_cells(first: Run, second: Run, comparisons, fail_on_regression: bool) -> None:
+    """Say which cells' changes of time a busy machine made impossible to call."""
     spoiled = [cell for cell in comparisons if cell.spoiled]
     if spoiled:
         cells = ", ".join(f"{c.task}/{c.framework}/{c.mode}/{c.device}" for c in spoiled)
@@ -211,14 +232,6 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
                 ),
             )
         )
-    slower = [(cell, m) for cell in comparisons for m in cell.regressions]
-    if lost or slower:
-        parts = [f"{len(lost)} cell(s) failed, skipped or missing"] if lost else []
-        parts += [f"{len(slower)} metric(s) worse beyond {threshold:.0%}"] if slower else []
-        count = f"{len(lost) + len(slower)} regression(s)"
-        console.print(styled((count, "bold red"), f": {'; '.join(parts)}"))
-        if fail_on_regression:
-            raise SystemExit(4)
 
 
 def comparison_json(first, second, comparisons, lost, threshold: float) -> dict[str, Any]:

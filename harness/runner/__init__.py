@@ -195,43 +195,60 @@ def run_cell(
 
     failure = outcome.failure(limits, log_path)
     if failure is not None:
-        row["status"] = "failed"
-        row["kind"], row["error"] = failure
-        if outcome.error is not None and outcome.error.get("traceback"):
-            traceback_path = run_dir.logs / f"{cell.file_stem}.traceback.txt"
-            write_new(traceback_path, outcome.error["traceback"])
-            row["traceback"] = str(traceback_path.relative_to(run_dir.path))
-        # keep what was measured before the failure
-        epochs = [e for e in outcome.events if e.get("event") == "epoch"]
-        if epochs:
-            row["metrics"] = {"epoch_seconds": [e["seconds"] for e in epochs]}
-        return row
+        _record_failure(row, failure, outcome, cell, run_dir)
+    else:
+        _record_result(row, outcome, cell)
+    return row
 
+
+def _record_failure(
+    row: dict[str, Any],
+    failure: tuple[str, str],
+    outcome: ChildOutcome,
+    cell: Cell,
+    run_dir: RunDir,
+) -> None:
+    """A cell that crashed, timed out, ran out of memory or raised: its kind and reason, the
+    traceback beside the log, and the epochs it finished."""
+    row["status"] = "failed"
+    row["kind"], row["error"] = failure
+    if outcome.error is not None and outcome.error.get("traceback"):
+        traceback_path = run_dir.logs / f"{cell.file_stem}.traceback.txt"
+        write_new(traceback_path, outcome.error["traceback"])
+        row["traceback"] = str(traceback_path.relative_to(run_dir.path))
+    # keep what was measured before the failure
+    epochs = [e for e in outcome.events if e.get("event") == "epoch"]
+    if epochs:
+        row["metrics"] = {"epoch_seconds": [e["seconds"] for e in epochs]}
+
+
+def _record_result(row: dict[str, Any], outcome: ChildOutcome, cell: Cell) -> None:
+    """What the cell reported, with what the runner measured from outside and the target's
+    verdict. (Agreement verdicts and utilisation are joined in when rows are read, by
+    :mod:`harness.annotate`: a check or calibration made later applies to this run too.)"""
     assert outcome.result is not None
     row["status"] = outcome.result["status"]
     row["kind"] = outcome.result.get("kind")
     row["error"] = outcome.result.get("error")
     row["metrics"] = outcome.result.get("metrics", {})
-    if row["status"] == "ok":
-        # the agreement verdict and utilisation are joined in when rows are read
-        # (harness.annotate): a check or calibration made later applies to this run too
-        metrics = row["metrics"]
-        if row["device"] == "gpu":
-            metrics["peak_device_memory_nvml_bytes"] = outcome.peak_gpu_bytes
-        joules = (outcome.energy or {}).get("joules")
-        if joules is not None:
-            metrics["energy_joules"] = joules
-            trained = metrics.get("train_samples", 0) * metrics.get("epochs", 0)
-            metrics["joules_per_sample"] = joules / trained if trained else None
-        target = cell.task.target
-        quality = metrics.get(target.metric)
-        row["met_target"] = target.met(quality)
-        if not row["met_target"]:
-            # finished, but not good enough: still `ok`, kept apart from "met its target"
-            row["kind"] = "target_missed"
-            row["error"] = (
-                f"{target.metric} {target.describe(quality)}: target missed"
-                if quality is not None
-                else f"no {target.metric} was measured"
-            )
-    return row
+    if row["status"] != "ok":
+        return
+    metrics = row["metrics"]
+    if row["device"] == "gpu":
+        metrics["peak_device_memory_nvml_bytes"] = outcome.peak_gpu_bytes
+    joules = (outcome.energy or {}).get("joules")
+    if joules is not None:
+        metrics["energy_joules"] = joules
+        trained = metrics.get("train_samples", 0) * metrics.get("epochs", 0)
+        metrics["joules_per_sample"] = joules / trained if trained else None
+    target = cell.task.target
+    quality = metrics.get(target.metric)
+    row["met_target"] = target.met(quality)
+    if not row["met_target"]:
+        # finished, but not good enough: still `ok`, kept apart from "met its target"
+        row["kind"] = "target_missed"
+        row["error"] = (
+            f"{target.metric} {target.describe(quality)}: target missed"
+            if quality is not None
+            else f"no {target.metric} was measured"
+        )

@@ -115,35 +115,80 @@ def load_data(
     return split, train, validation
 
 
+class _Stop(Exception):
+    """A cell that ends early with a result already sent (skipped, mismatched, diverged)."""
+
+
 def run_cell(spec: dict[str, Any], events: _Events) -> None:
+    """One training cell: set up, load, build, fit, evaluate; sends its ``result`` event."""
     task = Task.model_validate(spec["task"])
     started = time.perf_counter()
     prepared = prepare(spec, events)
     if prepared is None:
         return
     adapter, session, runtime_fields = prepared
-    setup_seconds = time.perf_counter() - started  # framework import included
+    timings = {"setup_seconds": time.perf_counter() - started}  # framework import included
 
     started = time.perf_counter()
     split, train, validation = load_data(task, spec)
     if spec.get("train_subset"):
         train = datasets.Arrays(train.x[: spec["train_subset"]], train.y[: spec["train_subset"]])
-    data_seconds = time.perf_counter() - started
+    timings["data_seconds"] = time.perf_counter() - started
+
+    try:
+        started = time.perf_counter()
+        trainer, parameters = build_checked(task, adapter, session, train, events, runtime_fields)
+        timings["build_seconds"] = time.perf_counter() - started
+        log, clock = fit(task, trainer, train, validation, events, runtime_fields)
+    except _Stop:
+        return
 
     started = time.perf_counter()
+    evaluation = trainer.evaluate(split.test.x, split.test.y)
+    timings["eval_seconds"] = time.perf_counter() - started
+    metrics = {
+        task.target.metric: quality(task, evaluation),
+        "test_loss": float(evaluation.loss),
+        "parameters": parameters,
+        **baselines(task, train, split.test),
+        **log.metrics(len(train.x), clock.samples),
+        "training_flops": training_flops(task, len(train.x)) * task.training.epochs,
+        **timings,
+        "startup_seconds": timings["setup_seconds"] + timings["build_seconds"],
+        "train_samples": len(train.x),
+        "validation_samples": len(validation.x),
+        "test_samples": len(split.test.x),
+        "epochs": task.training.epochs,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_device_memory_bytes": session.peak_device_memory_bytes(),
+    }
+    metrics["achieved_flops_per_second"] = (
+        metrics["training_flops"] / metrics["fit_seconds"] if metrics["fit_seconds"] > 0 else None
+    )
+    # what build() resolved (e.g. Keras's jit_compile)
+    runtime_fields["settings"].update(session.runtime.settings)
+    events.send("result", status="ok", kind=None, error=None, metrics=metrics, **runtime_fields)
+
+
+def build_checked(
+    task: Task,
+    adapter: Any,
+    session: Session,
+    train: datasets.Arrays,
+    events: _Events,
+    runtime_fields: dict[str, Any],
+) -> tuple[Any, int]:
+    """The session's trainer for the task and the task's parameter count; a declined task or
+    a model of another size is the cell's result (:class:`_Stop`)."""
+    weights = initial_weights(task)
     try:
-        weights = initial_weights(task)
         trainer = session.build(task, weights, train.x, train.y)
     except UnsupportedSpec as exc:
         events.send(
-            "result",
-            status="skipped",
-            kind="unsupported",
-            error=f"unsupported: {exc}",
+            "result", status="skipped", kind="unsupported", error=f"unsupported: {exc}",
             **runtime_fields,
-        )
-        return
-    build_seconds = time.perf_counter() - started
+        )  # fmt: skip
+        raise _Stop from None
     counted, expected = plugin_parameter_count(trainer), count_parameters(weights)
     if counted is not None and counted != expected:
         events.send(
@@ -154,8 +199,20 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
             f"has {expected:,}: the plugin does not build the model the task describes",
             **runtime_fields,
         )
-        return
+        raise _Stop
+    return trainer, expected
 
+
+def fit(
+    task: Task,
+    trainer: Any,
+    train: datasets.Arrays,
+    validation: datasets.Arrays,
+    events: _Events,
+    runtime_fields: dict[str, Any],
+) -> tuple[TrainingLog, StepClock]:
+    """Train every epoch, each timed, each followed by the validation split (not timed as
+    training); a diverged loss is the cell's result (:class:`_Stop`)."""
     log = TrainingLog(target=task.target)
     clock = StepClock()
     events.send("fit")  # the runner watches the machine from here to the result
@@ -181,7 +238,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
                 },
                 **runtime_fields,
             )
-            return
+            raise _Stop
         score, eval_seconds = None, 0.0
         if len(validation.x):
             started = time.perf_counter()
@@ -195,37 +252,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
             train_loss=loss,
             **{f"validation_{task.target.validation_metric}": score},
         )
-
-    started = time.perf_counter()
-    evaluation = trainer.evaluate(split.test.x, split.test.y)
-    test_seconds = time.perf_counter() - started
-
-    metrics = {
-        task.target.metric: quality(task, evaluation),
-        "test_loss": float(evaluation.loss),
-        "parameters": expected,
-        **baselines(task, train, split.test),
-        **log.metrics(len(train.x), clock.samples),
-        "training_flops": training_flops(task, len(train.x)) * task.training.epochs,
-        "setup_seconds": setup_seconds,
-        "data_seconds": data_seconds,
-        "build_seconds": build_seconds,
-        "startup_seconds": setup_seconds + build_seconds,
-        "eval_seconds": test_seconds,
-        "train_samples": len(train.x),
-        "validation_samples": len(validation.x),
-        "test_samples": len(split.test.x),
-        "epochs": task.training.epochs,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "peak_device_memory_bytes": session.peak_device_memory_bytes(),
-    }
-    metrics["achieved_flops_per_second"] = (
-        metrics["training_flops"] / metrics["fit_seconds"] if metrics["fit_seconds"] > 0 else None
-    )
-    runtime_fields["settings"].update(
-        session.runtime.settings
-    )  # what build() resolved (e.g. jit_compile)
-    events.send("result", status="ok", kind=None, error=None, metrics=metrics, **runtime_fields)
+    return log, clock
 
 
 def quality(task: Task, evaluation: Evaluation) -> float:
