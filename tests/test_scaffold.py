@@ -70,6 +70,29 @@ def test_an_installed_scaffold_is_listed_and_the_kit_tells_what_is_missing(tmp_p
     assert "1 failed, 1 passed, 72 errors" in kit.stdout
 
 
+def test_the_kit_on_an_empty_skeleton_names_the_first_thing_to_fill_in(tmp_path):
+    # a framework that is installed (its module json, its distribution harness), and a plugin
+    # with nothing implemented yet
+    result = run_harness(
+        "plugin", "new", "myfw", "--dir", str(tmp_path), "--distribution", "harness",
+        "--import-name", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "harness-myfw"
+    adapter = (folder / "harness_myfw" / "adapter.py").read_text()
+    assert 'import_name = "json"' in adapter and 'distribution = "harness"' in adapter
+    env = install(folder, tmp_path)
+
+    kit = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "tests")],
+        capture_output=True, text=True, env=env, cwd=folder, timeout=600,
+    )  # fmt: skip
+    assert kit.returncode == 1
+    first_thing = "NotImplementedError: fill in setup(): import json and apply the settings"
+    # every test that needs the framework fails with it (the checks ran once, not per test)
+    assert kit.stdout.count(first_thing) >= 70, kit.stdout[-3000:]
+
+
 def test_a_plugin_written_against_plugin_api_0_passes_the_kit_unchanged_with_a_warning(tmp_path):
     """tests/support/frozen_plugin_api0 is harness 0.1's scaffold, filled in per that version's
     guide (setup() returns RuntimeInfo, the adapter builds), and kept as it was."""

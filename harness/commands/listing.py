@@ -93,12 +93,18 @@ def framework_summaries() -> dict[str, list[dict[str, Any]]]:
         availability = entry.adapter.availability()
         api_version = getattr(entry.adapter, "api_version", 0)
         reason = availability.reason
-        if availability.available and api_version < API_VERSION:
+        version = entry.adapter.version()
+        if availability.available and version is None:
+            reason = (
+                f"no installed distribution {entry.adapter.distribution!r}: results would "
+                "record no version; set the adapter's `distribution`"
+            )
+        elif availability.available and api_version < API_VERSION:
             reason = f"plugin API {api_version}, deprecated: see {API_CHANGES}"
         frameworks.append(
             {
                 "name": name,
-                "version": entry.adapter.version(),
+                "version": version,
                 "available": availability.available,
                 "reason": reason,
                 "source": entry.source,

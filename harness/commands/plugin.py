@@ -25,14 +25,25 @@ def plugin_group() -> None:
     show_default=True,
     help="Folder to create the plugin's distribution folder (harness-NAME) in.",
 )
-def new_command(name: str, parent: Path) -> None:
+@click.option(
+    "--distribution",
+    metavar="DIST",
+    help="The framework's own distribution, as pip installs it (e.g. paddlepaddle). "
+    "[default: NAME]",
+)
+@click.option(
+    "--import-name",
+    metavar="MODULE",
+    help="The module that is there when the framework is installed (e.g. paddle). [default: NAME]",
+)
+def new_command(name: str, parent: Path, distribution: str | None, import_name: str | None) -> None:
     """Write a ready-to-install plugin distribution for framework NAME.
 
     It holds a pyproject.toml that registers the plugin through the `harness` entry point,
     the adapter module with every method to fill in, a README, and a test file that runs
     the conformance kit (harness.testing) against it.
     """
-    folder = new_plugin(name, parent)
+    folder = new_plugin(name, parent, distribution=distribution, import_name=import_name)
     console.print(f"wrote {folder}")
     steps = (
         "next:\n"

@@ -28,13 +28,27 @@ FILES = {
 }
 
 
-def new_plugin(name: str, parent: Path) -> Path:
-    """Write the distribution ``harness-<name>`` into ``parent``; returns its folder."""
+def new_plugin(
+    name: str, parent: Path, *, distribution: str | None = None, import_name: str | None = None
+) -> Path:
+    """Write the distribution ``harness-<name>`` into ``parent``; returns its folder.
+
+    :param distribution: the framework's own distribution, whose version results record and
+        which ``harness list`` tells users to install (e.g. ``paddlepaddle``); default ``name``
+    :param import_name: the module whose presence means the framework is installed (e.g.
+        ``paddle``); default ``name``
+    """
     if not re.fullmatch(NAME_PATTERN, name):
         raise HarnessError(
             f"{name!r} is not a usable plugin name: use lowercase letters, digits and "
             "underscores, starting with a letter (it becomes the --framework value)"
         )
+    distribution = distribution or name
+    import_name = import_name or name
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", distribution):
+        raise HarnessError(f"{distribution!r} is not a distribution name (e.g. paddlepaddle)")
+    if not all(part.isidentifier() for part in import_name.split(".")):
+        raise HarnessError(f"{import_name!r} is not a module name (e.g. paddle)")
     package = f"harness_{name}"
     taken = _names_in_use()
     if name in taken or importlib.util.find_spec(package) is not None:
@@ -55,6 +69,8 @@ def new_plugin(name: str, parent: Path) -> Path:
         "package": package,
         "distribution": f"harness-{name.replace('_', '-')}",
         "class_name": "".join(part.capitalize() for part in name.split("_")),
+        "framework_distribution": distribution,
+        "import_name": import_name,
     }
     try:
         for template, target in FILES.items():

@@ -28,32 +28,49 @@ TRAINING_LOSS_RTOL = 1e-4
 TRAINING_WEIGHTS_RTOL = 1e-3
 
 _reports: dict[str, dict[str, Any]] = {}
+#: why a framework's checks could not run, kept so the other tests fail at once with it
+_failures: dict[str, str] = {}
 
 
 def conformance_report(framework: str, timeout: float = 900) -> dict[str, Any]:
-    """Run the framework's checks in a child process (once per test session) and return them."""
-    if framework not in _reports:
-        from harness.runner.process import Limits, run_child
+    """Run the framework's checks in a child process (once per test session) and return them.
 
-        spec = {"action": "conform", "framework": framework, "device": "cpu", "threads": 1}
-        with tempfile.TemporaryDirectory() as folder:
-            log = Path(folder) / "conformance.log"
-            outcome = run_child(spec, threads=1, limits=Limits(timeout), log_path=log)
-            failure = outcome.failure(Limits(timeout), log)
-            log_text = log.read_text(errors="replace")[-4000:]
-        if failure is not None:
-            raise AssertionError(
-                f"the conformance checks of {framework!r} failed: {failure[1]}\n{log_text}"
-            )
-        assert outcome.result is not None
-        if outcome.result["status"] != "ok":  # e.g. no "eager" mode, no "cpu" device
-            raise AssertionError(
-                f"the conformance checks of {framework!r} could not run: "
-                f"{outcome.result['status']}: {outcome.result.get('error')}"
-            )
-        runtime = next((e for e in outcome.events if e.get("event") == "runtime"), {})
-        _reports[framework] = {**outcome.result.get("metrics", {}), "runtime": runtime}
+    When the child can't even run them (an empty skeleton raising ``NotImplementedError``),
+    every test fails at once with the same first thing to fix, instead of each starting a
+    process to find it again.
+    """
+    if framework in _failures:
+        raise AssertionError(_failures[framework])
+    if framework not in _reports:
+        try:
+            _reports[framework] = _run_checks(framework, timeout)
+        except AssertionError as exc:
+            _failures[framework] = str(exc)
+            raise
     return _reports[framework]
+
+
+def _run_checks(framework: str, timeout: float) -> dict[str, Any]:
+    from harness.runner.process import Limits, run_child
+
+    spec = {"action": "conform", "framework": framework, "device": "cpu", "threads": 1}
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "conformance.log"
+        outcome = run_child(spec, threads=1, limits=Limits(timeout), log_path=log)
+        failure = outcome.failure(Limits(timeout), log)
+        log_text = log.read_text(errors="replace")[-4000:]
+    if failure is not None:
+        raise AssertionError(
+            f"the conformance checks of {framework!r} failed: {failure[1]}\n{log_text}"
+        )
+    assert outcome.result is not None
+    if outcome.result["status"] != "ok":  # e.g. no "eager" mode, no "cpu" device
+        raise AssertionError(
+            f"the conformance checks of {framework!r} could not run: "
+            f"{outcome.result['status']}: {outcome.result.get('error')}"
+        )
+    runtime = next((e for e in outcome.events if e.get("event") == "runtime"), {})
+    return {**outcome.result.get("metrics", {}), "runtime": runtime}
 
 
 def _probe_id(probe: Probe) -> str:
