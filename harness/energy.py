@@ -23,7 +23,7 @@ class EnergyMeter:
     ``energy``: joules and their source, or the reason there are none."""
 
     def __init__(self, gpu: bool) -> None:
-        self._gpu = gpu
+        self.gpu = gpu  #: read the GPU's counter (else RAPL); settled by the cell's runtime
         self._start: dict[str, float] | None = None
         self._stop: dict[str, float] | None = None
         self._reason = ""
@@ -37,7 +37,7 @@ class EnergyMeter:
             self._stop = self._read()
 
     def _read(self) -> dict[str, float] | None:
-        if self._gpu:
+        if self.gpu:
             readings = _nvml_millijoules()
             if readings:
                 self._source = "nvml"

@@ -41,13 +41,28 @@ def test_help_imports_no_heavy_library():
 
 def test_the_published_schema_is_generated_from_the_row_model():
     published = json.loads((ROOT / "docs" / "results.schema.json").read_text())
-    assert published == json_schema(), "regenerate: python -m harness.schema > docs/results.schema.json"
+    assert published == json_schema(), (
+        "regenerate: python -m harness.schema > docs/results.schema.json"
+    )
 
 
 def test_show_prints_tables_and_json_rows_of_the_published_schema(tmp_path):
     ran = run_harness(
-        "run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "500", "--out",
-        str(tmp_path), "-f", "centroid", "-f", "raises", "--no-report", env=PLUGINS,
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--out",
+        str(tmp_path),
+        "-f",
+        "centroid",
+        "-f",
+        "raises",
+        "--no-report",
+        env=PLUGINS,
     )
     assert ran.returncode == 1, ran.stderr  # `raises` fails by design
     [run_dir] = tmp_path.iterdir()
@@ -70,11 +85,50 @@ def test_list_and_runs_speak_json_for_scripts(tmp_path):
     assert centroid["available"] is True and centroid["source"]
     assert any(p["plugin"] for p in listed["broken_plugins"]) or listed["broken_plugins"] == []
 
-    run_harness("run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "500",
-                "--out", str(tmp_path), "-f", "centroid", "--no-report", env=PLUGINS)
+    run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--out",
+        str(tmp_path),
+        "-f",
+        "centroid",
+        "--no-report",
+        env=PLUGINS,
+    )
     (tmp_path / "20000101-000000-broken").mkdir()
     (tmp_path / "20000101-000000-broken" / "run.json").write_text("[]")
     runs = json.loads(run_harness("runs", "--results", str(tmp_path), "--json", env=PLUGINS).stdout)
     assert [run["readable"] for run in runs] == [False, True]
     assert "not a harness run record" in runs[0]["reason"]
-    assert runs[1]["task"] == "mnist_mlp" and runs[1]["cells"] == {"ok": 1, "failed": 0, "skipped": 0}
+    assert runs[1]["task"] == "mnist_mlp" and runs[1]["cells"] == {
+        "ok": 1,
+        "failed": 0,
+        "skipped": 0,
+    }
+
+
+def test_run_json_prints_the_rows_alone_on_stdout(tmp_path):
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "-f", "centroid", "-f", "missing", "--epochs", "1",
+        "--train-subset", "500", "--no-report", "--json", "--out", str(tmp_path), env=PLUGINS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(row["framework"], row["status"]) for row in rows] == [
+        ("centroid", "ok"),
+        ("missing", "skipped"),
+    ]
+    schema = json.loads((ROOT / "docs" / "results.schema.json").read_text())
+    for row in rows:
+        jsonschema.validate(row, schema)
+    assert "centroid" in result.stderr and "results:" in result.stderr  # the table, elsewhere
+    # a CPU cell's energy: a RAPL figure where the kernel shows one, else the reason
+    energy = rows[0]["energy"]
+    assert (
+        energy["source"] == "rapl" if energy["joules"] is not None else "RAPL" in energy["reason"]
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -159,6 +161,13 @@ CONFIG_OPTIONS = (
 @click.option(
     "--wide", is_flag=True, help="Show every column of the results table, however wide it gets."
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result rows as JSON lines on stdout at the end (schema: "
+    "docs/results.schema.json); progress and tables go to stderr.",
+)
 @click.pass_context
 def run(
     ctx,
@@ -181,8 +190,11 @@ def run(
     wide,
     executor,
     ray_address,
+    as_json,
 ) -> None:
     """Train a task with one or more frameworks and record accuracy, time and memory."""
+    if as_json:
+        console.file = sys.stderr  # stdout carries the rows alone
     registry = get_registry()
     if resume is not None:
         given = [
@@ -257,7 +269,9 @@ def run(
                 RUN_FILE, {"schema": SCHEMA_VERSION, "run_id": run_dir.run_id, **config}
             )
             _write_environment(run_dir, config, settings, task, registry)
-            _run_cells(run_dir, cells, cells, task, config, settings, registry, (no_report, wide))
+            _run_cells(
+                run_dir, cells, cells, task, config, settings, registry, (no_report, wide, as_json)
+            )
     else:
         with run_folder_lock(run_dir.path, "harness run --resume"):
             run_dir, config = RunDir.open(run_dir.path)  # as it is now that nobody else writes
@@ -269,7 +283,9 @@ def run(
                 "cell(s) already have a result",
                 highlight=False,
             )
-            _run_cells(run_dir, cells, todo, task, config, settings, registry, (no_report, wide))
+            _run_cells(
+                run_dir, cells, todo, task, config, settings, registry, (no_report, wide, as_json)
+            )
 
 
 def recorded_task(run_dir: RunDir, config: dict) -> Task:
@@ -313,7 +329,7 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
     rows = annotate(run_dir.read_results(), task, task.target)
     run_dir.write_table()
     title = f"{task.name} (target {task.target.describe()})"
-    no_report, wide = output
+    no_report, wide, as_json = output
     print_table(results_table(rows, task.target, title=title, wide=wide))
     problems = problems_table(rows)
     if problems is not None:
@@ -321,6 +337,9 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
     console.print(f"results: {run_dir.path}")
     if not no_report:
         write_report(run_dir.path)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, allow_nan=False), file=sys.__stdout__)
     if any(row["status"] == "failed" for row in rows):
         raise SystemExit(1)
 
@@ -336,8 +355,6 @@ def write_report(path: Path) -> None:
         print_warning(f"no report: {exc}")
         return
     except Exception as exc:  # the results are safe on disk; say what went wrong and go on
-        print_warning(
-            f"no report: {type(exc).__name__}: {exc}; retry with `harness report {path}`"
-        )
+        print_warning(f"no report: {type(exc).__name__}: {exc}; retry with `harness report {path}`")
         return
     console.print(f"report:  {markdown}\n         {html}")

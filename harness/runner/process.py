@@ -308,7 +308,9 @@ def _fit_edges(
     """Start watching the machine when the child's fit starts, stop when it reports."""
 
     def handle(event: dict[str, Any]) -> None:
-        if event.get("event") == "fit":
+        if event.get("event") == "runtime":
+            energy.gpu = event.get("device") == "gpu"  # "auto" resolved by the child
+        elif event.get("event") == "fit":
             energy.start()
             noise.start()
         elif event.get("event") in ("result", "error"):
