@@ -7,11 +7,13 @@ from typing import Any
 
 from harness.stats import Summary, summarize
 from harness.tasks import Target
+from harness.variants import row_name, variant_label
 
 
 @dataclass
 class Group:
-    """The repeats of one framework, mode and device on one task."""
+    """The repeats of one framework, mode and device on one task (a sweep's variant: ``task``
+    is then its name, ``mnist_mlp[batch_size=256]``)."""
 
     task: str
     framework: str
@@ -30,6 +32,11 @@ class Group:
     @property
     def done(self) -> list[dict[str, Any]]:
         return [row for row in self.rows if row["status"] == "ok"]
+
+    @property
+    def variant(self) -> str:
+        """A sweep's values, ``batch_size=256``; ``""`` outside a sweep."""
+        return variant_label(self.rows[0].get("variant"))
 
     @property
     def version(self) -> str:
@@ -60,7 +67,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     groups: dict[tuple[str, str, str, str, str], Group] = {}
     for row in rows:
         key = (
-            row["task"],
+            row_name(row),
             row["framework"],
             row.get("mode", "eager"),
             row.get("device_name") or row["device"],
@@ -89,7 +96,9 @@ def _time_metric(members: list[Group]) -> str:
 
 
 def _set_relative(members: list[Group], metric: str, attribute: str) -> None:
-    values = {id(g): value for g in members if (value := g.median(metric)) is not None and value > 0}
+    values = {
+        id(g): value for g in members if (value := g.median(metric)) is not None and value > 0
+    }
     if not values:
         return
     best = min(values.values())
@@ -119,6 +128,7 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
     flops = group.median("achieved_flops_per_second")
     marks = [mark for mark, on in (("fastest", group.fastest), ("leanest", group.leanest)) if on]
     return {
+        "variant": group.variant,
         "framework": group.framework,
         "version": group.version,
         "mode": group.mode,

@@ -108,7 +108,8 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
         "comparison": None,
         "threshold": threshold,
         "agreement": agreement_summary(run.rows),
-        "columns": COLUMNS,
+        # each variant of a sweep has a section of its own, named for it
+        "columns": [column for column in COLUMNS if column.key != "variant"],
         "column_headers": headers(run_target(run)),
     }
     if against is not None:
@@ -148,7 +149,9 @@ def chart_file_name(task: str, stem: str) -> str:
 def agreement_summary(rows: list[dict[str, Any]]) -> str:
     """The agreement verdicts the rows carry, per framework, for the Environment section."""
     verdicts = {
-        f"{row['framework']}: {row['agreement']}" for row in rows if row.get("agreement") is not None
+        f"{row['framework']}: {row['agreement']}"
+        for row in rows
+        if row.get("agreement") is not None
     }
     if not verdicts:
         return "not checked (harness check-agreement --task TASK checks it)"

@@ -107,6 +107,9 @@ def load_data(
         ),
     )
     train, validation = datasets.hold_out(split.train, task.training.validation_samples)
+    wanted = task.dataset.train_samples
+    if wanted is not None:  # the first N of those left after the hold-out
+        train = datasets.Arrays(train.x[:wanted], train.y[:wanted])
     return split, train, validation
 
 
