@@ -52,8 +52,8 @@ SIZE_METRICS = (
     MetricSpec(
         "steady_samples_per_second", "steady throughput", "samples/s", True, better="faster"
     ),
-    MetricSpec("step_seconds_p50", "step time p50", "ms", False, 1e3, "faster"),
-    MetricSpec("achieved_flops_per_second", "achieved", "GFLOP/s", True, 1e-9, "faster"),
+    MetricSpec("step_seconds_mean", "mean step time", "ms", False, 1e3, "faster"),
+    MetricSpec("achieved_flops_per_second", "achieved FLOP rate", "GFLOP/s", True, 1e-9, "faster"),
     MetricSpec("peak_rss_bytes", "peak RSS", "MiB", False, 1 / 2**20, "leaner"),
 )
 #: steady throughput needs two epochs; a one-epoch sweep (the cheap shortcut) has this instead
@@ -91,6 +91,8 @@ class Series:
 
     label: str
     points: tuple[Point, ...]
+    framework: str = ""
+    mode: str = ""
 
     def slopes(self) -> list[tuple[float, float, float | None]]:
         """``(x0, x1, log-log slope)`` between neighbouring points; ``None`` where a median
@@ -238,13 +240,13 @@ def _sentence(a: Series, b: Series, segments: list[Segment], spec: MetricSpec, k
         if len(segments) == 1:
             where = f"at every {name}"
         elif index == 0:
-            where = f"up to {name} {_number(segment.last)}"
+            where = f"up to {name} {format_x(segment.last)}"
         elif index == len(segments) - 1:
-            where = f"from {name} {_number(segment.first)} up"
+            where = f"from {name} {format_x(segment.first)} up"
         elif segment.first == segment.last:
-            where = f"at {name} {_number(segment.first)}"
+            where = f"at {name} {format_x(segment.first)}"
         else:
-            where = f"from {name} {_number(segment.first)} to {_number(segment.last)}"
+            where = f"from {name} {format_x(segment.first)} to {format_x(segment.last)}"
         if segment.order == 0:
             parts.append(
                 f"{a.label} and {b.label} are tied {where}" if index == 0 else f"tied {where}"
@@ -255,7 +257,16 @@ def _sentence(a: Series, b: Series, segments: list[Segment], spec: MetricSpec, k
     return "; ".join(parts)
 
 
-def _number(value: float) -> str:
+def format_value(spec: MetricSpec, value: float) -> str:
+    """A metric's value in its unit, with as many digits as its size needs."""
+    shown = value * spec.scale
+    if abs(shown) >= 100:
+        return f"{shown:,.0f}"
+    return f"{shown:.1f}" if abs(shown) >= 10 else f"{shown:.2f}"
+
+
+def format_x(value: float) -> str:
+    """A varied value as the reports show it: ``1,024``, ``0.001``."""
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
 
 
@@ -287,7 +298,7 @@ class KeyAnalysis:
 
 def analyse(rows: list[dict[str, Any]], threshold: float = THRESHOLD) -> list[KeyAnalysis]:
     """One analysis per varied key with at least two numeric values among the finished rows."""
-    done = [row for row in rows if row["status"] == "ok" and row.get("variant")]
+    done = [_with_mean_step(row) for row in rows if row["status"] == "ok" and row.get("variant")]
     keys = list(dict.fromkeys(key for row in done for key in row["variant"]))
     found = []
     for key in keys:
@@ -296,6 +307,24 @@ def analyse(rows: list[dict[str, Any]], threshold: float = THRESHOLD) -> list[Ke
             continue
         found.append(_analyse_key(done, key, values, threshold))  # type: ignore[arg-type]
     return found
+
+
+def _with_mean_step(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with ``step_seconds_mean``: a steady epoch (else the mean epoch) over its steps.
+
+    Sampled step percentiles need 17 steps an epoch (every 32nd step is timed, from the
+    16th), which a sweep's large batches on few samples don't have; the mean always exists.
+    """
+    metrics = row["metrics"]
+    batch = row["variant"].get("training.batch_size") or metrics.get("batch_size")
+    samples = metrics.get("train_samples")
+    epoch = metrics.get("steady_epoch_seconds")
+    if epoch is None and _finite(metrics.get("fit_seconds")) and metrics.get("epochs"):
+        epoch = metrics["fit_seconds"] / metrics["epochs"]
+    if not (_finite(batch) and _finite(samples) and _finite(epoch)) or batch <= 0:
+        return row
+    steps = math.ceil(samples / batch)
+    return {**row, "metrics": {**metrics, "step_seconds_mean": epoch / steps}}
 
 
 def _x(row: dict[str, Any], key: str) -> float | None:
@@ -359,7 +388,7 @@ def _series(label: str, rows: list[dict[str, Any]], key: str, metric: str) -> Se
         )
         for x, members in sorted(by_x.items())
     )
-    return Series(label, points)
+    return Series(label, points, rows[0]["framework"], rows[0].get("mode", "eager"))
 
 
 def _finite(value: object) -> bool:

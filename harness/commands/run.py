@@ -27,6 +27,7 @@ from harness.console import (
     RunProgress,
     console,
     errors,
+    print_scaling,
     print_table,
     print_warning,
     problems_table,
@@ -342,6 +343,7 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
     problems = problems_table(rows)
     if problems is not None:
         console.print(problems)
+    print_scaling(rows)
     console.print(f"results: {run_dir.path}")
     if not no_report:
         write_report(run_dir.path)

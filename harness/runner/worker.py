@@ -213,6 +213,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         "validation_samples": len(validation.x),
         "test_samples": len(split.test.x),
         "epochs": task.training.epochs,
+        "batch_size": task.training.batch_size,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": adapter.peak_device_memory_bytes(),
     }
