@@ -252,8 +252,8 @@ def print_scaling(rows: list[dict[str, Any]]) -> None:
     from harness.scaling import analyse
 
     for part in scaling_output(analyse(rows)):
-        if isinstance(part, Table):
-            print_table(part)
+        if isinstance(part, Table) and part.box is not None:
+            print_table(part)  # a table of figures: whole, never wrapped
         else:
             console.print(part)
 
@@ -269,7 +269,7 @@ def scaling_output(analyses: list[Any]) -> list[Any]:
 
 
 def _scaling_key(analysis: Any) -> list[Any]:
-    from harness.scaling import format_value, format_x
+    from harness.scaling import format_short, format_value, format_x
     from harness.variants import short_key
 
     name = short_key(analysis.key)
@@ -277,7 +277,9 @@ def _scaling_key(analysis: Any) -> list[Any]:
     spec = headline.spec
     values = analysis.values
     medians = _scaling_table([format_x(x) for x in values])
-    slopes = _scaling_table([f"{format_x(a)}→{format_x(b)}" for a, b in itertools.pairwise(values)])
+    slopes = _scaling_table(
+        [f"{format_short(a)}→{format_short(b)}" for a, b in itertools.pairwise(values)]
+    )
     for series in headline.series:
         by_x = {point.x: point for point in series.points}
         medians.add_row(
@@ -303,24 +305,30 @@ def _scaling_key(analysis: Any) -> list[Any]:
     if any(point.missed_target for series in headline.series for point in series.points):
         medians.caption = "✗: a repeat finished below the task's target"
     output: list[Any] = [
-        styled((f"scaling over {name}", "bold"), f": {spec.label} ({spec.unit}), median"),
+        styled("\n", (f"scaling over {name}", "bold"), f": {spec.label} ({spec.unit}), median"),
         medians,
         styled(f"log-log slope of {spec.label} between neighbouring values"),
         slopes,
     ]
     changing = [found for found in analysis.crossovers if found.changes]
     steady = len(analysis.crossovers) - len(changing)
-    lines = [f"• {found.sentence}" for found in changing]
+    lines = [found.sentence for found in changing]
     if steady:
         which = "other pair" if changing else "pair"
-        lines.append(f"• {steady} {which}(s) keep one order at every {name}")
+        lines.append(f"{steady} {which}(s) keep one order at every {name}")
     if lines:
         output.append(
             Text(
                 f"order of {spec.label} between pairs (a difference under 10 %, or one the "
-                "repeats don't agree on, is a tie):\n" + "\n".join(lines)
+                "repeats don't agree on, is a tie):"
             )
         )
+        bullets = Table.grid(padding=(0, 1))
+        bullets.add_column(no_wrap=True)
+        bullets.add_column()
+        for line in lines:
+            bullets.add_row("•", line)  # wrapped lines hang under the text, not the bullet
+        output.append(bullets)
     if analysis.fits:
         output.append(
             styled("fit time = fixed + marginal × samples trained (95 % intervals, all repeats)")

@@ -239,12 +239,12 @@ def _sentence(a: Series, b: Series, segments: list[Segment], spec: MetricSpec, k
     for index, segment in enumerate(segments):
         if len(segments) == 1:
             where = f"at every {name}"
+        elif segment.first == segment.last:
+            where = f"at {name} {format_x(segment.first)}"
         elif index == 0:
             where = f"up to {name} {format_x(segment.last)}"
         elif index == len(segments) - 1:
             where = f"from {name} {format_x(segment.first)} up"
-        elif segment.first == segment.last:
-            where = f"at {name} {format_x(segment.first)}"
         else:
             where = f"from {name} {format_x(segment.first)} to {format_x(segment.last)}"
         if segment.order == 0:
@@ -263,6 +263,13 @@ def format_value(spec: MetricSpec, value: float) -> str:
     if abs(shown) >= 100:
         return f"{shown:,.0f}"
     return f"{shown:.1f}" if abs(shown) >= 10 else f"{shown:.2f}"
+
+
+def format_short(value: float) -> str:
+    """A varied value in few characters, for narrow headers: ``5k``, ``1024``, ``0.001``."""
+    if float(value).is_integer() and value >= 1000 and value % 1000 == 0:
+        return f"{value / 1000:g}k"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
 
 
 def format_x(value: float) -> str:

@@ -91,8 +91,7 @@ def test_a_crossing_inside_the_noise_is_a_tie_not_a_crossing():
     assert found.crossings() == []
     assert [s.order for s in found.segments] == [1, 0]
     assert (
-        found.sentence
-        == "a is faster than b up to layers[1].units 1; tied from layers[1].units 2 up"
+        found.sentence == "a is faster than b at layers[1].units 1; tied from layers[1].units 2 up"
     )
 
 
@@ -109,7 +108,9 @@ def test_lower_is_better_metrics_order_the_other_way():
     b = series("b", {1: [2.0], 2: [0.5]})
     found = crossover(a, b, FIT_TIME, "dataset.train_samples")
     assert [s.order for s in found.segments] == [1, -1]
-    assert found.sentence.startswith("a is faster than b up to train_samples 1;")
+    assert found.sentence == (
+        "a is faster than b at train_samples 1; b is faster than a at train_samples 2"
+    )
 
 
 def test_one_order_everywhere_is_one_sentence():

@@ -91,7 +91,7 @@ def test_the_report_has_a_scaling_section_with_log_log_charts(swept_run):
     assert "### Crossovers: steady throughput" in markdown
     [sentence] = re.findall(r"^- (?:\*\*crosses\*\*: )?(.*)$", markdown, flags=re.MULTILINE)
     assert re.fullmatch(
-        r"(centroid \(eager\)|torch \(eager\)) .*(at every batch_size|batch_size 32.*128 up)",
+        r"(centroid \(eager\)|torch \(eager\)) .*(at every batch_size|batch_size 32.*batch_size 128)",
         sentence,
     )
     assert "## Task mnist_mlp\\[batch_size=32\\]" in markdown  # a section per variant

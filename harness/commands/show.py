@@ -39,9 +39,10 @@ from harness.runs import Run, latest_run, open_run
 def show_command(
     run_dir: Path | None, results: Path, as_json: bool, scaling: bool, wide: bool
 ) -> None:
-    """Print a finished run's tables (a sweep's scaling section too); writes nothing.
+    """Print a finished run's tables; writes nothing.
 
-    RUN_DIR defaults to the latest readable run under --results.
+    RUN_DIR defaults to the latest readable run under --results. A sweep's run (--vary) also
+    shows its scaling section.
     """
     run = open_run(run_dir) if run_dir is not None else latest_run(results)
     if scaling:
