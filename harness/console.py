@@ -320,7 +320,13 @@ def _scaling_key(analysis: Any) -> list[Any]:
         output.append(
             Text(
                 f"order of {spec.label} between pairs (a difference under 10 %, or one the "
-                "repeats don't agree on, is a tie):"
+                "repeats don't agree on, is a tie"
+                + (
+                    "; some points have one repeat: --repeats 3 tells noise apart"
+                    if analysis.single_repeats
+                    else ""
+                )
+                + "):"
             )
         )
         bullets = Table.grid(padding=(0, 1))

@@ -302,6 +302,12 @@ class KeyAnalysis:
     def headline(self) -> MetricCurves:
         return self.curves[0]
 
+    @property
+    def single_repeats(self) -> bool:
+        """Some point of the headline metric has one repeat: its order rests on the threshold
+        alone, since one repeat can't show how much the figure varies."""
+        return any(len(p.values) < 2 for s in self.headline.series for p in s.points)
+
 
 def analyse(rows: list[dict[str, Any]], threshold: float = THRESHOLD) -> list[KeyAnalysis]:
     """One analysis per varied key with at least two numeric values among the finished rows."""

@@ -149,6 +149,10 @@ def task_charts(groups: list[Group], target: Target) -> list[Chart]:
     ]
 
 
+#: how a point where a repeat missed the task's target is marked
+RINGED = {"s": 140, "facecolors": "none", "edgecolors": "red", "linewidths": 1.5, "zorder": 3}
+
+
 def scaling_charts(analysis: KeyAnalysis) -> list[Chart]:
     """One log-log chart per metric of a sweep, as (file stem, caption, svg)."""
     name = short_key(analysis.key)
@@ -170,7 +174,7 @@ def scaling_chart(curves: MetricCurves, x_label: str) -> str:
         framework: f"C{i % 10}"
         for i, framework in enumerate(dict.fromkeys(series.framework for series in curves.series))
     }
-    missed_label = "below the target"
+    missed_any = False
     for series in curves.series:
         xs = [point.x for point in series.points]
         ys = [point.median * curves.spec.scale for point in series.points]
@@ -186,16 +190,10 @@ def scaling_chart(curves: MetricCurves, x_label: str) -> str:
             (x, y) for point, x, y in zip(series.points, xs, ys, strict=True) if point.missed_target
         ]
         if missed:
-            axes.scatter(
-                *zip(*missed, strict=True),
-                s=140,
-                facecolors="none",
-                edgecolors="red",
-                linewidths=1.5,
-                zorder=3,
-                label=missed_label,
-            )
-            missed_label = None  # once in the legend
+            axes.scatter(*zip(*missed, strict=True), **RINGED)
+            missed_any = True
+    if missed_any:  # last in the legend, once
+        axes.scatter([], [], label="a repeat below the target", **RINGED)
     axes.set_xscale("log")
     axes.set_yscale("log")
     values = sorted({point.x for series in curves.series for point in series.points})
