@@ -266,3 +266,39 @@ def test_check_agreement_refuses_a_bad_vary_in_one_line(tmp_path):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: --vary training.nope: the task has no training.nope")
+
+
+def test_resume_finishes_a_sweep_with_its_recorded_variants(tmp_path):
+    out = tmp_path / "results"
+    first = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "-f",
+        "centroid",
+        "--vary",
+        "training.batch_size=32,64",
+        "--vary",
+        "dataset.train_samples=300",
+        "--vary",
+        "training.epochs=1",
+        "--out",
+        str(out),
+        "--no-report",
+        env=PLUGINS,
+    )
+    assert first.returncode == 0, first.stderr
+    [run_dir] = run_folders(out)
+    results = run_dir / "results.jsonl"
+    results.write_text(results.read_text().splitlines()[0] + "\n")  # as if cut short
+
+    resumed = run_harness("run", "--resume", str(run_dir), "--no-report", env=PLUGINS)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 of 2 cell(s) already have a result" in resumed.stdout
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [row["cell_id"] for row in rows] == [
+        "mnist_mlp[batch_size=32]-centroid-eager-auto-r0",
+        "mnist_mlp[batch_size=64]-centroid-eager-auto-r0",
+    ]
+    assert rows[1]["variant"] == {"training.batch_size": 64}
+    assert rows[1]["metrics"]["train_samples"] == 300
