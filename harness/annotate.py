@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from harness import agreement, calibration
-from harness.tasks import Target, Task
-from harness.variants import VaryError, with_values
+from harness.tasks import Target, Task, TaskError
+from harness.variants import with_values
 
 
 def annotate(
@@ -48,7 +48,7 @@ def _variant_task(
     the sweep varied the target. A variant that no longer validates keeps what its rows carry."""
     try:
         changed = with_values(task, variant)
-    except VaryError:
+    except TaskError:  # a key or value this harness no longer accepts (or a foreign row)
         return None, target
     varies_target = any(key.startswith("target.") for key in variant)
     return changed, changed.target if varies_target else target

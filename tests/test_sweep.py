@@ -302,3 +302,20 @@ def test_resume_finishes_a_sweep_with_its_recorded_variants(tmp_path):
     ]
     assert rows[1]["variant"] == {"training.batch_size": 64}
     assert rows[1]["metrics"]["train_samples"] == 300
+
+
+def test_rows_with_variants_this_harness_cannot_apply_keep_what_they_carry():
+    """A row from a foreign or damaged run folder: an unknown key, a value of the wrong kind."""
+    from harness.annotate import annotate
+    from harness.scaling import analyse
+
+    task = load_task("mnist_mlp")
+    base = {"framework": "torch", "status": "ok", "device": "cpu", "agreement": "pass (9 steps)"}
+    rows = [
+        {**base, "metrics": {"test_accuracy": 0.99}, "variant": {"training.batch_size": {"x": 1}}},
+        {**base, "metrics": {"test_accuracy": 0.5}, "variant": {"../x[": 1}},
+    ]
+    annotated = annotate(rows, task, task.target)
+    assert [row["met_target"] for row in annotated] == [True, False]  # judged all the same
+    assert [row["agreement"] for row in annotated] == ["pass (9 steps)"] * 2  # kept
+    assert analyse(annotated) == []  # no key with two numeric values: nothing to plot
