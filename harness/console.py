@@ -166,7 +166,8 @@ def results_table(
     title = " · ".join([title, *shared]) if title else " · ".join(shared)
     hidden = 0
     limit = width or console.width
-    while not wide and _table_width(_table(shown, lines, target, title, ""), limit) > limit:
+    varied = _bare_variants(lines)
+    while not wide and _table_width(_table(shown, lines, target, title, "", varied), limit) > limit:
         droppable = [column for column in shown if column.priority > 0]
         if not droppable:
             break
@@ -175,7 +176,19 @@ def results_table(
     notes = ["median over repeats ± half the IQR", "×: multiple of the best row"]
     if hidden:
         notes.insert(0, f"+{hidden} column{'s' if hidden > 1 else ''}: --wide")
-    return _table(shown, lines, target, title, " · ".join(notes))
+    return _table(shown, lines, target, title, " · ".join(notes), varied)
+
+
+def _bare_variants(lines: list[dict[str, str | Text]]) -> str:
+    """When a sweep varied one key, each line's variant as its bare value (``256`` under a
+    ``batch_size`` header, not ``batch_size=256``: narrower); the variant column's header."""
+    labels = {str(line.get("variant", "")) for line in lines} - {""}
+    keys = {label.split("=", 1)[0] for label in labels}
+    if len(keys) != 1 or any(label.count("=") != 1 or "," in label for label in labels):
+        return "variant"
+    for line in lines:
+        line["variant"] = str(line.get("variant", "")).partition("=")[2]
+    return keys.pop()
 
 
 def _table(
@@ -184,6 +197,7 @@ def _table(
     target: Target,
     title: str,
     caption: str,
+    variant_header: str = "variant",
 ) -> Table:
     table = Table(
         title=title or None,
@@ -193,7 +207,7 @@ def _table(
         pad_edge=False,
         caption_justify="left",
     )
-    names = headers(target)
+    names = {**headers(target), "variant": variant_header}
     for column in shown:
         table.add_column(
             names[column.key], justify="right" if column.numeric else "left", no_wrap=True
