@@ -375,7 +375,9 @@ def _fits_table(fits: list[Any]) -> Table:
             _with_ci(fit.slope, fit.slope_ci, 1e6, 2),
             f"{fit.r_squared:.3f}",
         )
-    table.caption = "harness report adds the first and the steady epochs"
+    table.caption = (
+        "harness report adds the first and the steady epochs, where there are two or more"
+    )
     return table
 
 

@@ -412,7 +412,10 @@ def cost_fits(grouped: dict[str, list[dict[str, Any]]]) -> list[CostFit]:
     """Each series' fixed and marginal cost, per part of the training time that was measured."""
     fits = []
     for label, rows in grouped.items():
+        one_epoch = all(row["metrics"].get("epochs") == 1 for row in rows)
         for metric, x_label, part in FIT_PARTS:
+            if one_epoch and metric == "first_epoch_seconds":
+                continue  # the fit itself: the same line again
             xs, ys = [], []
             for row in rows:
                 metrics = row["metrics"]
