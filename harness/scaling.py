@@ -97,7 +97,7 @@ class Series:
     def slopes(self) -> list[tuple[float, float, float | None]]:
         """``(x0, x1, log-log slope)`` between neighbouring points; ``None`` where a median
         is not positive (no logarithm)."""
-        found = []
+        found: list[tuple[float, float, float | None]] = []
         for a, b in itertools.pairwise(self.points):
             if a.median > 0 and b.median > 0:
                 slope = math.log(b.median / a.median) / math.log(b.x / a.x)
@@ -315,10 +315,10 @@ def analyse(rows: list[dict[str, Any]], threshold: float = THRESHOLD) -> list[Ke
     keys = list(dict.fromkeys(key for row in done for key in row["variant"]))
     found = []
     for key in keys:
-        values = sorted({_x(row, key) for row in done} - {None})
+        values = sorted(x for x in {_x(row, key) for row in done} if x is not None)
         if len(values) < 2:
             continue
-        found.append(_analyse_key(done, key, values, threshold))  # type: ignore[arg-type]
+        found.append(_analyse_key(done, key, values, threshold))
     return found
 
 

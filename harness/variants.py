@@ -97,13 +97,13 @@ def variants(base: Task, varied: Sequence[tuple[str, list[Any]]]) -> list[Varian
     data = base.model_dump(mode="json")
     found: list[Variant] = []
     for combination in itertools.product(*(values for _, values in varied)):
-        values = tuple(zip(keys, combination, strict=True))
+        chosen = tuple(zip(keys, combination, strict=True))
         changed = _deep_copy(data)
-        for key, value in values:
+        for key, value in chosen:
             _set(changed, key, value)
-        shown = ", ".join(f"{key}={value!r}" for key, value in values)
+        shown = ", ".join(f"{key}={value!r}" for key, value in chosen)
         task = validate_task_data(changed, origin=f"task {base.name!r} with --vary {shown}")
-        found.append(Variant(task, values))
+        found.append(Variant(task, chosen))
     return found
 
 

@@ -205,9 +205,10 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
     folder = run.dir.path
     chart_dir = folder / CHARTS_DIR
     chart_dir.mkdir(exist_ok=True)
-    for section in [*task_sections, *sweep]:
-        for file_name, _, svg in section.charts:
-            write_atomically(chart_dir / file_name, svg)
+    charts_made = [chart for part in task_sections for chart in part.charts]
+    charts_made += [chart for part in sweep for chart in part.charts]
+    for file_name, _, svg in charts_made:
+        write_atomically(chart_dir / file_name, svg)
     markdown = _templates(markdown_text).get_template("report.md")
     html = _templates(_html_text).get_template("report.html")
     write_atomically(folder / MARKDOWN_FILE, markdown.render(**context, charts_dir=CHARTS_DIR))

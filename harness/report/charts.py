@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 
@@ -150,7 +151,13 @@ def task_charts(groups: list[Group], target: Target) -> list[Chart]:
 
 
 #: how a point where a repeat missed the task's target is marked
-RINGED = {"s": 140, "facecolors": "none", "edgecolors": "red", "linewidths": 1.5, "zorder": 3}
+RINGED: dict[str, Any] = {
+    "s": 140,
+    "facecolors": "none",
+    "edgecolors": "red",
+    "linewidths": 1.5,
+    "zorder": 3,
+}
 
 
 def scaling_charts(analysis: KeyAnalysis) -> list[Chart]:
