@@ -374,6 +374,8 @@ def task_digest(task: Task) -> str:
     first steps are the same however many epochs follow) don't."""
     data = task.model_dump(mode="json", exclude={"description", "source", "target", "agreement"})
     del data["training"]["epochs"], data["training"]["eval_batch_size"]
+    if data["dataset"].get("train_samples") is None:  # digests from before the field existed
+        data["dataset"].pop("train_samples", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

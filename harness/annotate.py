@@ -14,17 +14,44 @@ from __future__ import annotations
 from typing import Any
 
 from harness import agreement, calibration
-from harness.tasks import Target, Task
+from harness.tasks import Target, Task, TaskError
+from harness.variants import with_values
 
 
-def annotate(rows: list[dict[str, Any]], task: Task | None, target: Target | None) -> list[dict[str, Any]]:
+def annotate(
+    rows: list[dict[str, Any]], task: Task | None, target: Target | None
+) -> list[dict[str, Any]]:
     """Copies of ``rows`` with ``met_target``, ``agreement`` and utilisation filled in.
 
     :param task: the run's task, for the agreement verdict (``None``: keep what rows carry)
     :param target: the run's target, for ``met_target`` (``None``: keep what rows carry)
     """
     peaks = calibration.load()  # one read of the cache for all rows
-    return [_annotated(row, task, target, peaks) for row in rows]
+    tasks: dict[str, tuple[Task | None, Target | None]] = {}
+    annotated = []
+    for row in rows:
+        variant = row.get("variant")
+        if not variant or task is None:
+            annotated.append(_annotated(row, task, target, peaks))
+            continue
+        key = repr(sorted(variant.items()))
+        if key not in tasks:
+            tasks[key] = _variant_task(task, target, variant)
+        annotated.append(_annotated(row, *tasks[key], peaks))
+    return annotated
+
+
+def _variant_task(
+    task: Task, target: Target | None, variant: dict[str, Any]
+) -> tuple[Task | None, Target | None]:
+    """The task a sweep's row trained, for its own agreement verdict; its target too where
+    the sweep varied the target. A variant that no longer validates keeps what its rows carry."""
+    try:
+        changed = with_values(task, variant)
+    except TaskError:  # a key or value this harness no longer accepts (or a foreign row)
+        return None, target
+    varies_target = any(key.startswith("target.") for key in variant)
+    return changed, changed.target if varies_target else target
 
 
 def _annotated(
@@ -62,7 +89,9 @@ def _judge(row: dict[str, Any], target: Target) -> None:
 def _utilisation(row: dict[str, Any], peaks: dict[str, Any]) -> None:
     metrics = row["metrics"]
     threads = row.get("threads") or (row.get("settings") or {}).get("threads")
-    key = calibration.entry_key(row["framework"], row.get("framework_version"), row["device"], threads)
+    key = calibration.entry_key(
+        row["framework"], row.get("framework_version"), row["device"], threads
+    )
     peak = (peaks.get(key) or {}).get("flops_per_second")
     if not peak:
         return  # never calibrated here: keep what the row carries, if anything

@@ -32,6 +32,7 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
+    Column("variant", "variant", 0, numeric=False, identity=True),
     Column("framework", "framework", 0, numeric=False, identity=True),
     Column("mode", "mode", 0, numeric=False, identity=True),
     Column("device", "device", 0, numeric=False, identity=True),

@@ -28,6 +28,7 @@ from scipy.stats import mannwhitneyu
 
 from harness.errors import HarnessError
 from harness.runs import Run
+from harness.variants import row_name
 
 #: metric name -> (label, lower is better)
 METRICS: dict[str, tuple[str, bool]] = {
@@ -148,7 +149,7 @@ def compare_samples(
 
 
 def _key(row: dict[str, Any]) -> CellKey:
-    return (row["task"], row["framework"], row.get("mode", "eager"), row["device"])
+    return (row_name(row), row["framework"], row.get("mode", "eager"), row["device"])
 
 
 def _cells(run: Run) -> dict[CellKey, list[dict[str, Any]]]:

@@ -8,6 +8,7 @@ instead, with :func:`styled` (``Text`` objects), never by writing markup into a 
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ def print_warning(message: str) -> None:
 def one_line(text: str) -> str:
     """``text`` with its line breaks (a name from a file may hold some) turned into spaces."""
     return " ".join(text.splitlines())
+
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 
@@ -164,7 +166,8 @@ def results_table(
     title = " · ".join([title, *shared]) if title else " · ".join(shared)
     hidden = 0
     limit = width or console.width
-    while not wide and _table_width(_table(shown, lines, target, title, ""), limit) > limit:
+    varied = _bare_variants(lines)
+    while not wide and _table_width(_table(shown, lines, target, title, "", varied), limit) > limit:
         droppable = [column for column in shown if column.priority > 0]
         if not droppable:
             break
@@ -175,7 +178,19 @@ def results_table(
         notes.append("busy: other processes took the CPU, so the row is not ranked")
     if hidden:
         notes.insert(0, f"+{hidden} column{'s' if hidden > 1 else ''}: --wide")
-    return _table(shown, lines, target, title, " · ".join(notes))
+    return _table(shown, lines, target, title, " · ".join(notes), varied)
+
+
+def _bare_variants(lines: list[dict[str, str | Text]]) -> str:
+    """When a sweep varied one key, each line's variant as its bare value (``256`` under a
+    ``batch_size`` header, not ``batch_size=256``: narrower); the variant column's header."""
+    labels = {str(line.get("variant", "")) for line in lines} - {""}
+    keys = {label.split("=", 1)[0] for label in labels}
+    if len(keys) != 1 or any(label.count("=") != 1 or "," in label for label in labels):
+        return "variant"
+    for line in lines:
+        line["variant"] = str(line.get("variant", "")).partition("=")[2]
+    return keys.pop()
 
 
 def _table(
@@ -184,6 +199,7 @@ def _table(
     target: Target,
     title: str,
     caption: str,
+    variant_header: str = "variant",
 ) -> Table:
     table = Table(
         title=title or None,
@@ -193,7 +209,7 @@ def _table(
         pad_edge=False,
         caption_justify="left",
     )
-    names = headers(target)
+    names = {**headers(target), "variant": variant_header}
     for column in shown:
         table.add_column(
             names[column.key], justify="right" if column.numeric else "left", no_wrap=True
@@ -239,6 +255,134 @@ def problems_table(rows: list[dict[str, Any]]) -> Table | None:
     for row in flagged:
         style = STATUS_STYLE.get(row["status"], "")
         table.add_row(
-            row["cell_id"], styled((row["status"], style)), row.get("kind") or "", row.get("error") or ""
+            row["cell_id"],
+            styled((row["status"], style)),
+            row.get("kind") or "",
+            row.get("error") or "",
         )
     return table
+
+
+def print_scaling(rows: list[dict[str, Any]]) -> None:
+    """A sweep's scaling section (nothing for a run that varied nothing)."""
+    from harness.scaling import analyse
+
+    for part in scaling_output(analyse(rows)):
+        if isinstance(part, Table) and part.box is not None:
+            print_table(part)  # a table of figures: whole, never wrapped
+        else:
+            console.print(part)
+
+
+def scaling_output(analyses: list[Any]) -> list[Any]:
+    """What the terminal shows of a sweep (:func:`harness.scaling.analyse`): per varied key,
+    the headline metric's medians and log-log slopes, the pairs whose order changes, and for
+    a sweep over the amount of work each series' fixed and marginal cost."""
+    shown: list[Any] = []
+    for analysis in analyses:
+        shown.extend(_scaling_key(analysis))
+    return shown
+
+
+def _scaling_key(analysis: Any) -> list[Any]:
+    from harness.scaling import format_short, format_value, format_x
+    from harness.variants import short_key
+
+    name = short_key(analysis.key)
+    headline = analysis.headline
+    spec = headline.spec
+    values = analysis.values
+    medians = _scaling_table([format_x(x) for x in values])
+    slopes = _scaling_table(
+        [f"{format_short(a)}→{format_short(b)}" for a, b in itertools.pairwise(values)]
+    )
+    for series in headline.series:
+        by_x = {point.x: point for point in series.points}
+        medians.add_row(
+            series.label,
+            *(
+                styled(
+                    format_value(spec, by_x[x].median),
+                    (" ✗", "red") if by_x[x].missed_target else "",
+                )
+                if x in by_x
+                else ""
+                for x in values
+            ),
+        )
+        found = {(a, b): slope for a, b, slope in series.slopes()}
+        slopes.add_row(
+            series.label,
+            *(
+                "" if found.get(pair) is None else f"{found[pair]:+.2f}"
+                for pair in itertools.pairwise(values)
+            ),
+        )
+    if any(point.missed_target for series in headline.series for point in series.points):
+        medians.caption = "✗: a repeat finished below the task's target"
+    output: list[Any] = [
+        styled("\n", (f"scaling over {name}", "bold"), f": {spec.label} ({spec.unit}), median"),
+        medians,
+        styled(f"log-log slope of {spec.label} between neighbouring values"),
+        slopes,
+    ]
+    changing = [found for found in analysis.crossovers if found.changes]
+    steady = len(analysis.crossovers) - len(changing)
+    lines = [found.sentence for found in changing]
+    if steady:
+        which = "other pair" if changing else "pair"
+        lines.append(f"{steady} {which}(s) keep one order at every {name}")
+    if lines:
+        output.append(
+            Text(
+                f"order of {spec.label} between pairs (a difference under 10 %, or one the "
+                "repeats don't agree on, is a tie"
+                + (
+                    "; some points have one repeat: --repeats 3 tells noise apart"
+                    if analysis.single_repeats
+                    else ""
+                )
+                + "):"
+            )
+        )
+        bullets = Table.grid(padding=(0, 1))
+        bullets.add_column(no_wrap=True)
+        bullets.add_column()
+        for line in lines:
+            bullets.add_row("•", line)  # wrapped lines hang under the text, not the bullet
+        output.append(bullets)
+    if analysis.fits:
+        output.append(
+            styled("fit time = fixed + marginal × samples trained (95 % intervals, all repeats)")
+        )
+        output.append(_fits_table([fit for fit in analysis.fits if fit.part == "fit"]))
+    return output
+
+
+def _scaling_table(headers: list[str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption_justify="left")
+    table.add_column("series", no_wrap=True)
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    return table
+
+
+def _fits_table(fits: list[Any]) -> Table:
+    table = _scaling_table(["fixed s", "µs/sample", "R²"])
+    for cost in fits:
+        fit = cost.fit
+        table.add_row(
+            cost.series,
+            _with_ci(fit.intercept, fit.intercept_ci, 1.0, 2),
+            _with_ci(fit.slope, fit.slope_ci, 1e6, 2),
+            f"{fit.r_squared:.3f}",
+        )
+    table.caption = (
+        "harness report adds the first and the steady epochs, where there are two or more"
+    )
+    return table
+
+
+def _with_ci(value: float, ci: float | None, scale: float, digits: int) -> str:
+    text = f"{value * scale:.{digits}f}"
+    return text if ci is None else f"{text} ± {ci * scale:.{digits}f}"

@@ -89,6 +89,13 @@ def check(task: Task, data_paths: dict[str, Path], *, memory_limit: int | None) 
             f"task {task.name}: training.validation_samples is {held_out:,}, but dataset "
             f"{task.dataset.name!r} has only {train:,} training samples; hold out fewer"
         )
+    wanted = task.dataset.train_samples
+    if wanted is not None and wanted > train - held_out:
+        raise Infeasible(
+            f"task {task.name}: dataset.train_samples is {wanted:,}, but dataset "
+            f"{task.dataset.name!r} has {train - held_out:,} training samples once "
+            f"{held_out:,} are held out for validation; train on fewer"
+        )
     parameters = parameter_count(task)
     batch = max(task.training.batch_size, task.training.eval_batch_size)
     state = parameters * 4 * COPIES_IN_TRAINING

@@ -87,6 +87,9 @@ class ResultRow(_Record):
     schema_: int = Field(SCHEMA_VERSION, alias="schema", ge=1)
     cell_id: str
     task: str
+    #: a sweep's values for this cell's task, by key (``{"training.batch_size": 256}``);
+    #: ``None`` outside a sweep and in rows written before sweeps existed
+    variant: dict[str, Any] | None = None
     framework: str
     status: Status
     kind: str | None = None
@@ -131,6 +134,8 @@ class RunConfig(_Record):
     data_dir: str | None = None
     executor: Literal["local", "ray", "inline"] = "local"
     ray_address: str | None = None
+    #: ``--vary``: each key with its values, in the order given; ``None`` without a sweep
+    vary: list[tuple[str, list[Any]]] | None = None
 
 
 def validate_row(data: object) -> dict[str, Any]:

@@ -7,11 +7,13 @@ from typing import Any
 
 from harness.stats import Summary, summarize
 from harness.tasks import Target
+from harness.variants import row_name, variant_label
 
 
 @dataclass
 class Group:
-    """The repeats of one framework, mode and device on one task."""
+    """The repeats of one framework, mode and device on one task (a sweep's variant: ``task``
+    is then its name, ``mnist_mlp[batch_size=256]``)."""
 
     task: str
     framework: str
@@ -30,6 +32,11 @@ class Group:
     @property
     def done(self) -> list[dict[str, Any]]:
         return [row for row in self.rows if row["status"] == "ok"]
+
+    @property
+    def variant(self) -> str:
+        """A sweep's values, ``batch_size=256``; ``""`` outside a sweep."""
+        return variant_label(self.rows[0].get("variant"))
 
     @property
     def version(self) -> str:
@@ -69,7 +76,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     groups: dict[tuple[str, str, str, str, str], Group] = {}
     for row in rows:
         key = (
-            row["task"],
+            row_name(row),
             row["framework"],
             row.get("mode", "eager"),
             row.get("device_name") or row["device"],
@@ -139,6 +146,7 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         if on
     ]
     return {
+        "variant": group.variant,
         "framework": group.framework,
         "version": group.version,
         "mode": group.mode,

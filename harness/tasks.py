@@ -339,6 +339,9 @@ class Training(_Spec):
 
 class DatasetSpec(_Spec):
     name: str
+    #: train on the first N training samples (those left after the held-out validation
+    #: samples); ``None`` for all of them. Sweeps over the amount of work vary it.
+    train_samples: int | None = Field(default=None, gt=0, le=100_000_000)
 
     @model_validator(mode="after")
     def _known(self) -> DatasetSpec:
@@ -572,6 +575,11 @@ def load_task_file(path: Path) -> Task:
     except tomllib.TOMLDecodeError as exc:
         raise TaskError(f"{path}: not valid TOML: {exc}") from None
     return _validate(data, origin=str(path))
+
+
+def validate_task_data(data: dict, origin: str) -> Task:
+    """``data`` (a task file's tables) as a :class:`Task`; one line naming ``origin`` if not."""
+    return _validate(data, origin)
 
 
 def _validate(data: dict, origin: str) -> Task:

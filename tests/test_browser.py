@@ -13,6 +13,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from .test_report import reported_run  # noqa: F401  (the module-scoped run with its report)
+from .test_sweep import swept_run  # noqa: F401  (the module-scoped sweep with its report)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # what the machine's closed network needs: no background connections at start-up
@@ -70,4 +71,32 @@ def test_the_report_renders_offline_with_its_charts(browser, reported_run):  # n
     screenshot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
     colours = screenshot.getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50  # not a blank page
+    page.close()
+
+
+def test_a_sweeps_scaling_charts_render_offline(browser, swept_run):  # noqa: F811
+    """The scaling section of a sweep's report: its log-log charts drawn, its tables filled."""
+    run_dir, _ = swept_run
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    requests, problems = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    url = (run_dir / "report.html").as_uri()
+    page.goto(url)
+    page.wait_for_load_state("load")
+    assert requests == [url] and problems == []
+
+    section = page.locator("section.scaling")
+    assert section.count() == 1
+    assert section.locator("h2").inner_text() == "Scaling over batch_size"
+    charts = section.locator("figure.scaling-chart svg")
+    assert charts.count() == 4  # throughput, step time, FLOP/s, memory
+    for index in range(4):
+        box = charts.nth(index).bounding_box()
+        assert box["width"] > 200 and box["height"] > 50
+        assert charts.nth(index).locator("path").count() > 20
+    first = section.locator("table.curve").first
+    assert first.locator("thead th").all_inner_texts() == ["series", "32", "128"]
+    assert first.locator("tbody tr").count() == 2  # centroid and torch
+    assert section.locator("ul.crossovers li").count() == 1
     page.close()

@@ -19,6 +19,7 @@ from harness.console import console, styled
 from harness.data import datasets
 from harness.plugins import get_registry
 from harness.tasks import load_task
+from harness.variants import parse_vary, sweep
 
 
 @click.command("check-agreement", epilog=EXIT_CODES)
@@ -40,7 +41,16 @@ from harness.tasks import load_task
     help="Seconds each framework may take before it is killed.",
 )
 @data_dir_option
-def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, data_dir) -> None:
+@click.option(
+    "--vary",
+    multiple=True,
+    metavar="KEY=V1,V2,…",
+    help="Check every variant of a sweep, as `harness run --vary` makes them, so that each "
+    "variant's rows carry its own verdict.",
+)
+def check_agreement(
+    task_name, steps, frameworks, dataset, threads, timeout, data_dir, vary
+) -> None:
     """Train the first steps of a task in every framework and compare them, pair by pair.
 
     Every available framework unless --framework names some (at least two). A framework that
@@ -58,6 +68,24 @@ def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, dat
     task = load_task(task_name)
     if dataset is not None:
         task = task.with_dataset(dataset)
+    varied = [parse_vary(option) for option in vary]
+    task, variants = sweep(task, varied) if varied else (task, [])
+    checks = [(variant.name, variant.task) for variant in variants] or [(task.name, task)]
+    paths = datasets.locate(task.dataset.name, data_dir)
+    for _, each in checks:  # every variant is checked before any trains
+        feasibility.check(each, paths, memory_limit=None)
+    codes = [
+        _check_one(label, each, registry, steps, frameworks, threads, timeout, paths)
+        for label, each in checks
+    ]
+    if 1 in codes:
+        raise SystemExit(1)
+    if 5 in codes:
+        raise SystemExit(5)
+
+
+def _check_one(label, task, registry, steps, frameworks, threads, timeout, paths) -> int:
+    """Check one task (a sweep's variant: ``label`` is its name); the exit code it asks for."""
     names = list(dict.fromkeys(frameworks)) or sorted(
         name
         for name, entry in registry.frameworks.items()
@@ -73,10 +101,8 @@ def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, dat
     )
     threads = resolve_threads(threads)
     steps = steps or task.agreement.steps
-    paths = datasets.locate(task.dataset.name, data_dir)
-    feasibility.check(task, paths, memory_limit=None)
 
-    with console.status(f"training {steps} steps of {task.name} in each framework") as status:
+    with console.status(f"training {steps} steps of {label} in each framework") as status:
         check = agreement.run_check(
             task,
             [(adapter.name, adapter.version()) for adapter in adapters],
@@ -89,7 +115,7 @@ def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, dat
         )
     # a framework that declined trained nothing: judge only those that ran, and only if two did
     agreement.require_two(task, [trace.framework for trace in check.ran], check.skipped)
-    console.print(frameworks_table(check))
+    console.print(frameworks_table(check, label))
     if check.pairs:
         console.print(pairs_table(check))
     if task.agreement.note:
@@ -104,17 +130,15 @@ def check_agreement(task_name, steps, frameworks, dataset, threads, timeout, dat
         verdict = (("agree", "green"), f" over {steps} steps")
     else:
         verdict = (("DISAGREE", "red"), f" over {steps} steps")
-    console.print(
-        styled(f"{task.name}: the frameworks ", *verdict, f" (verdict cached in {saved})")
-    )
+    console.print(styled(f"{label}: the frameworks ", *verdict, f" (verdict cached in {saved})"))
     if check.failed_frameworks:
-        raise SystemExit(1)
-    if not check.passed:
-        raise SystemExit(5)
+        return 1
+    return 0 if check.passed else 5
 
 
-def frameworks_table(check: agreement.Check) -> Table:
-    table = Table(title=f"{check.task.name}: {check.steps} steps from the same weights and batches")
+def frameworks_table(check: agreement.Check, name: str | None = None) -> Table:
+    title = f"{name or check.task.name}: {check.steps} steps from the same weights and batches"
+    table = Table(title=title)
     for column in (
         "framework",
         "version",

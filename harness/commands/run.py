@@ -29,6 +29,7 @@ from harness.console import (
     RunProgress,
     console,
     errors,
+    print_scaling,
     print_table,
     print_warning,
     problems_table,
@@ -44,6 +45,7 @@ from harness.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
 from harness.runner.executors import EXECUTOR_NAMES, get_executor
 from harness.schema import first_problem
 from harness.tasks import Task, load_task
+from harness.variants import Variant, parse_vary, sweep
 
 CONFIG_OPTIONS = (
     "dataset",
@@ -62,6 +64,7 @@ CONFIG_OPTIONS = (
     "data_dir",
     "executor",
     "ray_address",
+    "vary",
 )
 
 
@@ -157,6 +160,15 @@ CONFIG_OPTIONS = (
     help="Finish an interrupted run: run only its cells that have no complete result, "
     "with the configuration recorded in RUN_DIR (give no other run options).",
 )
+@click.option(
+    "--vary",
+    multiple=True,
+    metavar="KEY=V1,V2,…",
+    help="Sweep: run the task once per value of KEY, a dotted path into the task "
+    "(training.batch_size, dataset.train_samples, model.layers[1].units); repeat the option "
+    "for the product of several. Each variant is validated before anything runs, named for "
+    "its values (mnist_mlp[batch_size=256]), and analysed for scaling and crossovers.",
+)
 @click.option("--no-report", is_flag=True, help="Don't write report.md and report.html at the end.")
 @click.option(
     "--wide", is_flag=True, help="Show every column of the results table, however wide it gets."
@@ -191,6 +203,7 @@ def run(
     executor,
     ray_address,
     as_json,
+    vary,
 ) -> None:
     """Train a task with one or more frameworks and record accuracy, time and memory."""
     if as_json:
@@ -210,6 +223,7 @@ def run(
             )
         run_dir, config = RunDir.open(resume)
         task = recorded_task(run_dir, config)
+        varied = [(key, list(values)) for key, values in config.get("vary") or []]
     else:
         if not task_name:
             raise click.UsageError("give --task NAME (see `harness list`), or --resume RUN_DIR")
@@ -218,6 +232,7 @@ def run(
             task = task.with_epochs(epochs)
         if dataset is not None:
             task = task.with_dataset(dataset)
+        varied = [parse_vary(option) for option in vary]
         if all_frameworks == bool(frameworks):
             raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
         names = sorted(registry.frameworks) if all_frameworks else list(dict.fromkeys(frameworks))
@@ -240,13 +255,22 @@ def run(
             "ray_address": ray_address,
         }
         run_dir = None
+    if varied:
+        task, variants = sweep(task, varied)
+        config["task"] = task.model_dump(mode="json")  # single values applied
+        config["vary"] = [[key, values] for key, values in varied if len(values) > 1] or None
+        # a resumed run's task has its single values applied already: applying them again is
+        # harmless, and the variants come out the same
+    else:
+        variants = []
 
     for name in config["frameworks"]:
         registry.framework(name)  # an unknown name fails here, before any work
     require_gpu_if_asked(config["device"])
     recorded_dir = Path(config["data_dir"]) if config["data_dir"] else None
     data_paths = datasets.locate(task.dataset.name, recorded_dir)
-    feasibility.check(task, data_paths, memory_limit=config["memory_limit"])
+    for each in variants or [Variant(task, ())]:
+        feasibility.check(each.task, data_paths, memory_limit=config["memory_limit"])
     settings = runner.RunSettings(
         threads=config["threads"],
         timeout=config["timeout"],
@@ -260,6 +284,7 @@ def run(
         config["device"],
         config["repeats"],
         config.get("modes", ["eager"]),
+        variants,
     )
 
     if run_dir is None:
@@ -334,6 +359,7 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
     problems = problems_table(rows)
     if problems is not None:
         console.print(problems)
+    print_scaling(rows)
     console.print(f"results: {run_dir.path}")
     if not no_report:
         write_report(run_dir.path)

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from harness.commands.common import RESULTS_OPTION
-from harness.console import console, print_table, problems_table, results_table
+from harness.console import (
+    console,
+    print_scaling,
+    print_table,
+    problems_table,
+    results_table,
+)
 from harness.report import run_target
 from harness.runs import Run, latest_run, open_run
 
@@ -22,13 +28,34 @@ from harness.runs import Run, latest_run, open_run
     is_flag=True,
     help="Print the run's result rows as a JSON array (schema: docs/results.schema.json).",
 )
+@click.option(
+    "--scaling",
+    is_flag=True,
+    help="Only a sweep's scaling section (run with --vary): curves, log-log slopes, "
+    "crossovers, fixed and marginal cost; with --json, as a JSON array (one object per "
+    "varied key) instead of the rows.",
+)
 @click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")
-def show_command(run_dir: Path | None, results: Path, as_json: bool, wide: bool) -> None:
+def show_command(
+    run_dir: Path | None, results: Path, as_json: bool, scaling: bool, wide: bool
+) -> None:
     """Print a finished run's tables; writes nothing.
 
-    RUN_DIR defaults to the latest readable run under --results.
+    RUN_DIR defaults to the latest readable run under --results. A sweep's run (--vary) also
+    shows its scaling section.
     """
     run = open_run(run_dir) if run_dir is not None else latest_run(results)
+    if scaling:
+        from harness.scaling import analyse, to_json
+
+        analyses = analyse(run.rows)
+        if as_json:
+            click.echo(json.dumps(to_json(analyses), indent=2, allow_nan=False))
+        elif not analyses:
+            console.print(f"run {run.run_id} varied nothing over two or more values (--vary)")
+        else:
+            print_scaling(run.rows)
+        return
     if as_json:
         click.echo(json.dumps(run.rows, indent=2, allow_nan=False))
         return
@@ -36,6 +63,7 @@ def show_command(run_dir: Path | None, results: Path, as_json: bool, wide: bool)
     problems = problems_table(run.rows)
     if problems is not None:
         console.print(problems)
+    print_scaling(run.rows)
     console.print(f"run: {run.dir.path}")
 
 

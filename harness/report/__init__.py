@@ -9,6 +9,7 @@ file or a plugin (Jinja2 autoescaping). The Markdown escapes every value it inte
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from harness import __version__
+from harness import __version__, scaling
 from harness.columns import COLUMNS, headers
 from harness.compare import (
     CellComparison,
@@ -35,6 +36,7 @@ from harness.report import charts
 from harness.runs import Run
 from harness.summary import Group, flagged_rows, summarise, summary_line
 from harness.tasks import Target
+from harness.variants import short_key
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
@@ -63,6 +65,76 @@ class Comparison:
     lost: list[StatusRegression]
     #: why nothing could be compared (another task, no cell in common), else ``None``
     nothing: str | None = None
+
+
+@dataclass
+class CurveTable:
+    """One metric of a sweep as the reports tabulate it: medians, then log-log slopes."""
+
+    label: str
+    headers: list[str]
+    rows: list[tuple[str, list[str]]]
+    slope_headers: list[str]
+    slope_rows: list[tuple[str, list[str]]]
+
+
+@dataclass
+class ScalingSection:
+    """A sweep's analysis of one varied key, with its tables and charts."""
+
+    name: str
+    analysis: scaling.KeyAnalysis
+    tables: list[CurveTable]
+    charts: list[charts.Chart]
+
+
+def scaling_sections(run: Run) -> list[ScalingSection]:
+    """One section per key the run varied over at least two values; none without a sweep."""
+    return [
+        ScalingSection(
+            name=short_key(analysis.key),
+            analysis=analysis,
+            tables=[curve_table(curves, analysis.values) for curves in analysis.curves],
+            charts=[
+                (chart_file_name(run.task_name, stem), caption, svg)
+                for stem, caption, svg in charts.scaling_charts(analysis)
+            ],
+        )
+        for analysis in scaling.analyse(run.rows)
+    ]
+
+
+def curve_table(curves: scaling.MetricCurves, values: list[float]) -> CurveTable:
+    pairs = list(itertools.pairwise(values))
+    rows, slope_rows = [], []
+    for series in curves.series:
+        by_x = {point.x: point for point in series.points}
+        rows.append(
+            (
+                series.label,
+                [
+                    scaling.format_value(curves.spec, by_x[x].median)
+                    + (" ✗" if by_x[x].missed_target else "")
+                    if x in by_x
+                    else ""
+                    for x in values
+                ],
+            )
+        )
+        slopes = {(a, b): slope for a, b, slope in series.slopes()}
+        slope_rows.append(
+            (
+                series.label,
+                ["" if slopes.get(pair) is None else f"{slopes[pair]:+.2f}" for pair in pairs],
+            )
+        )
+    return CurveTable(
+        label=f"{curves.spec.label} ({curves.spec.unit})",
+        headers=[scaling.format_x(x) for x in values],
+        rows=rows,
+        slope_headers=[f"{scaling.format_x(a)}→{scaling.format_x(b)}" for a, b in pairs],
+        slope_rows=slope_rows,
+    )
 
 
 METRIC_LABELS = {"test_accuracy": "test accuracy", "test_mse": "test MSE"}
@@ -99,6 +171,7 @@ def sections(run: Run) -> list[TaskSection]:
 def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and the chart files into the run folder."""
     task_sections = sections(run)
+    sweep = scaling_sections(run)
     context: dict[str, Any] = {
         "run": run,
         "version": __version__,
@@ -109,8 +182,10 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
         "config": run.config,
         "comparison": None,
         "threshold": threshold,
+        "scaling": sweep,
         "agreement": agreement_summary(run.rows),
-        "columns": COLUMNS,
+        # each variant of a sweep has a section of its own, named for it
+        "columns": [column for column in COLUMNS if column.key != "variant"],
         "column_headers": headers(run_target(run)),
     }
     if against is not None:
@@ -132,9 +207,10 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
     folder = run.dir.path
     chart_dir = folder / CHARTS_DIR
     chart_dir.mkdir(exist_ok=True)
-    for section in task_sections:
-        for file_name, _, svg in section.charts:
-            write_atomically(chart_dir / file_name, svg)
+    charts_made = [chart for part in task_sections for chart in part.charts]
+    charts_made += [chart for part in sweep for chart in part.charts]
+    for file_name, _, svg in charts_made:
+        write_atomically(chart_dir / file_name, svg)
     markdown = _templates(markdown_text).get_template("report.md")
     html = _templates(_html_text).get_template("report.html")
     write_atomically(folder / MARKDOWN_FILE, markdown.render(**context, charts_dir=CHARTS_DIR))
@@ -150,7 +226,9 @@ def chart_file_name(task: str, stem: str) -> str:
 def agreement_summary(rows: list[dict[str, Any]]) -> str:
     """The agreement verdicts the rows carry, per framework, for the Environment section."""
     verdicts = {
-        f"{row['framework']}: {row['agreement']}" for row in rows if row.get("agreement") is not None
+        f"{row['framework']}: {row['agreement']}"
+        for row in rows
+        if row.get("agreement") is not None
     }
     if not verdicts:
         return "not checked (harness check-agreement --task TASK checks it)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 
@@ -17,8 +18,11 @@ matplotlib.use("Agg")  # no display: render to files only
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from harness.paths import safe_name  # noqa: E402
+from harness.scaling import KeyAnalysis, MetricCurves, format_x  # noqa: E402
 from harness.summary import Group  # noqa: E402
 from harness.tasks import Target  # noqa: E402
+from harness.variants import short_key  # noqa: E402
 
 Chart = tuple[str, str, str]  # (file stem, caption, svg text)
 
@@ -144,3 +148,66 @@ def task_charts(groups: list[Group], target: Target) -> list[Chart]:
         ("memory", "Peak memory", peak_memory(groups)),
         ("throughput", "Throughput", throughput(groups)),
     ]
+
+
+#: how a point where a repeat missed the task's target is marked
+RINGED: dict[str, Any] = {
+    "s": 140,
+    "facecolors": "none",
+    "edgecolors": "red",
+    "linewidths": 1.5,
+    "zorder": 3,
+}
+
+
+def scaling_charts(analysis: KeyAnalysis) -> list[Chart]:
+    """One log-log chart per metric of a sweep, as (file stem, caption, svg)."""
+    name = short_key(analysis.key)
+    return [
+        (
+            f"scaling-{safe_name(analysis.key)}-{curves.spec.name}",
+            f"{curves.spec.label} ({curves.spec.unit}) against {name}, log-log",
+            scaling_chart(curves, name),
+        )
+        for curves in analysis.curves
+    ]
+
+
+def scaling_chart(curves: MetricCurves, x_label: str) -> str:
+    """Medians over repeats, one line per framework (colour) and mode (dashed: compiled);
+    the points where a repeat finished below the target ringed in red."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    colours = {
+        framework: f"C{i % 10}"
+        for i, framework in enumerate(dict.fromkeys(series.framework for series in curves.series))
+    }
+    missed_any = False
+    for series in curves.series:
+        xs = [point.x for point in series.points]
+        ys = [point.median * curves.spec.scale for point in series.points]
+        axes.plot(
+            xs,
+            ys,
+            marker="o",
+            color=colours[series.framework],
+            linestyle="--" if series.mode == "compiled" else "-",
+            label=series.label,
+        )
+        missed = [
+            (x, y) for point, x, y in zip(series.points, xs, ys, strict=True) if point.missed_target
+        ]
+        if missed:
+            axes.scatter(*zip(*missed, strict=True), **RINGED)
+            missed_any = True
+    if missed_any:  # last in the legend, once
+        axes.scatter([], [], label="a repeat below the target", **RINGED)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    values = sorted({point.x for series in curves.series for point in series.points})
+    axes.set_xticks(values, [format_x(x) for x in values])
+    axes.minorticks_off()
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(f"{curves.spec.label} ({curves.spec.unit})")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small")
+    return _svg(figure)

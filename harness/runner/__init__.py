@@ -8,7 +8,7 @@ saying how to install it, and the run goes on either way.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from harness.plugins import Registry
 from harness.results import RunDir
 from harness.runner.process import ChildOutcome, Limits, run_child
 from harness.tasks import Task
+from harness.variants import Values, Variant, variant_name
 
 DEVICE_CHOICES = ("cpu", "gpu", "auto")
 
@@ -34,10 +35,17 @@ class Cell:
     device: str
     repeat: int = 0
     mode: str = "eager"
+    #: the ``--vary`` values that made ``task`` (empty when nothing was varied)
+    variant: Values = ()
+
+    @property
+    def task_name(self) -> str:
+        """``mnist_mlp``, or a variant's ``mnist_mlp[batch_size=256]``."""
+        return variant_name(self.task.name, dict(self.variant))
 
     @property
     def id(self) -> str:
-        return f"{self.task.name}-{self.framework}-{self.mode}-{self.device}-r{self.repeat}"
+        return f"{self.task_name}-{self.framework}-{self.mode}-{self.device}-r{self.repeat}"
 
     @property
     def file_stem(self) -> str:
@@ -77,16 +85,22 @@ def plan(
     device: str,
     repeats: int = 1,
     modes: Iterable[str] = ("eager",),
+    variants: Sequence[Variant] | None = None,
 ) -> list[Cell]:
     """The cells of a run, in the order they execute.
 
     Repeats are the outer loop, so a slow drift of the machine (heat, other load) spreads over
-    every framework and mode instead of landing on one.
+    every framework and mode instead of landing on one; a sweep's variants come next, so every
+    repeat covers the whole sweep.
+
+    :param variants: a sweep's tasks (``--vary``); ``None`` runs ``task`` itself
     """
     frameworks, modes = list(frameworks), list(modes)
+    tasks = list(variants) if variants else [Variant(task, ())]
     return [
-        Cell(task, framework, device, repeat, mode)
+        Cell(variant.task, framework, device, repeat, mode, variant.values)
         for repeat in range(repeats)
+        for variant in tasks
         for framework in frameworks
         for mode in modes
     ]
@@ -124,6 +138,7 @@ def new_row(cell: Cell, settings: RunSettings, run_id: str, version: str | None)
         "run_id": run_id,
         "cell_id": cell.id,
         "task": cell.task.name,
+        "variant": dict(cell.variant) or None,
         "framework": cell.framework,
         "framework_version": version,
         "mode": cell.mode,

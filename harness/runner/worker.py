@@ -112,6 +112,9 @@ def load_data(
         ),
     )
     train, validation = datasets.hold_out(split.train, task.training.validation_samples)
+    wanted = task.dataset.train_samples
+    if wanted is not None:  # the first N of those left after the hold-out
+        train = datasets.Arrays(train.x[:wanted], train.y[:wanted])
     return split, train, validation
 
 
@@ -159,6 +162,7 @@ def run_cell(spec: dict[str, Any], events: _Events) -> None:
         "validation_samples": len(validation.x),
         "test_samples": len(split.test.x),
         "epochs": task.training.epochs,
+        "batch_size": task.training.batch_size,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": session.peak_device_memory_bytes(),
     }
