@@ -152,3 +152,23 @@ def test_a_subtly_different_training_run_fails_the_check(tmp_path):
     assert "DISAGREE" in result.stdout
     assert "torch vs sloppy" in result.stdout and "FAIL" in result.stdout
     assert "the task has 101,770 parameters" in result.stdout  # padded counted 101,780
+
+
+def test_check_agreement_json_gives_each_pair_and_the_verdict(tmp_path):
+    env = harness_env(HARNESS_PLUGINS="harness_test_plugins", XDG_CACHE_HOME=str(tmp_path))
+    result = run_harness(
+        "check-agreement", "--task", "mnist_mlp", "--steps", "3", "--threads", "1",
+        "-f", "torch", "-f", "sloppy", "--json", env=env,
+    )  # fmt: skip
+    assert result.returncode == 5, result.stdout + result.stderr
+    [check] = json.loads(result.stdout)  # the tables went to stderr
+    assert check["task"] == "mnist_mlp" and check["steps"] == 3
+    assert check["verdict"] == "disagree"
+    [pair] = check["pairs"]
+    assert (pair["a"], pair["b"], pair["passed"]) == ("torch", "sloppy", False)
+    assert (
+        pair["loss_difference"] > pair["loss_rtol"]
+        or pair["weights_difference"] > pair["weights_rtol"]
+    )
+    assert {framework["framework"] for framework in check["frameworks"]} == {"torch", "sloppy"}
+    assert "torch vs sloppy" in result.stderr

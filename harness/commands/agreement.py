@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+import sys
+from typing import Any
+
 import click
 from rich.table import Table
 
@@ -48,8 +53,15 @@ from harness.variants import parse_vary, sweep
     help="Check every variant of a sweep, as `harness run --vary` makes them, so that each "
     "variant's rows carry its own verdict.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print each check's frameworks, pairs and verdict as JSON on stdout (same exit codes); "
+    "the tables go to stderr.",
+)
 def check_agreement(
-    task_name, steps, frameworks, dataset, threads, timeout, data_dir, vary
+    task_name, steps, frameworks, dataset, threads, timeout, data_dir, vary, as_json
 ) -> None:
     """Train the first steps of a task in every framework and compare them, pair by pair.
 
@@ -64,6 +76,8 @@ def check_agreement(
     framework counted the task's number of parameters. The verdict is cached, and later
     `harness run` rows of this task carry it in their `agreement` column.
     """
+    if as_json:
+        console.file = sys.stderr  # stdout carries the JSON alone
     registry = get_registry()
     task = load_task(task_name)
     if dataset is not None:
@@ -74,18 +88,24 @@ def check_agreement(
     paths = datasets.locate(task.dataset.name, data_dir)
     for _, each in checks:  # every variant is checked before any trains
         feasibility.check(each, paths, memory_limit=None)
-    codes = [
+    results = [
         _check_one(label, each, registry, steps, frameworks, threads, timeout, paths)
         for label, each in checks
     ]
+    codes = [code for code, _ in results]
+    if as_json:
+        click.echo(json.dumps([report for _, report in results], indent=2, allow_nan=False))
     if 1 in codes:
         raise SystemExit(1)
     if 5 in codes:
         raise SystemExit(5)
 
 
-def _check_one(label, task, registry, steps, frameworks, threads, timeout, paths) -> int:
-    """Check one task (a sweep's variant: ``label`` is its name); the exit code it asks for."""
+def _check_one(
+    label, task, registry, steps, frameworks, threads, timeout, paths
+) -> tuple[int, dict[str, Any]]:
+    """Check one task (a sweep's variant: ``label`` is its name): the exit code it asks for,
+    and what ``--json`` prints of it."""
     names = list(dict.fromkeys(frameworks)) or sorted(
         name
         for name, entry in registry.frameworks.items()
@@ -131,9 +151,48 @@ def _check_one(label, task, registry, steps, frameworks, threads, timeout, paths
     else:
         verdict = (("DISAGREE", "red"), f" over {steps} steps")
     console.print(styled(f"{label}: the frameworks ", *verdict, f" (verdict cached in {saved})"))
-    if check.failed_frameworks:
-        return 1
-    return 0 if check.passed else 5
+    code = 1 if check.failed_frameworks else 0 if check.passed else 5
+    return code, check_json(label, check, verdict[0][0].lower(), str(saved))
+
+
+def check_json(label: str, check: agreement.Check, verdict: str, cache: str) -> dict[str, Any]:
+    """One check as ``--json`` prints it."""
+
+    def finite(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
+    return {
+        "task": label,
+        "steps": check.steps,
+        "verdict": verdict,
+        "expected_parameters": check.expected_parameters,
+        "frameworks": [
+            {
+                "framework": trace.framework,
+                "version": trace.version,
+                "status": trace.status,
+                "error": trace.error,
+                "parameters": trace.parameters,
+                "left_out": trace.left_out if trace.skipped else None,
+            }
+            for trace in check.traces
+        ],
+        "pairs": [
+            {
+                "a": pair.a,
+                "b": pair.b,
+                "loss_difference": finite(pair.loss_difference),
+                "loss_step": pair.loss_step,
+                "loss_rtol": pair.loss_rtol,
+                "weights_difference": finite(pair.weights_difference),
+                "weights_rtol": pair.weights_rtol,
+                "problem": pair.problem,
+                "passed": pair.passed,
+            }
+            for pair in check.pairs
+        ],
+        "cache": cache,
+    }
 
 
 def frameworks_table(check: agreement.Check, name: str | None = None) -> Table:
