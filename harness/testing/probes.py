@@ -72,6 +72,28 @@ PROBES: tuple[Probe, ...] = (
             {"kind": "dense", "units": 4, "activation": "softmax"},
         ),
     ),
+    _one("patches", (4, 6, 2), kind="patches", size=2),
+    _one("dense_sequence", (4, 3), kind="dense", units=5, activation="relu"),
+    _one("position_embedding", (4, 3), kind="position_embedding"),
+    _one("mean_pool", (4, 3), kind="mean_pool"),
+    _one("layer_norm", (4, 5), kind="layer_norm", epsilon=1e-3),
+    # pre-norm, exact GELU: a post-norm block or a tanh GELU is off by far more than 1e-4
+    _one(
+        "transformer_encoder", (5, 8), kind="transformer_encoder", heads=2, key_dim=4, mlp_units=6
+    ),
+    Probe(
+        "vision_transformer",
+        (4, 4, 1),
+        (
+            {"kind": "patches", "size": 2},
+            {"kind": "dense", "units": 6},
+            {"kind": "position_embedding"},
+            {"kind": "transformer_encoder", "heads": 3, "key_dim": 2, "mlp_units": 5},
+            {"kind": "layer_norm"},
+            {"kind": "mean_pool"},
+            {"kind": "dense", "units": 3, "activation": "softmax"},
+        ),
+    ),
     Probe(
         "stacked_rnn_dense",
         (5, 2),
@@ -121,12 +143,17 @@ def probe_task(
 
 
 def probe_weights(task: Task, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """The harness's initial weights, with biases made random too (zeros would hide a lost bias)."""
+    """The harness's initial weights, with biases, layer-norm scales and offsets and position
+    embeddings made random and large enough to matter (zeros and ones would hide a lost bias, a
+    swapped scale and offset; an embedding drawn at 0.02 would barely move the output)."""
     rng = np.random.default_rng([seed, 3])
     weights = initial_weights(task)
     for layer in weights:
-        if "bias" in layer:
-            layer["bias"] = rng.uniform(-0.5, 0.5, layer["bias"].shape).astype(np.float32)
+        for name, array in layer.items():
+            if name.endswith(("bias", "beta", "embedding")):
+                layer[name] = rng.uniform(-0.5, 0.5, array.shape).astype(np.float32)
+            elif name.endswith("gamma"):
+                layer[name] = rng.uniform(0.5, 1.5, array.shape).astype(np.float32)
     return weights
 
 
