@@ -12,7 +12,7 @@ from harness.tasks import load_task
 
 from .conftest import harness_env, run_harness
 
-TASKS = ("mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn")
+TASKS = ("mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn", "mnist_vit")
 
 
 def test_loss_difference_is_relative_to_the_larger_loss_and_names_the_worst_step():
