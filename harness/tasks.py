@@ -542,6 +542,10 @@ class Agreement(_Spec):
     #: largest allowed difference of any weight after the steps, relative to the largest
     #: magnitude in its array
     weights_rtol: float = Field(default=1e-3, gt=0)
+    #: weight arrays (by name, in every layer) left out of the weights comparison: only arrays
+    #: that cannot change the model's output, whose values are rounding noise (give the reason
+    #: in ``note``); they are still counted and trained
+    weights_not_compared: Annotated[list[str], BeforeValidator(_list)] = []
     #: why the tolerances are what they are (shown by the check)
     note: str = ""
 
