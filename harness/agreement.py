@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,12 +162,17 @@ def relative_loss_difference(a: list[float], b: list[float]) -> tuple[float, int
 
 
 def weights_difference(
-    a: list[dict[str, np.ndarray]] | None, b: list[dict[str, np.ndarray]] | None
+    a: list[dict[str, np.ndarray]] | None,
+    b: list[dict[str, np.ndarray]] | None,
+    not_compared: Iterable[str] = (),
 ) -> float | None:
     """The largest relative difference over every weight array; ``None`` if either is missing.
 
+    :param not_compared: array names left out (in every layer): the task's
+        ``agreement.weights_not_compared``.
     :raises ValueError: when the two don't hold the same layers, array names and shapes.
     """
+    left_out = set(not_compared)
     if a is None or b is None:
         return None
     if len(a) != len(b):
@@ -175,7 +181,7 @@ def weights_difference(
     for index, (layer_a, layer_b) in enumerate(zip(a, b, strict=True)):
         if layer_a.keys() != layer_b.keys():
             raise ValueError(f"layer {index} has arrays {sorted(layer_a)} and {sorted(layer_b)}")
-        for name in layer_a:
+        for name in layer_a.keys() - left_out:
             try:
                 worst = max(worst, max_relative_difference(layer_a[name], layer_b[name]))
             except ValueError as exc:
@@ -187,7 +193,7 @@ def compare(a: Trace, b: Trace, task: Task) -> PairVerdict:
     loss, step = relative_loss_difference(a.losses, b.losses)
     problem = None
     try:
-        weights = weights_difference(a.weights, b.weights)
+        weights = weights_difference(a.weights, b.weights, task.agreement.weights_not_compared)
     except ValueError as exc:  # a plugin returned weights in another layout: a failed pair
         weights, problem = float("inf"), f"weights not comparable: {exc}"
     return PairVerdict(

@@ -17,7 +17,21 @@ lstm          ``kernel (features, 4 units)``, ``recurrent_kernel (units, 4 units
 gru           ``kernel (features, 3 units)``, ``recurrent_kernel (units, 3 units)``,
               ``bias (2, 3 units)`` (row 0 the input bias, row 1 the recurrent bias);
               gate blocks in the order update (z), reset (r), candidate (h)
+position_     ``embedding (steps, features)``
+embedding
+layer_norm    ``gamma (features,)``, ``beta (features,)``
+transformer_  ``norm1_gamma``, ``norm1_beta`` ``(width,)``; ``query_kernel``, ``key_kernel``,
+encoder       ``value_kernel`` ``(width, heads, key_dim)`` with ``query_bias``, ``key_bias``,
+              ``value_bias`` ``(heads, key_dim)``; ``output_kernel (heads, key_dim, width)``,
+              ``output_bias (width,)``; ``norm2_gamma``, ``norm2_beta`` ``(width,)``;
+              ``mlp_kernel (width, mlp_units)``, ``mlp_bias (mlp_units,)``,
+              ``mlp_output_kernel (mlp_units, width)``, ``mlp_output_bias (width,)``
 ============  ==============================================================================
+
+The attention arrays are Keras's ``MultiHeadAttention`` shapes (Flax's ``DenseGeneral`` kernels
+have the same); each is drawn Glorot-uniform as the 2-D matrix of its projection (``(width,
+heads * key_dim)``, and ``(heads * key_dim, width)`` for the output), then reshaped. The arrays
+are drawn in the order listed.
 
 Other layers have no parameters (an empty dict).
 """
@@ -28,7 +42,17 @@ import math
 
 import numpy as np
 
-from harness.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task
+from harness.tasks import (
+    GRU,
+    LSTM,
+    Conv2D,
+    Dense,
+    LayerNorm,
+    PositionEmbedding,
+    SimpleRNN,
+    Task,
+    TransformerEncoder,
+)
 
 #: how many gate blocks each recurrent kind stacks in its kernels
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
@@ -58,7 +82,7 @@ def initial_weights(task: Task) -> list[dict[str, np.ndarray]]:
         if isinstance(layer, Dense):
             weights.append(
                 {
-                    "kernel": glorot_uniform(rng, (in_shape[0], layer.units)),
+                    "kernel": glorot_uniform(rng, (in_shape[-1], layer.units)),
                     "bias": np.zeros(layer.units, np.float32),
                 }
             )
@@ -79,8 +103,44 @@ def initial_weights(task: Task) -> list[dict[str, np.ndarray]]:
                     "bias": bias,
                 }
             )
+        elif isinstance(layer, PositionEmbedding):
+            embedding = rng.normal(0.0, layer.stddev, in_shape)
+            weights.append({"embedding": embedding.astype(np.float32)})
+        elif isinstance(layer, LayerNorm):
+            weights.append(_layer_norm(in_shape[-1]))
+        elif isinstance(layer, TransformerEncoder):
+            weights.append(encoder_weights(rng, layer, in_shape[-1]))
         else:
             weights.append({})
+    return weights
+
+
+def _layer_norm(width: int, prefix: str = "") -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}gamma": np.ones(width, np.float32),
+        f"{prefix}beta": np.zeros(width, np.float32),
+    }
+
+
+def encoder_weights(
+    rng: np.random.Generator, layer: TransformerEncoder, width: int
+) -> dict[str, np.ndarray]:
+    """A Transformer encoder block's arrays (see the module doc), drawn in the order listed."""
+    heads, key_dim = layer.heads, layer.key_dim
+    inner = heads * key_dim
+    weights = _layer_norm(width, "norm1_")
+    for name in ("query", "key", "value"):
+        weights[f"{name}_kernel"] = glorot_uniform(rng, (width, inner)).reshape(
+            width, heads, key_dim
+        )
+        weights[f"{name}_bias"] = np.zeros((heads, key_dim), np.float32)
+    weights["output_kernel"] = glorot_uniform(rng, (inner, width)).reshape(heads, key_dim, width)
+    weights["output_bias"] = np.zeros(width, np.float32)
+    weights |= _layer_norm(width, "norm2_")
+    weights["mlp_kernel"] = glorot_uniform(rng, (width, layer.mlp_units))
+    weights["mlp_bias"] = np.zeros(layer.mlp_units, np.float32)
+    weights["mlp_output_kernel"] = glorot_uniform(rng, (layer.mlp_units, width))
+    weights["mlp_output_bias"] = np.zeros(width, np.float32)
     return weights
 
 

@@ -17,6 +17,7 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
+from harness import keras_vit
 from harness.adapter import UnsupportedSpec
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ PARAMETER_NAMES = {
     "simple_rnn": ("kernel", "recurrent_kernel", "bias"),
     "lstm": ("kernel", "recurrent_kernel", "bias"),
     "gru": ("kernel", "recurrent_kernel", "bias"),
+    "position_embedding": ("embedding",),
+    "layer_norm": ("gamma", "beta"),
 }
 
 
@@ -73,6 +76,18 @@ def keras_layer(spec: Layer, *, use_cudnn: bool | str = "auto") -> keras.layers.
         )
     if spec.kind == "dropout":
         return keras.layers.Dropout(spec.rate)
+    if spec.kind == "patches":
+        return keras_vit.patches(spec)
+    if spec.kind == "position_embedding":
+        return keras_vit.position_embedding()
+    if spec.kind == "mean_pool":
+        return keras.layers.GlobalAveragePooling1D(data_format="channels_last")
+    if spec.kind == "layer_norm":
+        return keras.layers.LayerNormalization(
+            axis=-1, epsilon=spec.epsilon, center=True, scale=True, rms_scaling=False
+        )
+    if spec.kind == "transformer_encoder":
+        return keras_vit.transformer_encoder(spec)
     if spec.kind in ("simple_rnn", "lstm", "gru"):
         common = {
             "units": spec.units,
@@ -116,24 +131,35 @@ def build_model(
     layers = [keras_layer(spec, use_cudnn=use_cudnn) for spec in model_spec.layers]
     model = _sequential_class()([keras.Input(shape=tuple(model_spec.input_shape)), *layers])
     for spec, layer, params in zip(model_spec.layers, model.layers, weights, strict=True):
-        names = PARAMETER_NAMES.get(spec.kind, ())
-        # Keras names its variables as the harness does: a mismatch is a changed Keras
-        got = tuple(variable.name for variable in layer.weights)
-        if got != names:
-            raise UnsupportedSpec(f"this Keras keeps {spec.kind} weights as {got}, not {names}")
-        if params.keys() != set(names):
+        variables = _variables(spec, layer)
+        if params.keys() != variables.keys():
             raise ValueError(
-                f"{spec.kind} layer: Keras holds {names}, the harness gives {tuple(params)}"
+                f"{spec.kind} layer: Keras holds {tuple(variables)}, the harness gives {tuple(params)}"
             )
-        if names:
-            layer.set_weights([params[name] for name in names])
+        for name, variable in variables.items():
+            variable.assign(params[name])
     return model
+
+
+def _variables(spec: Layer, layer: keras.layers.Layer) -> dict[str, Any]:
+    """A layer's variables by the harness's array names.
+
+    :raises UnsupportedSpec: when this Keras keeps them under other names than the harness's.
+    """
+    if hasattr(layer, "harness_variables"):  # a composite layer of harness.keras_vit
+        return layer.harness_variables()
+    names = PARAMETER_NAMES.get(spec.kind, ())
+    # Keras names its variables as the harness does: a mismatch is a changed Keras
+    got = tuple(variable.name for variable in layer.weights)
+    if got != names:
+        raise UnsupportedSpec(f"this Keras keeps {spec.kind} weights as {got}, not {names}")
+    return dict(zip(names, layer.weights, strict=True))
 
 
 def layer_weights(model_spec: ModelSpec, model: keras.Sequential) -> list[dict[str, Any]]:
     """The model's current weights in the harness's layout, one dict per layer."""
     return [
-        dict(zip(PARAMETER_NAMES.get(spec.kind, ()), layer.get_weights(), strict=True))
+        {name: variable.numpy() for name, variable in _variables(spec, layer).items()}
         for spec, layer in zip(model_spec.layers, model.layers, strict=True)
     ]
 

@@ -7,6 +7,8 @@ memory order shows up as a mismatch against these functions.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from harness.tasks import (
@@ -17,10 +19,18 @@ from harness.tasks import (
     Dropout,
     Flatten,
     Layer,
+    LayerNorm,
     MaxPool2D,
+    MeanPool,
     ModelSpec,
+    Patches,
+    PositionEmbedding,
     SimpleRNN,
+    TransformerEncoder,
 )
+
+#: erf elementwise (math.erf is exact to float64; scipy stays out of a cell's process)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -102,6 +112,48 @@ def recurrent(layer: SimpleRNN | LSTM | GRU, weights: dict[str, np.ndarray], x: 
     return np.stack(states, axis=1) if layer.return_sequences else h
 
 
+def patches(layer: Patches, x: np.ndarray) -> np.ndarray:
+    """Row-major tokens over the patch grid, each token's values in (row, column, channel)."""
+    n, h, w, c = x.shape
+    p = layer.size
+    grid = x.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    return grid.reshape(n, (h // p) * (w // p), p * p * c)
+
+
+def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # biased, as every framework's
+    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """The exact GELU, ``x * Phi(x)``: not the tanh approximation."""
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+
+def attention(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Multi-head self-attention over ``x (n, steps, width)``, output projection included."""
+    q, k, v = (
+        np.einsum("ntd,dhk->nthk", x, weights[f"{name}_kernel"]) + weights[f"{name}_bias"]
+        for name in ("query", "key", "value")
+    )
+    scores = np.einsum("nqhk,nshk->nhqs", q, k) / math.sqrt(q.shape[-1])
+    probabilities = activate("softmax", scores)  # over the keys (the last axis)
+    mixed = np.einsum("nhqs,nshk->nqhk", probabilities, v)
+    return np.einsum("nqhk,hkd->nqd", mixed, weights["output_kernel"]) + weights["output_bias"]
+
+
+def transformer_encoder(
+    layer: TransformerEncoder, weights: dict[str, np.ndarray], x: np.ndarray
+) -> np.ndarray:
+    """Pre-norm: ``x + MHA(LN1(x))``, then ``x + MLP(LN2(x))`` (dropout is off when evaluating)."""
+    w = {name: value.astype(np.float64) for name, value in weights.items()}
+    x = x + attention(w, layer_norm(x, w["norm1_gamma"], w["norm1_beta"], layer.epsilon))
+    hidden = layer_norm(x, w["norm2_gamma"], w["norm2_beta"], layer.epsilon)
+    hidden = gelu(hidden @ w["mlp_kernel"] + w["mlp_bias"])
+    return x + hidden @ w["mlp_output_kernel"] + w["mlp_output_bias"]
+
+
 def layer_forward(layer: Layer, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """The output of one layer (evaluation behaviour: dropout is the identity)."""
     x = np.asarray(x, dtype=np.float64)
@@ -115,6 +167,16 @@ def layer_forward(layer: Layer, weights: dict[str, np.ndarray], x: np.ndarray) -
         return conv2d(layer, weights, x)
     if isinstance(layer, MaxPool2D):
         return max_pool2d(layer, x)
+    if isinstance(layer, Patches):
+        return patches(layer, x)
+    if isinstance(layer, PositionEmbedding):
+        return x + weights["embedding"]
+    if isinstance(layer, MeanPool):
+        return x.mean(axis=1)
+    if isinstance(layer, LayerNorm):
+        return layer_norm(x, weights["gamma"], weights["beta"], layer.epsilon)
+    if isinstance(layer, TransformerEncoder):
+        return transformer_encoder(layer, weights, x)
     return recurrent(layer, weights, x)
 
 

@@ -151,6 +151,9 @@ class Flatten(_Spec):
 
 
 class Dense(_Spec):
+    """``x W + b`` then the activation. On a sequence (steps, features) the same kernel is
+    applied to every step (the last axis), as Keras's ``Dense`` does."""
+
     kind: Literal["dense"]
     units: Positive
     activation: Activation = "linear"
@@ -230,12 +233,105 @@ class GRU(_Recurrent):
     recurrent_activation: Literal["sigmoid"] = "sigmoid"
 
 
+# -- sequences built from images (the Vision Transformer's layers) -------------------------------
+
+
+class Patches(_Spec):
+    """Cuts an (h, w, c) image into non-overlapping ``size`` x ``size`` patches: a sequence of
+    ``(h / size) * (w / size)`` tokens of ``size * size * c`` values. Tokens run over the patch
+    grid in row-major order (left to right, then top to bottom); inside a token the values are
+    in (row, column, channel) order, channels varying fastest. Parameter-free."""
+
+    kind: Literal["patches"]
+    size: Annotated[int, Field(gt=0, le=10_000)]
+
+
+class PositionEmbedding(_Spec):
+    """Adds a learned (steps, features) array to its (steps, features) input."""
+
+    kind: Literal["position_embedding"]
+    #: drawn from a normal distribution of mean 0 and this standard deviation (ViT's 0.02)
+    initializer: Literal["random_normal"] = "random_normal"
+    stddev: float = Field(default=0.02, gt=0, le=10)
+
+
+class MeanPool(_Spec):
+    """The mean over the steps of a (steps, features) sequence: (features,). Parameter-free."""
+
+    kind: Literal["mean_pool"]
+
+
+class LayerNorm(_Spec):
+    """Normalises each step over its last axis: ``(x - mean) / sqrt(var + epsilon) * gamma +
+    beta``, with the biased variance (divided by the feature count); ``gamma`` starts at ones,
+    ``beta`` at zeros."""
+
+    kind: Literal["layer_norm"]
+    epsilon: float = Field(default=1e-6, gt=0, le=1)
+
+
+class TransformerEncoder(_Spec):
+    """One pre-norm Transformer encoder block over a (steps, width) sequence, output the same
+    shape (the exact maths is in docs/tasks.md)::
+
+        x = x + Dropout(MHA(LN1(x)))
+        x = x + Dropout(Dense2(Dropout(gelu(Dense1(LN2(x))))))
+
+    ``MHA`` is multi-head self-attention with ``heads`` heads of ``key_dim`` values each (the
+    value width is ``key_dim`` too), scores scaled by ``1 / sqrt(key_dim)``, a softmax over the
+    keys (with ``dropout`` on its probabilities), and an output projection back to the width;
+    every projection has a bias. ``gelu`` is the exact form ``x * Phi(x) = 0.5 x (1 + erf(x /
+    sqrt 2))``, not the tanh approximation. Both layer norms use ``epsilon``. Kernels are
+    Glorot-uniform over each projection's (inputs, outputs) matrix, biases zeros, ``gamma`` ones
+    and ``beta`` zeros.
+    """
+
+    kind: Literal["transformer_encoder"]
+    heads: Annotated[int, Field(gt=0, le=1024)]
+    key_dim: Positive
+    mlp_units: Positive
+    mlp_activation: Literal["gelu"] = "gelu"
+    #: on the attention probabilities, after the MLP's activation and on each sublayer's output
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    epsilon: float = Field(default=1e-6, gt=0, le=1)
+    kernel_initializer: Literal["glorot_uniform"] = "glorot_uniform"
+    bias_initializer: Literal["zeros"] = "zeros"
+
+
 Layer = Annotated[
-    Flatten | Dense | Conv2D | MaxPool2D | Dropout | SimpleRNN | LSTM | GRU,
+    Flatten
+    | Dense
+    | Conv2D
+    | MaxPool2D
+    | Dropout
+    | SimpleRNN
+    | LSTM
+    | GRU
+    | Patches
+    | PositionEmbedding
+    | MeanPool
+    | LayerNorm
+    | TransformerEncoder,
     Field(discriminator="kind"),
 ]
-LAYER_KINDS = ("flatten", "dense", "conv2d", "max_pool2d", "dropout", "simple_rnn", "lstm", "gru")
+LAYER_KINDS = (
+    "flatten",
+    "dense",
+    "conv2d",
+    "max_pool2d",
+    "dropout",
+    "simple_rnn",
+    "lstm",
+    "gru",
+    "patches",
+    "position_embedding",
+    "mean_pool",
+    "layer_norm",
+    "transformer_encoder",
+)
 RECURRENT_KINDS = ("simple_rnn", "lstm", "gru")
+#: the layers that take a (steps, features) sequence and return one of the same shape
+SEQUENCE_KINDS = ("position_embedding", "layer_norm", "transformer_encoder")
 
 
 def _window(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -249,11 +345,12 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
     if isinstance(layer, Flatten | Dropout):
         return (math.prod(shape),) if isinstance(layer, Flatten) else shape
     if isinstance(layer, Dense):
-        if len(shape) != 1:
+        if len(shape) not in (1, 2):
             raise ValueError(
-                f"needs a flat input but gets shape {shape}; put a flatten layer before it"
+                f"needs a flat input or a sequence but gets shape {shape}; put a flatten layer "
+                "before it"
             )
-        return (layer.units,)
+        return (*shape[:-1], layer.units)
     if isinstance(layer, Conv2D | MaxPool2D):
         if len(shape) != 3:
             raise ValueError(f"needs an input of shape (height, width, channels), not {shape}")
@@ -270,6 +367,8 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
         if min(out) < 1:
             raise ValueError(f"its {kernel[0]}x{kernel[1]} window does not fit input {shape}")
         return (*out, channels)
+    if isinstance(layer, Patches | PositionEmbedding | MeanPool | LayerNorm | TransformerEncoder):
+        return _sequence_output_shape(layer, shape)
     if layer.kind not in RECURRENT_KINDS:
         raise ValueError(
             f"is a layer kind this harness doesn't know (known: {', '.join(LAYER_KINDS)})"
@@ -277,6 +376,23 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
     if len(shape) != 2:
         raise ValueError(f"needs an input of shape (steps, features), not {shape}")
     return (shape[0], layer.units) if layer.return_sequences else (layer.units,)
+
+
+def _sequence_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if isinstance(layer, Patches):
+        if len(shape) != 3:
+            raise ValueError(f"needs an input of shape (height, width, channels), not {shape}")
+        if shape[0] % layer.size or shape[1] % layer.size:
+            raise ValueError(
+                f"cuts {layer.size}x{layer.size} patches, which don't tile a "
+                f"{shape[0]}x{shape[1]} image"
+            )
+        return (shape[0] // layer.size * (shape[1] // layer.size), layer.size**2 * shape[2])
+    if isinstance(layer, LayerNorm):
+        return shape  # over the last axis, whatever the rank
+    if len(shape) != 2:
+        raise ValueError(f"needs an input of shape (steps, features), not {shape}")
+    return (shape[1],) if isinstance(layer, MeanPool) else shape
 
 
 class ModelSpec(_Spec):
@@ -302,7 +418,11 @@ class ModelSpec(_Spec):
     def without_dropout(self) -> ModelSpec:
         """This model with every dropout rate set to 0 (the agreement check's model)."""
         layers = [
-            layer.model_copy(update={"rate": 0.0}) if isinstance(layer, Dropout) else layer
+            layer.model_copy(update={"rate": 0.0})
+            if isinstance(layer, Dropout)
+            else layer.model_copy(update={"dropout": 0.0})
+            if isinstance(layer, TransformerEncoder)
+            else layer
             for layer in self.layers
         ]
         return self.model_copy(update={"layers": layers})
@@ -425,6 +545,10 @@ class Agreement(_Spec):
     #: largest allowed difference of any weight after the steps, relative to the largest
     #: magnitude in its array
     weights_rtol: float = Field(default=1e-3, gt=0)
+    #: weight arrays (by name, in every layer) left out of the weights comparison: only arrays
+    #: that cannot change the model's output, whose values are rounding noise (give the reason
+    #: in ``note``); they are still counted and trained
+    weights_not_compared: Annotated[list[str], BeforeValidator(_list)] = []
     #: why the tolerances are what they are (shown by the check)
     note: str = ""
 

@@ -12,7 +12,7 @@ from harness.tasks import load_task
 
 from .conftest import harness_env, run_harness
 
-TASKS = ("mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn")
+TASKS = ("mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn", "mnist_vit")
 
 
 def test_loss_difference_is_relative_to_the_larger_loss_and_names_the_worst_step():
@@ -31,6 +31,25 @@ def test_weights_difference_is_relative_to_each_arrays_scale():
     b = [{}, {"kernel": np.array([[10.0, -20.2]]), "bias": np.array([0.001])}]
     assert agreement.weights_difference(a, b) == pytest.approx(0.01)
     assert agreement.weights_difference(a, None) is None
+
+
+def test_arrays_the_task_leaves_out_are_not_compared_but_their_layout_still_is():
+    # an attention key bias has no gradient in exact arithmetic (the softmax ignores a shift of
+    # a query's scores): Adam moves it by each framework's rounding noise alone
+    a = [{"key_kernel": np.ones((2, 2)), "key_bias": np.array([1e-5, -2e-5])}]
+    b = [{"key_kernel": np.ones((2, 2)), "key_bias": np.array([-3e-5, 1e-5])}]
+    assert agreement.weights_difference(a, b) == pytest.approx(2.0)
+    assert agreement.weights_difference(a, b, ["key_bias"]) == 0.0
+    task = load_task("mnist_vit")
+    assert task.agreement.weights_not_compared == ["key_bias"]
+    verdict = agreement.compare(
+        agreement.Trace("a", "1", losses=[1.0], weights=a),
+        agreement.Trace("b", "1", losses=[1.0], weights=b),
+        task,
+    )
+    assert verdict.passed and verdict.weights_difference == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        agreement.weights_difference(a, [{"key_kernel": np.ones((2, 2)), "key_bias": np.ones(3)}])
 
 
 def test_nan_weights_never_read_as_agreement():

@@ -197,7 +197,7 @@ def test_repeats_and_modes_each_get_a_row_with_their_raw_values(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn"])
+@pytest.mark.parametrize("task", ["mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn", "mnist_vit"])
 def test_the_full_recipe_reaches_its_target_in_every_built_in_framework(tmp_path, task):
     result = run_harness(
         "run", "--task", task, "-f", "tensorflow", "-f", "torch", "-f", "jax",

@@ -73,3 +73,38 @@ def test_the_naive_forecast_reads_the_last_value_whatever_the_input_shape():
     y = np.array([5.0, 13.0], dtype=np.float32)
     assert naive_forecast_mse(x, y) == 2.0  # ((5-5)^2 + (11-13)^2) / 2
     assert naive_forecast_mse(x.reshape(2, 6, 1, 1), y) == 2.0  # with a channel axis too
+
+
+def test_vision_transformer_weights_are_in_keras_multi_head_attention_shapes():
+    weights = initial_weights(load_task("mnist_vit"))
+    patch_embedding, position, encoder = weights[1], weights[2], weights[3]
+    assert patch_embedding["kernel"].shape == (49, 64)  # dense on every token: (features, units)
+    assert position["embedding"].shape == (16, 64)
+    assert abs(position["embedding"].std() - 0.02) < 0.002
+    shapes = {name: array.shape for name, array in encoder.items()}
+    assert shapes == {
+        "norm1_gamma": (64,),
+        "norm1_beta": (64,),
+        "query_kernel": (64, 4, 16),
+        "query_bias": (4, 16),
+        "key_kernel": (64, 4, 16),
+        "key_bias": (4, 16),
+        "value_kernel": (64, 4, 16),
+        "value_bias": (4, 16),
+        "output_kernel": (4, 16, 64),
+        "output_bias": (64,),
+        "norm2_gamma": (64,),
+        "norm2_beta": (64,),
+        "mlp_kernel": (64, 128),
+        "mlp_bias": (128,),
+        "mlp_output_kernel": (128, 64),
+        "mlp_output_bias": (64,),
+    }
+    # Glorot over each projection's 2-D matrix: (64 in, 4 x 16 out), not Keras's 3-D fans
+    limit = np.sqrt(6 / (64 + 64))
+    assert limit * 0.99 < np.abs(encoder["query_kernel"]).max() <= limit
+    assert np.abs(encoder["mlp_kernel"]).max() <= np.sqrt(6 / (64 + 128))
+    assert (encoder["norm1_gamma"] == 1).all() and not encoder["norm2_beta"].any()
+    assert not encoder["query_bias"].any() and not encoder["output_bias"].any()
+    assert (weights[5]["gamma"] == 1).all() and not weights[5]["beta"].any()  # the final norm
+    assert weights[0] == {} and weights[6] == {}  # patches and the mean pool have no parameters

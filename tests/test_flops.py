@@ -25,3 +25,13 @@ def test_recurrent_flops_count_the_input_and_recurrent_products_of_every_gate_an
     rnn1 = 50 * 2 * (1 + 50) * 50
     rnn2 = 50 * 2 * (50 + 50) * 50
     assert forward_flops_per_sample(load_task("series_rnn")) == rnn1 + rnn2 + 2 * 50
+
+
+def test_vision_transformer_flops_count_the_projections_both_attention_products_and_the_mlp():
+    tokens, width, mlp = 16, 64, 128
+    patch_embedding = 2 * tokens * 49 * width
+    projections = 4 * 2 * tokens * width * width  # query, key, value (4 heads of 16) and output
+    attention = 2 * (2 * tokens * tokens * width)  # Q K^T, and the probabilities times V
+    block = projections + attention + 2 * (2 * tokens * width * mlp)
+    head = 2 * width * 10
+    assert forward_flops_per_sample(load_task("mnist_vit")) == patch_embedding + 2 * block + head

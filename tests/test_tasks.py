@@ -88,8 +88,9 @@ def test_with_epochs_overrides_and_validates():
             r"last layer outputs shape \(12,\), but dataset 'mnist' has 10 classes",
         ),
         (
+            # on a sequence a dense layer is applied to every step, so this reaches the output
             {'kind = "flatten"': 'kind = "dense"\nunits = 4'},
-            r"layers\[0\] \(dense\) needs a flat input but gets shape \(28, 28\)",
+            r"the last layer outputs shape \(28, 10\), but dataset 'mnist' has 10 classes",
         ),
         ({"input_shape = [28, 28]": "input_shape = [32, 32]"}, r"does not match dataset 'mnist'"),
     ],
@@ -131,6 +132,33 @@ def test_the_classic_recipes_have_the_parameter_counts_their_sources_print():
     assert load_task("series_rnn").target.describe() == "test_mse ≤ 0.004"
 
 
+def test_mnist_vit_cuts_16_patches_and_has_the_parameters_of_its_layers():
+    task = load_task("mnist_vit")
+    assert task.model.output_shapes() == [
+        (16, 49),  # a 4x4 grid of 7x7 patches
+        (16, 64),
+        (16, 64),
+        (16, 64),
+        (16, 64),
+        (16, 64),
+        (64,),
+        (10,),
+    ]
+    embedding = 49 * 64 + 64
+    attention = 4 * (64 * 64 + 64)  # query, key, value and output projections
+    block = 2 * 2 * 64 + attention + (64 * 128 + 128) + (128 * 64 + 64)
+    assert parameter_count(task) == embedding + 16 * 64 + 2 * block + 2 * 64 + 64 * 10 + 10
+    assert parameter_count(task) == 71_946
+    [encoder, _] = [layer for layer in task.model.layers if layer.kind == "transformer_encoder"]
+    assert (encoder.heads, encoder.key_dim, encoder.mlp_units, encoder.mlp_activation) == (
+        4,
+        16,
+        128,
+        "gelu",
+    )
+    assert task.without_dropout().model.layers[3].dropout == 0.0
+
+
 def test_same_padding_and_strides_give_tensorflows_output_sizes(tmp_path):
     text = mlp_text(
         **{
@@ -151,8 +179,27 @@ def test_same_padding_and_strides_give_tensorflows_output_sizes(tmp_path):
             "model.layers[0] (conv2d) needs an input of shape (height, width, channels), not (28, 28)",
         ),
         (
-            {'kind = "flatten"': 'kind = "lstm"\nunits = 4\nreturn_sequences = true'},
-            "model.layers[1] (dense) needs a flat input but gets shape (28, 4)",
+            {
+                "input_shape = [28, 28]": "input_shape = [28, 28, 1]",
+                'kind = "flatten"': 'kind = "max_pool2d"',
+            },
+            "model.layers[1] (dense) needs a flat input or a sequence but gets shape (14, 14, 1)",
+        ),
+        (
+            {
+                "input_shape = [28, 28]": "input_shape = [28, 28, 1]",
+                'kind = "flatten"': 'kind = "patches"\nsize = 5',
+            },
+            "model.layers[0] (patches) cuts 5x5 patches, which don't tile a 28x28 image",
+        ),
+        (
+            {
+                "input_shape = [28, 28]": "input_shape = [28, 28, 1]",
+                'kind = "flatten"': 'kind = "transformer_encoder"\nheads = 2\nkey_dim = 4\n'
+                "mlp_units = 8",
+            },
+            "model.layers[0] (transformer_encoder) needs an input of shape (steps, features), "
+            "not (28, 28, 1)",
         ),
         (
             {'loss = "sparse_categorical_crossentropy"': 'loss = "mean_squared_error"'},

@@ -140,6 +140,9 @@ def _check_one(
         console.print(pairs_table(check))
     if task.agreement.note:
         console.print(f"note: {task.agreement.note}")
+    if task.agreement.weights_not_compared:
+        left_out = ", ".join(task.agreement.weights_not_compared)
+        console.print(f"weights not compared (the task's agreement section says why): {left_out}")
     for trace in check.skipped:
         console.print(f"left out of the verdict: {trace.left_out}")
     saved = agreement.record(check)

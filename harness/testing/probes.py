@@ -23,10 +23,18 @@ class Probe:
     name: str
     input_shape: tuple[int, ...]
     layers: tuple[dict[str, Any], ...]
+    #: how far the output may be from the reference, relative to its scale; None: the kit's
+    #: default (``harness.testing.suite.OUTPUT_RTOL``)
+    rtol: float | None = None
 
 
-def _one(name: str, input_shape: tuple[int, ...], **layer: Any) -> Probe:
-    return Probe(name, input_shape, (layer,))
+#: the encoder probes' tolerance: float32 keeps them within about 2e-7 of the reference, and
+#: GELU's tanh approximation, the likeliest mistake, moves them by 6e-5 to 8e-5
+ENCODER_RTOL = 1e-5
+
+
+def _one(name: str, input_shape: tuple[int, ...], rtol: float | None = None, **layer: Any) -> Probe:
+    return Probe(name, input_shape, (layer,), rtol)
 
 
 PROBES: tuple[Probe, ...] = (
@@ -71,6 +79,35 @@ PROBES: tuple[Probe, ...] = (
             {"kind": "flatten"},
             {"kind": "dense", "units": 4, "activation": "softmax"},
         ),
+    ),
+    _one("patches", (4, 6, 2), kind="patches", size=2),
+    _one("dense_sequence", (4, 3), kind="dense", units=5, activation="relu"),
+    _one("position_embedding", (4, 3), kind="position_embedding"),
+    _one("mean_pool", (4, 3), kind="mean_pool"),
+    _one("layer_norm", (4, 5), kind="layer_norm", epsilon=1e-3),
+    # pre-norm, exact GELU: a post-norm block is far off, a tanh GELU by 7e-5 (ENCODER_RTOL)
+    _one(
+        "transformer_encoder",
+        (5, 8),
+        ENCODER_RTOL,
+        kind="transformer_encoder",
+        heads=2,
+        key_dim=4,
+        mlp_units=6,
+    ),
+    Probe(
+        "vision_transformer",
+        (4, 4, 1),
+        (
+            {"kind": "patches", "size": 2},
+            {"kind": "dense", "units": 6},
+            {"kind": "position_embedding"},
+            {"kind": "transformer_encoder", "heads": 3, "key_dim": 2, "mlp_units": 5},
+            {"kind": "layer_norm"},
+            {"kind": "mean_pool"},
+            {"kind": "dense", "units": 3, "activation": "softmax"},
+        ),
+        ENCODER_RTOL,
     ),
     Probe(
         "stacked_rnn_dense",
@@ -121,12 +158,17 @@ def probe_task(
 
 
 def probe_weights(task: Task, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """The harness's initial weights, with biases made random too (zeros would hide a lost bias)."""
+    """The harness's initial weights, with biases, layer-norm scales and offsets and position
+    embeddings made random and large enough to matter (zeros and ones would hide a lost bias, a
+    swapped scale and offset; an embedding drawn at 0.02 would barely move the output)."""
     rng = np.random.default_rng([seed, 3])
     weights = initial_weights(task)
     for layer in weights:
-        if "bias" in layer:
-            layer["bias"] = rng.uniform(-0.5, 0.5, layer["bias"].shape).astype(np.float32)
+        for name, array in layer.items():
+            if name.endswith(("bias", "beta", "embedding")):
+                layer[name] = rng.uniform(-0.5, 0.5, array.shape).astype(np.float32)
+            elif name.endswith("gamma"):
+                layer[name] = rng.uniform(0.5, 1.5, array.shape).astype(np.float32)
     return weights
 
 

@@ -27,6 +27,12 @@ OUTPUT_RTOL = 1e-4
 TRAINING_LOSS_RTOL = 1e-4
 TRAINING_WEIGHTS_RTOL = 1e-3
 
+#: layer kinds that came with plugin API 1: an adapter of API 0 predates them, and may refuse
+#: them with ``UnsupportedSpec`` without declaring so
+LAYERS_SINCE_API_1 = frozenset(
+    {"patches", "position_embedding", "mean_pool", "layer_norm", "transformer_encoder"}
+)
+
 _reports: dict[str, dict[str, Any]] = {}
 #: why a framework's checks could not run, kept so the other tests fail at once with it
 _failures: dict[str, str] = {}
@@ -149,6 +155,11 @@ class ConformanceSuite:
     def _probe(self, report: dict[str, Any], probe: Probe) -> dict[str, Any]:
         result = report["probes"][probe.name]
         kinds = {layer["kind"] for layer in probe.layers}
+        newer = kinds & LAYERS_SINCE_API_1
+        if result["status"] == "unsupported" and newer and report.get("api_version", 0) < 1:
+            # an adapter written before these layers existed may refuse them: its cells of
+            # such a task are skipped with its reason, as for any layer it can't express
+            pytest.skip(f"{', '.join(sorted(newer))}: newer than the adapter's plugin API 0")
         if kinds & self.unsupported_layers:
             assert result["status"] == "unsupported", (
                 f"{probe.name}: declared unsupported, so build must raise UnsupportedSpec"
@@ -167,9 +178,11 @@ class ConformanceSuite:
     def test_layer_output_matches_the_numpy_reference(self, report, probe):
         result = self._probe(report, probe)
         assert result["shape"] == result["expected_shape"]
-        assert result["output_difference"] <= OUTPUT_RTOL, (
+        rtol = probe.rtol or OUTPUT_RTOL
+        assert result["output_difference"] <= rtol, (
             f"{probe.name}: output differs from the reference by {result['output_difference']:.2e} "
-            f"of its scale (largest absolute difference {result['max_abs_difference']:.2e})"
+            f"of its scale, more than {rtol:g} (largest absolute difference "
+            f"{result['max_abs_difference']:.2e})"
         )
 
     @pytest.mark.parametrize("probe", PROBES, ids=_probe_id)

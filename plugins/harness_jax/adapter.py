@@ -70,7 +70,7 @@ class JaxSession(Session):
         import jax.numpy as jnp
         import optax
 
-        from harness_jax.model import Sequential, check_supported, layer_name
+        from harness_jax.model import Sequential, check_supported, layer_name, to_params
 
         layers = tuple(task.model.layers)
         check_supported(layers)
@@ -81,8 +81,8 @@ class JaxSession(Session):
         model = Sequential(layers, logits=classify)
         # the modules keep the harness's names and shapes, so the weights load as they are
         params = {
-            layer_name(index): {name: jnp.asarray(array) for name, array in layer_weights.items()}
-            for index, layer_weights in enumerate(weights)
+            layer_name(index): jax.tree_util.tree_map(jnp.asarray, to_params(spec, layer_weights))
+            for index, (spec, layer_weights) in enumerate(zip(layers, weights, strict=True))
             if layer_weights
         }
         adam = task.training.optimizer
@@ -150,7 +150,7 @@ class JaxSession(Session):
             predict_step=predict_step,
             training=task.training,
             classify=classify,
-            layer_count=len(layers),
+            layers=layers,
         )
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -188,7 +188,7 @@ class JaxTrainer:
         predict_step,
         training,
         classify,
-        layer_count,
+        layers,
     ) -> None:
         self.params = params
         self.opt_state = opt_state
@@ -200,7 +200,7 @@ class JaxTrainer:
         self.predict_step = predict_step
         self.training = training
         self.classify = classify  # else a regression: MSE, no accuracy
-        self.layer_count = layer_count
+        self.layers = layers
         self.steps_taken = 0  # numbers the steps, for their dropout masks
         self.full_batch = np.ones(training.batch_size, np.float32)
         if train_steps is not None:
@@ -270,11 +270,14 @@ class JaxTrainer:
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def weights(self) -> list[dict[str, np.ndarray]]:
-        from harness_jax.model import layer_name
+        from harness_jax.model import from_params, layer_name
 
         return [
-            {name: np.array(array) for name, array in self.params.get(layer_name(i), {}).items()}
-            for i in range(self.layer_count)
+            {
+                name: np.array(array)
+                for name, array in from_params(spec, self.params.get(layer_name(i), {})).items()
+            }
+            for i, spec in enumerate(self.layers)
         ]
 
     def parameter_count(self) -> int:

@@ -7,6 +7,12 @@ and one ``bias`` per layer, gate blocks in Keras's order, stepped with ``lax.sca
 state. Every layer's parameters sit under ``layer_<index>`` with the harness's names, so loading
 and returning weights is a copy.
 
+The Vision Transformer's layers use Flax's own modules: ``nn.LayerNorm`` (with
+``use_fast_variance=False``: the variance as the mean of squared deviations, not ``E[x^2] -
+E[x]^2``, which loses digits) and ``nn.MultiHeadDotProductAttention``, whose ``DenseGeneral``
+kernels have the harness's shapes. Their parameters are nested and named by Flax (``scale``,
+``bias``, ``attention/query/kernel``), so :func:`to_params` and :func:`from_params` rename them.
+
 Imported by the adapter's ``build``, after ``setup`` has imported JAX.
 """
 
@@ -116,7 +122,124 @@ class GRU(_Recurrent):
 
 
 RECURRENT = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
-SUPPORTED = ("flatten", "dropout", "max_pool2d", "dense", "conv2d", *RECURRENT)
+
+
+def exact_gelu(x):
+    """GELU as the task defines it: ``x * Phi(x)`` with erf (Flax's default is the tanh form)."""
+    return nn.gelu(x, approximate=False)
+
+
+def patches(x, size: int):
+    """(n, h, w, c) -> (n, h/p * w/p, p * p * c): row-major tokens, (row, column, channel)."""
+    n, h, w, c = x.shape
+    grid = x.reshape(n, h // size, size, w // size, size, c).transpose(0, 1, 3, 2, 4, 5)
+    return grid.reshape(n, (h // size) * (w // size), size * size * c)
+
+
+class PositionEmbedding(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x + self.param("embedding", nn.initializers.zeros_init(), x.shape[1:])
+
+
+def layer_norm(epsilon: float, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=epsilon, use_fast_variance=False, name=name)
+
+
+class TransformerEncoder(nn.Module):
+    """``x + Dropout(MHA(LN1(x)))``, then ``x + Dropout(MLP(LN2(x)))`` (pre-norm)."""
+
+    spec: object
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        spec = self.spec
+        deterministic = not train
+        normed = layer_norm(spec.epsilon, "norm1")(x)
+        attended = nn.MultiHeadDotProductAttention(
+            num_heads=spec.heads,
+            qkv_features=spec.heads * spec.key_dim,
+            out_features=x.shape[-1],
+            dropout_rate=spec.dropout,  # on the attention probabilities
+            deterministic=deterministic,
+            name="attention",
+        )(normed)
+        x = x + nn.Dropout(spec.dropout, deterministic=deterministic)(attended)
+        hidden = exact_gelu(
+            nn.Dense(spec.mlp_units, name="mlp")(layer_norm(spec.epsilon, "norm2")(x))
+        )
+        hidden = nn.Dropout(spec.dropout, deterministic=deterministic)(hidden)
+        output = nn.Dense(x.shape[-1], name="mlp_output")(hidden)
+        return x + nn.Dropout(spec.dropout, deterministic=deterministic)(output)
+
+
+#: each encoder array (harness name) and its place in the Flax params tree
+ENCODER_PATHS = {
+    "norm1_gamma": ("norm1", "scale"),
+    "norm1_beta": ("norm1", "bias"),
+    **{
+        f"{name}_{kind}": ("attention", name, kind)
+        for name in ("query", "key", "value")
+        for kind in ("kernel", "bias")
+    },
+    "output_kernel": ("attention", "out", "kernel"),
+    "output_bias": ("attention", "out", "bias"),
+    "norm2_gamma": ("norm2", "scale"),
+    "norm2_beta": ("norm2", "bias"),
+    "mlp_kernel": ("mlp", "kernel"),
+    "mlp_bias": ("mlp", "bias"),
+    "mlp_output_kernel": ("mlp_output", "kernel"),
+    "mlp_output_bias": ("mlp_output", "bias"),
+}
+LAYER_NORM_PATHS = {"gamma": ("scale",), "beta": ("bias",)}
+
+
+def _paths(kind: str) -> dict[str, tuple[str, ...]] | None:
+    return {"transformer_encoder": ENCODER_PATHS, "layer_norm": LAYER_NORM_PATHS}.get(kind)
+
+
+def to_params(spec, weights: dict) -> dict:
+    """One layer's harness-layout arrays as its Flax params subtree."""
+    paths = _paths(spec.kind)
+    if paths is None:
+        return dict(weights)
+    tree: dict = {}
+    for name, array in weights.items():
+        *parents, leaf = paths[name]
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = array
+    return tree
+
+
+def from_params(spec, tree: dict) -> dict:
+    """The inverse of :func:`to_params`: one layer's params subtree in the harness's layout."""
+    paths = _paths(spec.kind)
+    if paths is None:
+        return dict(tree)
+    weights = {}
+    for name, path in paths.items():
+        node = tree
+        for part in path:
+            node = node[part]
+        weights[name] = node
+    return weights
+
+
+SUPPORTED = (
+    "flatten",
+    "dropout",
+    "max_pool2d",
+    "dense",
+    "conv2d",
+    *RECURRENT,
+    "patches",
+    "position_embedding",
+    "mean_pool",
+    "layer_norm",
+    "transformer_encoder",
+)
 
 
 def check_supported(layers) -> None:
@@ -158,6 +281,16 @@ class Sequential(nn.Module):
                     padding=spec.padding.upper(),
                     name=name,
                 )(x)
+            elif spec.kind == "patches":
+                x = patches(x, spec.size)
+            elif spec.kind == "position_embedding":
+                x = PositionEmbedding(name=name)(x)
+            elif spec.kind == "mean_pool":
+                x = x.mean(axis=1)
+            elif spec.kind == "layer_norm":
+                x = layer_norm(spec.epsilon, name)(x)
+            elif spec.kind == "transformer_encoder":
+                x = TransformerEncoder(spec, name=name)(x, train=train)
             else:
                 x = RECURRENT[spec.kind](spec.units, spec.return_sequences, name=name)(x)
             activation = getattr(spec, "activation", "linear")

@@ -15,6 +15,11 @@ Where torch's conventions differ from the harness's (Keras's):
   ``bias_ih`` and ``bias_hh`` stays zero and frozen, so the function and the trainable
   parameters are Keras's. ``nn.GRU`` computes Keras 3's "reset_after" GRU with its two biases,
   but stacks the gates reset, update, candidate instead of update, reset, candidate.
+* A ``transformer_encoder`` is ``nn.TransformerEncoderLayer`` with ``norm_first=True`` (pre-norm)
+  and ``activation="gelu"`` (the exact, erf form). Its attention packs the query, key and value
+  projections into one ``in_proj_weight (3 width, width)``: the harness's ``(width, heads,
+  key_dim)`` kernels are flattened to ``(width, heads * key_dim)``, transposed and stacked. It
+  needs ``heads * key_dim`` to equal the width; another shape is declined.
 """
 
 from __future__ import annotations
@@ -36,8 +41,13 @@ from harness.tasks import (
     Dense,
     Dropout,
     Flatten,
+    LayerNorm,
     MaxPool2D,
+    MeanPool,
+    Patches,
+    PositionEmbedding,
     SimpleRNN,
+    TransformerEncoder,
 )
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -78,7 +88,7 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
         if isinstance(spec, Conv2D | MaxPool2D) and not channels_first:
             modules.append(_Permute(0, 3, 1, 2))
             channels_first = True
-        elif isinstance(spec, Flatten) and channels_first:
+        elif isinstance(spec, Flatten | Patches) and channels_first:
             modules.append(_Permute(0, 2, 3, 1))
             channels_first = False
 
@@ -87,7 +97,7 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
         elif isinstance(spec, Dropout):
             modules.append(nn.Dropout(spec.rate))
         elif isinstance(spec, Dense):
-            holder = nn.Linear(in_shape[0], spec.units)
+            holder = nn.Linear(in_shape[-1], spec.units)  # on a sequence, every step
             modules.append(holder)
             if not (last and fold_final_softmax and spec.activation == "softmax"):
                 modules.extend(_activation(spec.activation, dim=-1))
@@ -104,6 +114,19 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
             modules.append(nn.MaxPool2d(spec.pool_size, spec.stride))
         elif isinstance(spec, SimpleRNN | LSTM | GRU):
             holder = _Recurrent(spec, in_shape[-1])
+            modules.append(holder)
+        elif isinstance(spec, Patches):
+            modules.append(_Patches(spec.size))
+        elif isinstance(spec, PositionEmbedding):
+            holder = _PositionEmbedding(in_shape)
+            modules.append(holder)
+        elif isinstance(spec, MeanPool):
+            modules.append(_MeanPool())
+        elif isinstance(spec, LayerNorm):
+            holder = nn.LayerNorm(in_shape[-1], eps=spec.epsilon)
+            modules.append(holder)
+        elif isinstance(spec, TransformerEncoder):
+            holder = _encoder(spec, in_shape[-1])
             modules.append(holder)
         else:
             raise UnsupportedSpec(f"layer kind {spec.kind!r}")
@@ -162,6 +185,107 @@ class _Pad(nn.Module):
         return F.pad(x, self.padding)
 
 
+class _Patches(nn.Module):
+    """(n, h, w, c) -> (n, h/p * w/p, p * p * c), as the harness orders tokens and values."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, h, w, c = x.shape
+        p = self.size
+        grid = x.reshape(n, h // p, p, w // p, p, c).permute(0, 1, 3, 2, 4, 5)
+        return grid.reshape(n, (h // p) * (w // p), p * p * c)
+
+
+class _PositionEmbedding(nn.Module):
+    def __init__(self, shape) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.zeros(tuple(shape)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.embedding
+
+
+class _MeanPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)
+
+
+def _encoder(spec: TransformerEncoder, width: int) -> nn.TransformerEncoderLayer:
+    if spec.heads * spec.key_dim != width:
+        raise UnsupportedSpec(
+            f"transformer_encoder: nn.TransformerEncoderLayer splits the width ({width}) among "
+            f"the heads, so heads x key_dim must equal it, not {spec.heads} x {spec.key_dim}"
+        )
+    return nn.TransformerEncoderLayer(
+        width,
+        spec.heads,
+        dim_feedforward=spec.mlp_units,
+        dropout=spec.dropout,  # attention probabilities, MLP activation, each sublayer's output
+        activation="gelu",  # F.gelu's default is the exact (erf) form
+        layer_norm_eps=spec.epsilon,
+        batch_first=True,
+        norm_first=True,
+        bias=True,
+    )
+
+
+#: the harness's encoder arrays and where nn.TransformerEncoderLayer keeps them (one-to-one)
+_ENCODER_DIRECT = {
+    "norm1_gamma": "norm1.weight",
+    "norm1_beta": "norm1.bias",
+    "output_bias": "self_attn.out_proj.bias",
+    "norm2_gamma": "norm2.weight",
+    "norm2_beta": "norm2.bias",
+    "mlp_bias": "linear1.bias",
+    "mlp_output_bias": "linear2.bias",
+}
+_ENCODER_TRANSPOSED = {
+    "mlp_kernel": "linear1.weight",
+    "mlp_output_kernel": "linear2.weight",
+}
+_QKV = ("query", "key", "value")
+
+
+def _encoder_to_torch(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The harness's encoder arrays as the layer's ``state_dict`` entries."""
+    width = params["norm1_gamma"].shape[0]
+    state = {target: params[name] for name, target in _ENCODER_DIRECT.items()}
+    state |= {target: params[name].T for name, target in _ENCODER_TRANSPOSED.items()}
+    state["self_attn.in_proj_weight"] = np.concatenate(
+        [params[f"{name}_kernel"].reshape(width, -1).T for name in _QKV]
+    )
+    state["self_attn.in_proj_bias"] = np.concatenate(
+        [params[f"{name}_bias"].reshape(-1) for name in _QKV]
+    )
+    state["self_attn.out_proj.weight"] = params["output_kernel"].reshape(-1, width).T
+    return state
+
+
+def _encoder_from_torch(holder: nn.TransformerEncoderLayer) -> dict[str, np.ndarray]:
+    """The inverse of :func:`_encoder_to_torch`, in the harness's order."""
+    state = {name: _numpy(value) for name, value in holder.state_dict().items()}
+    heads, width = holder.self_attn.num_heads, holder.self_attn.embed_dim
+    key_dim = width // heads
+    weights = {"norm1_gamma": state["norm1.weight"], "norm1_beta": state["norm1.bias"]}
+    kernels = np.split(state["self_attn.in_proj_weight"], 3)
+    biases = np.split(state["self_attn.in_proj_bias"], 3)
+    for name, kernel, bias in zip(_QKV, kernels, biases, strict=True):
+        weights[f"{name}_kernel"] = kernel.T.reshape(width, heads, key_dim)
+        weights[f"{name}_bias"] = bias.reshape(heads, key_dim)
+    weights["output_kernel"] = state["self_attn.out_proj.weight"].T.reshape(heads, key_dim, width)
+    for name, source in _ENCODER_DIRECT.items():
+        weights[name] = state[source]
+    for name, source in _ENCODER_TRANSPOSED.items():
+        weights[name] = state[source].T
+    order = ("norm1_gamma", "norm1_beta", *(f"{n}_{p}" for n in _QKV for p in ("kernel", "bias")))
+    order += ("output_kernel", "output_bias", "norm2_gamma", "norm2_beta", "mlp_kernel")
+    order += ("mlp_bias", "mlp_output_kernel", "mlp_output_bias")
+    return {name: np.ascontiguousarray(weights[name]) for name in order}
+
+
 class _Recurrent(nn.Module):
     """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` over ``(n, steps, features)`` from zero states,
     returning every step's output or only the last one."""
@@ -196,6 +320,14 @@ def load_weights(spec, holder: Any, params: dict[str, np.ndarray]) -> None:
         elif isinstance(spec, Conv2D):
             holder.weight.copy_(torch.from_numpy(params["kernel"].transpose(3, 2, 0, 1).copy()))
             holder.bias.copy_(torch.from_numpy(params["bias"]))
+        elif isinstance(spec, PositionEmbedding):
+            holder.embedding.copy_(torch.from_numpy(params["embedding"]))
+        elif isinstance(spec, LayerNorm):
+            holder.weight.copy_(torch.from_numpy(params["gamma"]))
+            holder.bias.copy_(torch.from_numpy(params["beta"]))
+        elif isinstance(spec, TransformerEncoder):
+            state = {k: torch.from_numpy(v.copy()) for k, v in _encoder_to_torch(params).items()}
+            holder.load_state_dict(state, strict=True)
         else:
             layer = holder.layer
             kernel, recurrent_kernel, bias = (
@@ -227,6 +359,12 @@ def read_weights(spec, holder: Any) -> dict[str, np.ndarray]:
     if isinstance(spec, Conv2D):
         kernel = _numpy(holder.weight).transpose(2, 3, 1, 0)
         return {"kernel": np.ascontiguousarray(kernel), "bias": _numpy(holder.bias)}
+    if isinstance(spec, PositionEmbedding):
+        return {"embedding": _numpy(holder.embedding)}
+    if isinstance(spec, LayerNorm):
+        return {"gamma": _numpy(holder.weight), "beta": _numpy(holder.bias)}
+    if isinstance(spec, TransformerEncoder):
+        return _encoder_from_torch(holder)
     layer = holder.layer
     kernel = _numpy(layer.weight_ih_l0).T
     recurrent_kernel = _numpy(layer.weight_hh_l0).T
