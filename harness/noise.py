@@ -77,6 +77,9 @@ class Noise:
     load_average: list[float] | None = None  # 1-minute load at the start and the end
     cpu_mhz: list[float] | None = None  # the lowest and highest clock seen, where readable
     cores: int | None = None
+    #: cores the runner itself used meanwhile (sampling, reading the cell's events): the
+    #: harness's own cost beside the cell, stated rather than hidden
+    runner_cores: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -170,6 +173,7 @@ def judge(samples: list[_Sample], load: list[float], mhz: list[float]) -> Noise:
     busy_cores = [cores for wall, cores in intervals if cores >= BUSY_INTERVAL_CORES]
     mean_cores = sum(wall * cores for wall, cores in intervals) / window if window > 0 else 0.0
     busy_share = busy_wall / window if window > 0 else 0.0
+    runner = (last.runner - first.runner) / window if window > 0 else 0.0
     when_busy = sum(busy_cores) / len(busy_cores) if busy_cores else 0.0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     reasons = []
@@ -194,6 +198,7 @@ def judge(samples: list[_Sample], load: list[float], mhz: list[float]) -> Noise:
         load_average=[round(value, 2) for value in load] or None,
         cpu_mhz=[round(min(mhz)), round(max(mhz))] if mhz else None,
         cores=cores,
+        runner_cores=round(runner, 4),
     )
 
 

@@ -71,6 +71,7 @@ class Noise(_Record):
     load_average: list[FiniteFloat] | None = None
     cpu_mhz: list[FiniteFloat] | None = None
     cores: int | None = None
+    runner_cores: FiniteFloat | None = None
 
 
 class Energy(_Record):
