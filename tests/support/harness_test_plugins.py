@@ -355,12 +355,13 @@ class TanhGeluTorchAdapter(SloppyTorchAdapter):
 
     name = "tanh_gelu"
 
-    def build(self, task, weights, x, y):
+    @staticmethod
+    def tweaked_build(inner, task, weights, x, y):
         import functools
 
         import torch.nn.functional as F
 
-        trainer = self.inner.build(task, weights, x, y)
+        trainer = inner.build(task, weights, x, y)
         for block in _encoder_blocks(trainer):
             block.activation = functools.partial(F.gelu, approximate="tanh")
             block.activation_relu_or_gelu = 0  # else the fused inference path keeps exact GELU
@@ -373,8 +374,9 @@ class PostNormTorchAdapter(SloppyTorchAdapter):
 
     name = "post_norm"
 
-    def build(self, task, weights, x, y):
-        trainer = self.inner.build(task, weights, x, y)
+    @staticmethod
+    def tweaked_build(inner, task, weights, x, y):
+        trainer = inner.build(task, weights, x, y)
         for block in _encoder_blocks(trainer):
             block.norm_first = False
         return trainer
