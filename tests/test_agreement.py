@@ -12,7 +12,14 @@ from harness.tasks import load_task
 
 from .conftest import harness_env, run_harness
 
-TASKS = ("mnist_mlp", "mnist_cnn", "series_rnn", "mnist_rnn", "mnist_vit")
+#: every built-in task; the default suite checks the first and newest, the rest with `-m slow`
+TASKS = (
+    "mnist_mlp",
+    pytest.param("mnist_cnn", marks=pytest.mark.slow),
+    pytest.param("series_rnn", marks=pytest.mark.slow),
+    pytest.param("mnist_rnn", marks=pytest.mark.slow),
+    "mnist_vit",
+)
 
 
 def test_loss_difference_is_relative_to_the_larger_loss_and_names_the_worst_step():

@@ -141,6 +141,7 @@ def test_frameworks_start_from_the_same_weights_and_batches(tmp_path):
     assert max(losses.values()) - min(losses.values()) < 0.01 * min(losses.values()), losses
 
 
+@pytest.mark.slow  # twelve cells, three of them compiling; -m slow runs it
 def test_repeats_and_modes_each_get_a_row_with_their_raw_values(tmp_path):
     result = run_harness(
         "run",
