@@ -5,12 +5,16 @@ implements) and :mod:`harness.hookspecs` (how it is registered); ``hookimpl`` ma
 plugin's hook implementations.
 """
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("harness")
+from typing import Any
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    # pluggy is imported when a plugin first asks for ``hookimpl``: `harness --help` needs none
+    if name == "hookimpl":
+        import pluggy
+
+        globals()["hookimpl"] = marker = pluggy.HookimplMarker("harness")
+        return marker
     # the version is looked up when first asked for: importlib.metadata costs every command
     # (even `harness --help`) tens of milliseconds
     if name == "__version__":

@@ -31,7 +31,6 @@ Nothing here imports a framework; adapters import theirs lazily, in ``setup``.
 from __future__ import annotations
 
 import abc
-import importlib.metadata
 import importlib.util
 import inspect
 import warnings
@@ -258,10 +257,9 @@ class FrameworkAdapter(abc.ABC):
 
     def version(self) -> str | None:
         """The framework's version, read from package metadata without importing it."""
-        try:
-            return importlib.metadata.version(self.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            return None
+        from harness.distributions import installed_version
+
+        return installed_version(self.distribution)
 
     @abc.abstractmethod
     def setup(self, *, device: str, threads: int, mode: str = "eager") -> Session:

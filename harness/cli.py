@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import NoReturn
 
 import click
 
 from harness import signals
 from harness.commands.common import EXIT_CODES
-from harness.console import errors, print_error
 from harness.errors import HarnessError
 
 #: every subcommand: where it lives and its one-line help. A command's module, and the heavy
@@ -115,27 +115,33 @@ def main() -> None:
     try:
         exit_code = cli.main(standalone_mode=False)
     except Stopped as exc:
-        errors.print(signals.message(exc.interrupt))
-        raise SystemExit(signals.exit_code(exc.interrupt)) from None
+        stop(signals.message(exc.interrupt), signals.exit_code(exc.interrupt))
     except click.exceptions.Abort as exc:
         # an interrupt while click itself was busy (parsing, a prompt)
         if isinstance(exc.__cause__, signals.Terminated):
-            errors.print(signals.message(exc.__cause__))
-            raise SystemExit(signals.exit_code(exc.__cause__)) from None
-        errors.print("aborted")
-        raise SystemExit(130) from None
+            stop(signals.message(exc.__cause__), signals.exit_code(exc.__cause__))
+        stop("aborted", 130)
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "harness"
-        print_error(f"{exc.format_message()} (see '{command} --help')")
-        raise SystemExit(exc.exit_code) from None
+        stop(f"{exc.format_message()} (see '{command} --help')", exc.exit_code, as_error=True)
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
     except HarnessError as exc:
-        print_error(str(exc))
-        raise SystemExit(exc.exit_code) from None
+        stop(str(exc), exc.exit_code, as_error=True)
     except KeyboardInterrupt as exc:
-        errors.print(signals.message(exc))
-        raise SystemExit(signals.exit_code(exc)) from None
+        stop(signals.message(exc), signals.exit_code(exc))
     # in non-standalone mode click returns the exit code of --help/--version, else None
     raise SystemExit(exit_code if isinstance(exit_code, int) else 0)
+
+
+def stop(message: str, exit_code: int, *, as_error: bool = False) -> NoReturn:
+    """Say ``message`` on stderr (as ``error: ...`` if ``as_error``) and exit with ``exit_code``."""
+    # rich is imported only when there is something to say: `harness --help` needs click alone
+    from harness.console import errors, print_error
+
+    if as_error:
+        print_error(message)
+    else:
+        errors.print(message)
+    raise SystemExit(exit_code) from None

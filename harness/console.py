@@ -16,13 +16,6 @@ from typing import TYPE_CHECKING, Any
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -75,6 +68,15 @@ class RunProgress:
     """A bar for the run's cells and one for the epochs of the cell in progress."""
 
     def __init__(self, total_cells: int) -> None:
+        # imported here: every command imports this module, few show progress
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),

@@ -203,7 +203,9 @@ def judge(samples: list[_Sample], load: list[float], mhz: list[float]) -> Noise:
 
 
 def _tree_cpu_seconds(process: psutil.Process | None) -> float | None:
-    """User and system CPU seconds of a process, its live descendants and its reaped children."""
+    """User and system CPU seconds of a process and its live descendants, each with its reaped
+    children's: a pool of workers (torch.compile's) that exits is counted by whichever process of
+    the tree reaps it, so the tree's time never drops and shows up as another process's."""
     if process is None:
         return None
     try:
@@ -211,7 +213,7 @@ def _tree_cpu_seconds(process: psutil.Process | None) -> float | None:
         for child in process.children(recursive=True):
             # one that exits between listing and reading is counted by its parent, once reaped
             with contextlib.suppress(psutil.Error):
-                total += sum(child.cpu_times()[:2])
+                total += sum(child.cpu_times()[:4])
         return total
     except psutil.Error:
         return None

@@ -22,6 +22,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.adapter import FrameworkAdapter
+from harness.distributions import name_and_version
 from harness.errors import HarnessError, unknown_name_message
 
 logger = logging.getLogger(__name__)
@@ -100,10 +101,9 @@ class Registry:
             dist = ep.dist
             if dist is None:
                 source = "entry point"
-            elif dist.metadata["Name"] == "harness":
-                source = "built-in"
             else:
-                source = f"{dist.metadata['Name']} {dist.version}"
+                name, version = name_and_version(dist)
+                source = "built-in" if name == "harness" else f"{name} {version}"
             self._load(ep.name, source, ep.load)
 
     def load_env_plugins(self) -> None:
@@ -186,7 +186,7 @@ class Registry:
     def _register_task(self, path: Any, plugin: str, source: str) -> None:
         import tomllib
 
-        from harness.tasks import builtin_task_files
+        from harness.task_catalog import builtin_task_files
 
         path = Path(path)
         try:

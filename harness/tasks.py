@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 import stat
 import tomllib
 from collections.abc import Iterable
-from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,6 +28,7 @@ from pydantic import (
 
 from harness.data.datasets import DATASETS, dataset_info, known_datasets
 from harness.errors import HarnessError, unknown_name_message
+from harness.task_catalog import builtin_task_files, is_task_path, task_files
 
 Activation = Literal["linear", "relu", "tanh", "sigmoid", "softmax"]
 Positive = Annotated[int, Field(gt=0, le=1_000_000)]
@@ -628,31 +627,6 @@ class Task(_Spec):
 
 
 # -- loading ----------------------------------------------------------------
-
-
-def builtin_task_files() -> dict[str, Path]:
-    """The task files that ship with harness, by task name (the file's stem)."""
-    folder = files("harness_tasks")
-    return {
-        Path(entry.name).stem: Path(str(entry))
-        for entry in folder.iterdir()
-        if entry.name.endswith(".toml")
-    }
-
-
-def is_task_path(name_or_path: str) -> bool:
-    """A path has a ``/`` (or the platform's separator) or ends in ``.toml``; anything else is
-    a task name, whatever files happen to lie in the current folder."""
-    separators = {"/", os.sep, *([os.altsep] if os.altsep else [])}
-    return name_or_path.endswith(".toml") or any(sep in name_or_path for sep in separators)
-
-
-def task_files() -> dict[str, Path]:
-    """Every task ``--task NAME`` finds: the built-in ones and those plugins register."""
-    from harness.plugins import get_registry  # the registry imports this module
-
-    plugged = {name: entry.path for name, entry in get_registry().tasks.items()}
-    return {**plugged, **builtin_task_files()}
 
 
 def load_task(name_or_path: str) -> Task:

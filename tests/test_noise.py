@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.noise import INTERVAL, CpuTimes, _Sample, judge
+import psutil
+
+from harness.noise import INTERVAL, CpuTimes, _Sample, _tree_cpu_seconds, judge
 
 from .conftest import SUPPORT, harness_env, run_harness
 
@@ -60,9 +62,44 @@ def spin_run(out: Path) -> dict:
         "--threads", "1", "--no-report", "--out", str(out), env=SPIN,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    [row] = [json.loads(line) for line in next(out.glob("*/results.jsonl")).read_text().splitlines()]
+    [row] = [
+        json.loads(line) for line in next(out.glob("*/results.jsonl")).read_text().splitlines()
+    ]
     assert row["status"] == "ok"
     return row
+
+
+GRANDCHILD_BURNS = (
+    "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.5:\n    pass"
+)
+CHILD_REAPS_IT = (
+    "import subprocess, sys, time\n"
+    f"subprocess.run([sys.executable, '-c', {GRANDCHILD_BURNS!r}], check=True)\n"
+    "print('reaped', flush=True)\ntime.sleep(60)"
+)
+
+
+def test_cpu_of_a_worker_reaped_inside_the_cell_stays_the_cells():
+    # cell -> pool -> worker: torch.compile's worker pool burns CPU and exits mid-fit; its time
+    # must stay in the tree (with whoever reaped it), not turn into "other processes"
+    cell = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {CHILD_REAPS_IT!r}])",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cell.stdout is not None and cell.stdout.readline().strip() == "reaped"
+        seconds = _tree_cpu_seconds(psutil.Process(cell.pid))
+        assert seconds is not None and seconds >= 0.5
+    finally:
+        for process in psutil.Process(cell.pid).children(recursive=True):
+            process.kill()
+        cell.kill()
+        cell.wait()
 
 
 def test_a_cell_beside_a_cpu_burner_is_busy_alone_quiet_and_compare_will_not_call_it(tmp_path):

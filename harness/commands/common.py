@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from harness.environment import usable_cores
 from harness.errors import HarnessError
 
 EXIT_CODES = """\b
@@ -109,6 +108,8 @@ def gpu_present() -> bool:
 
 def resolve_threads(threads: int | None) -> int:
     """``--threads``: at most the usable cores (the runner pins each cell to that many)."""
+    from harness.environment import usable_cores  # psutil: only for the commands that run
+
     cores = usable_cores()
     if threads is not None and threads > cores:
         raise click.BadParameter(

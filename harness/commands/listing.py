@@ -10,9 +10,8 @@ from rich.table import Table
 
 from harness.adapter import API_CHANGES, API_VERSION
 from harness.console import console, styled
-from harness.errors import HarnessError
 from harness.plugins import get_registry
-from harness.tasks import load_task, task_files
+from harness.task_catalog import task_summaries
 
 
 @click.command("list")
@@ -57,32 +56,6 @@ def list_command(as_json: bool) -> None:
             f"plugin failed to load: {failure['reason']}",
         )
     console.print(frameworks)
-
-
-def task_summaries() -> list[dict[str, Any]]:
-    """Each task (built-in or from a plugin), or why its file is invalid."""
-    summaries = []
-    for name, path in sorted(task_files().items()):
-        try:
-            task = load_task(str(path))
-        except HarnessError as exc:
-            summaries.append({"name": name, "path": str(path), "problem": str(exc)})
-            continue
-        summaries.append(
-            {
-                "name": name,
-                "path": str(path),
-                "problem": None,
-                "dataset": task.dataset.name,
-                "layers": [
-                    f"{layer.kind}({getattr(layer, 'units', '')})".replace("()", "")
-                    for layer in task.model.layers
-                ],
-                "epochs": task.training.epochs,
-                "target": task.target.describe(),
-            }
-        )
-    return summaries
 
 
 def framework_summaries() -> dict[str, list[dict[str, Any]]]:

@@ -2,17 +2,22 @@
 
 Modes: ``eager`` dispatches one ``jax.jit``-compiled step per batch from Python (as Flax's MNIST
 example does); ``compiled`` compiles a whole epoch's steps into one program with ``lax.scan``.
+
+The adapter's module imports nothing heavy: ``harness list`` imports it to show the framework.
+What trains (the session and its trainer) lives in :mod:`harness_jax.session`, imported by
+``setup``.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
-import numpy as np
+from harness.adapter import FrameworkAdapter, RuntimeInfo
 
-from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo, Session, UnsupportedSpec
+if TYPE_CHECKING:
+    from harness_jax.session import JaxSession
 
 
 class JaxAdapter(FrameworkAdapter):
@@ -54,233 +59,6 @@ class JaxAdapter(FrameworkAdapter):
                 "XLA_PYTHON_CLIENT_PREALLOCATE", "true (default)"
             )
         runtime = RuntimeInfo(device=device, device_name=jax_device.device_kind, settings=settings)
+        from harness_jax.session import JaxSession
+
         return JaxSession(runtime, jax_device, mode)
-
-
-class JaxSession(Session):
-    """JAX set up for one cell: its device and mode, and what it builds."""
-
-    def __init__(self, runtime: RuntimeInfo, device, mode: str) -> None:
-        super().__init__(runtime)
-        self.device = device  # a jax.Device
-        self.mode = mode
-
-    def build(self, task, weights, x, y) -> JaxTrainer:
-        import jax
-        import jax.numpy as jnp
-        import optax
-
-        from harness_jax.model import Sequential, check_supported, layer_name, to_params
-
-        layers = tuple(task.model.layers)
-        check_supported(layers)
-        classify = task.training.loss == "sparse_categorical_crossentropy"
-        if classify and getattr(layers[-1], "activation", None) != "softmax":
-            raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax last layer")
-        # a classifier's model stops at the logits: optax's cross-entropy applies the softmax
-        model = Sequential(layers, logits=classify)
-        # the modules keep the harness's names and shapes, so the weights load as they are
-        params = {
-            layer_name(index): jax.tree_util.tree_map(jnp.asarray, to_params(spec, layer_weights))
-            for index, (spec, layer_weights) in enumerate(zip(layers, weights, strict=True))
-            if layer_weights
-        }
-        adam = task.training.optimizer
-        optimizer = optax.adam(
-            learning_rate=adam.learning_rate, b1=adam.beta_1, b2=adam.beta_2, eps=adam.epsilon
-        )
-        # dropout masks are a pure function of the seed and the step number, so a run repeats
-        # and both modes draw the same masks
-        dropout_key = jax.random.key(task.seed)
-
-        def loss_fn(params, xb, yb, step, weight):
-            rngs = {"dropout": jax.random.fold_in(dropout_key, step)}
-            output = model.apply({"params": params}, xb, train=True, rngs=rngs)
-            if classify:
-                losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
-            else:
-                # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
-                losses = (output.reshape(-1) - yb) ** 2
-            # the mean over the batch's real samples: padding (see train_epoch) weighs 0
-            return jnp.sum(losses * weight) / jnp.sum(weight)
-
-        def update(state, xb, yb, step, weight):
-            params, opt_state, loss_sum = state
-            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, step, weight)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            # the epoch's loss is summed on the device: no extra dispatch, no sync per step
-            return optax.apply_updates(params, updates), opt_state, loss_sum + loss
-
-        @jax.jit
-        def train_step(state, xb, yb, step, weight):
-            return update(state, xb, yb, step, weight)
-
-        @jax.jit
-        def train_steps(state, x_all, y_all, batches, steps):
-            """Every full batch of an epoch as one program: a scan over the batch indices."""
-
-            def body(state, batch):
-                index, step = batch
-                weight = jnp.ones(index.shape, jnp.float32)
-                return update(state, x_all[index], y_all[index], step, weight), None
-
-            return jax.lax.scan(body, state, (batches, steps))[0]
-
-        @jax.jit
-        def eval_step(params, xb, yb):
-            output = model.apply({"params": params}, xb)
-            if classify:
-                losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
-                return losses.sum(), (output.argmax(axis=-1) == yb).sum()
-            return ((output.reshape(-1) - yb) ** 2).sum(), 0
-
-        @jax.jit
-        def predict_step(params, xb):
-            output = model.apply({"params": params}, xb)
-            return jax.nn.softmax(output) if classify else output
-
-        return JaxTrainer(
-            params=params,
-            opt_state=optimizer.init(params),
-            x=x,
-            y=y.astype(np.int32 if classify else np.float32),
-            train_step=train_step,
-            train_steps=train_steps if self.mode == "compiled" else None,
-            eval_step=eval_step,
-            predict_step=predict_step,
-            training=task.training,
-            classify=classify,
-            layers=layers,
-        )
-
-    def peak_device_memory_bytes(self) -> int | None:
-        if self.device.platform == "cpu":
-            return None
-        stats = self.device.memory_stats() or {}
-        return stats.get("peak_bytes_in_use")
-
-    def matmul_seconds(self, size: int, repeats: int) -> float:
-        import jax
-        import jax.numpy as jnp
-
-        a = jax.random.uniform(jax.random.key(0), (size, size), jnp.float32)
-        b = jax.random.uniform(jax.random.key(1), (size, size), jnp.float32)
-        matmul = jax.jit(jnp.matmul)
-        matmul(a, b).block_until_ready()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            c = matmul(a, b)
-        c.block_until_ready()
-        return time.perf_counter() - start
-
-
-class JaxTrainer:
-    def __init__(
-        self,
-        *,
-        params,
-        opt_state,
-        x,
-        y,
-        train_step,
-        train_steps,
-        eval_step,
-        predict_step,
-        training,
-        classify,
-        layers,
-    ) -> None:
-        self.params = params
-        self.opt_state = opt_state
-        self.x = x
-        self.y = y
-        self.train_step = train_step
-        self.train_steps = train_steps  # set in compiled mode
-        self.eval_step = eval_step
-        self.predict_step = predict_step
-        self.training = training
-        self.classify = classify  # else a regression: MSE, no accuracy
-        self.layers = layers
-        self.steps_taken = 0  # numbers the steps, for their dropout masks
-        self.full_batch = np.ones(training.batch_size, np.float32)
-        if train_steps is not None:
-            import jax
-
-            # a scanned epoch gathers its batches on the device, so the data lives there
-            self.x_device, self.y_device = jax.device_put(x), jax.device_put(y)
-
-    def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
-        import jax.numpy as jnp
-
-        batch_size = self.training.batch_size
-        state = (self.params, self.opt_state, jnp.zeros((), jnp.float32))
-        steps = -(-len(batch_order) // batch_size)
-        first = 0
-        if self.train_steps is not None:
-            # one program for every full batch; a last, smaller batch goes through train_step
-            first = len(batch_order) // batch_size
-            batches = batch_order[: first * batch_size].astype(np.int32).reshape(first, batch_size)
-            numbers = np.arange(self.steps_taken, self.steps_taken + first, dtype=np.int32)
-            state = self.train_steps(state, self.x_device, self.y_device, batches, numbers)
-            clock = None  # single steps of a scanned epoch can't be timed
-        for step in range(first, steps):
-            timed = clock is not None and clock.wants(step)
-            if timed:
-                state[2].block_until_ready()
-                began = time.perf_counter()
-            # batches are gathered on the host and transferred, as in Flax's MNIST example
-            index = batch_order[step * batch_size : (step + 1) * batch_size]
-            weight = self.full_batch
-            if len(index) < batch_size:
-                # a last, smaller batch is padded to the full size with samples that weigh 0:
-                # a batch of a new shape would compile a second program inside the first
-                # epoch's clock (0.4 s or more), which a plain loop over full batches never pays
-                pad = batch_size - len(index)
-                weight = np.concatenate([np.ones(len(index)), np.zeros(pad)]).astype(np.float32)
-                index = np.concatenate([index, np.repeat(index[:1], pad)])
-            number = np.int32(self.steps_taken + step)
-            state = self.train_step(state, self.x[index], self.y[index], number, weight)
-            if timed:
-                state[2].block_until_ready()
-                clock.record(time.perf_counter() - began)
-        self.params, self.opt_state, loss_sum = state
-        self.steps_taken += steps
-        return float(loss_sum) / steps  # float() waits for the device
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
-        y = y.astype(self.y.dtype)
-        batch = self.training.eval_batch_size
-        loss_sum, correct = 0.0, 0
-        for start in range(0, len(x), batch):
-            batch_loss, batch_correct = self.eval_step(
-                self.params, x[start : start + batch], y[start : start + batch]
-            )
-            loss_sum += float(batch_loss)
-            correct += int(batch_correct)
-        return Evaluation(
-            loss=loss_sum / len(x), accuracy=correct / len(x) if self.classify else None
-        )
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        batch = self.training.eval_batch_size
-        outputs = [
-            np.asarray(self.predict_step(self.params, x[start : start + batch]))
-            for start in range(0, len(x), batch)
-        ]
-        return np.concatenate(outputs).astype(np.float32, copy=False)
-
-    def weights(self) -> list[dict[str, np.ndarray]]:
-        from harness_jax.model import from_params, layer_name
-
-        return [
-            {
-                name: np.array(array)
-                for name, array in from_params(spec, self.params.get(layer_name(i), {})).items()
-            }
-            for i, spec in enumerate(self.layers)
-        ]
-
-    def parameter_count(self) -> int:
-        import jax
-
-        return sum(leaf.size for leaf in jax.tree_util.tree_leaves(self.params))

@@ -6,6 +6,10 @@ Keras or a backend at module level: ``harness list`` stays fast.
 
 The model, Adam as the harness defines it and the step timer are
 :mod:`harness.keras_support`'s, shared with harness's own ``tensorflow`` plugin.
+
+The adapter's module imports nothing heavy: ``harness list`` imports it to show the framework.
+What trains (the session and its trainer) lives in :mod:`harness_keras.session`, imported by
+``setup``.
 """
 
 from __future__ import annotations
@@ -14,24 +18,13 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
+from harness.adapter import Availability, FrameworkAdapter, RuntimeInfo
 
-from harness.adapter import (
-    Availability,
-    Evaluation,
-    FrameworkAdapter,
-    RuntimeInfo,
-    Session,
-    UnsupportedSpec,
-)
-from harness.keras_support import (
-    ADAM_EPSILON,
-    build_model,
-    compile_model,
-    layer_weights,
-    step_timer,
-)
+if TYPE_CHECKING:
+    from harness_keras.session import KerasSession
+
 
 #: what each backend needs installed, and the distribution whose version it reports
 BACKENDS = {"jax": ("jax", "jax"), "torch": ("torch", "torch")}
@@ -50,10 +43,11 @@ class KerasAdapter(FrameworkAdapter):
 
     def version(self) -> str | None:
         """Keras's version and the backend's: a verdict or calibration holds for both."""
-        try:
-            keras_version = importlib.metadata.version("keras")
-            backend_version = importlib.metadata.version(BACKENDS[self.backend][1])
-        except importlib.metadata.PackageNotFoundError:
+        from harness.distributions import installed_version
+
+        keras_version = installed_version("keras")
+        backend_version = installed_version(BACKENDS[self.backend][1])
+        if keras_version is None or backend_version is None:
             return None
         return f"{keras_version} ({self.backend} {backend_version})"
 
@@ -80,6 +74,8 @@ class KerasAdapter(FrameworkAdapter):
             raise RuntimeError(
                 f"Keras was already imported with another backend than {self.backend}"
             )
+        from harness.keras_support import ADAM_EPSILON
+
         os.environ["KERAS_BACKEND"] = self.backend
         settings = {
             "mode": mode,
@@ -108,90 +104,8 @@ class KerasAdapter(FrameworkAdapter):
         import keras
 
         keras.config.set_floatx("float32")
+        from harness_keras.session import KerasSession
+
         return KerasSession(
             RuntimeInfo(device=device, device_name=name, settings=settings), self.backend
         )
-
-
-class KerasSession(Session):
-    """Keras on one backend, set up for one cell: what it builds."""
-
-    def __init__(self, runtime: RuntimeInfo, backend: str) -> None:
-        super().__init__(runtime)
-        self.backend = backend
-
-    def build(self, task, weights, x, y) -> KerasTrainer:
-        training = task.training
-        last = task.model.layers[-1]
-        classifier = training.loss == "sparse_categorical_crossentropy"
-        if classifier and not (last.kind == "dense" and last.activation == "softmax"):
-            raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax dense output")
-        model = build_model(task.model, weights)
-        compile_model(model, training)
-        self.runtime.settings["jit_compile"] = model.jit_compile
-        targets = y if classifier else y.reshape(-1, 1)  # (n, 1) like the output: no broadcast
-        return KerasTrainer(model, task, x, targets)
-
-    def peak_device_memory_bytes(self) -> int | None:
-        if self.runtime.device != "gpu":
-            return None
-        if self.backend == "torch":
-            import torch
-
-            return int(torch.cuda.max_memory_allocated())
-        import jax
-
-        return (jax.devices("gpu")[0].memory_stats() or {}).get("peak_bytes_in_use")
-
-    def matmul_seconds(self, size: int, repeats: int) -> float:
-        import time
-
-        import keras
-
-        a = keras.random.uniform((size, size), seed=0)
-        b = keras.random.uniform((size, size), seed=1)
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # compiled and allocated before timing
-        start = time.perf_counter()
-        for _ in range(repeats):
-            c = keras.ops.matmul(a, b)
-        keras.ops.convert_to_numpy(keras.ops.sum(c))  # waits for the device
-        return time.perf_counter() - start
-
-
-class KerasTrainer:
-    def __init__(self, model, task, x: np.ndarray, y: np.ndarray) -> None:
-        self.model = model
-        self.task = task
-        self.x, self.y = x, y
-
-    def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
-        # the harness's batch order, handed over already ordered; Keras must not shuffle it
-        history = self.model.fit(
-            self.x[batch_order],
-            self.y[batch_order],
-            batch_size=self.task.training.batch_size,
-            epochs=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=[step_timer(clock)] if clock is not None else None,
-        )
-        return float(history.history["loss"][-1])
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        outputs = self.model.predict(x, batch_size=self.task.training.eval_batch_size, verbose=0)
-        return np.asarray(outputs, dtype=np.float32)
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
-        outputs = self.predict(x).astype(np.float64)
-        if self.task.training.loss == "mean_squared_error":
-            return Evaluation(loss=float(np.mean((outputs[:, 0] - y) ** 2)), accuracy=None)
-        picked = np.maximum(outputs[np.arange(len(y)), y], np.finfo(np.float32).tiny)
-        return Evaluation(
-            loss=float(-np.log(picked).mean()), accuracy=float((outputs.argmax(axis=1) == y).mean())
-        )
-
-    def weights(self) -> list[dict[str, np.ndarray]]:
-        return layer_weights(self.task.model, self.model)
-
-    def parameter_count(self) -> int:
-        return sum(int(np.prod(variable.shape)) for variable in self.model.trainable_weights)

@@ -1,0 +1,163 @@
+"""Which task files there are, and a one-line summary of each, without loading a task.
+
+``harness list`` shows every task. Validating a task file (:mod:`harness.tasks`) imports
+pydantic and NumPy, which alone take longer than the whole command should; so the summaries
+are cached in the user's cache folder, each keyed by its file's size and times and by what
+the validation depends on (the validating code's files and the datasets plugins registered).
+A changed file, a new harness or a new dataset plugin summarises afresh. This module imports
+nothing but the standard library and :mod:`platformdirs`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+#: the cache's layout; a cache of another version is ignored and rewritten
+CACHE_VERSION = 1
+
+
+def builtin_task_files() -> dict[str, Path]:
+    """The task files that ship with harness, by task name (the file's stem)."""
+    folder = files("harness_tasks")
+    return {
+        Path(entry.name).stem: Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    }
+
+
+def task_files() -> dict[str, Path]:
+    """Every task ``--task NAME`` finds: the built-in ones and those plugins register."""
+    from harness.plugins import get_registry  # the registry uses builtin_task_files
+
+    plugged = {name: entry.path for name, entry in get_registry().tasks.items()}
+    return {**plugged, **builtin_task_files()}
+
+
+def is_task_path(name_or_path: str) -> bool:
+    """A path has a ``/`` (or the platform's separator) or ends in ``.toml``; anything else is
+    a task name, whatever files happen to lie in the current folder."""
+    separators = {"/", os.sep, *([os.altsep] if os.altsep else [])}
+    return name_or_path.endswith(".toml") or any(sep in name_or_path for sep in separators)
+
+
+def task_summaries(*, use_cache: bool = True) -> list[dict[str, Any]]:
+    """Each task (built-in or from a plugin): its dataset, layers, epochs and target, or the
+    reason its file is invalid (``problem``), sorted by name."""
+    cache_path = summary_cache_path()
+    context = validation_context()
+    cached = read_cache(cache_path, context) if use_cache else {}
+    summaries, fresh = [], {}
+    for name, path in sorted(task_files().items()):
+        identity = file_identity(path)
+        hit = cached.get(str(path))
+        if identity is not None and hit is not None and hit["identity"] == identity:
+            summary = hit["summary"]
+        else:
+            summary = summarise(path)
+        summaries.append({"name": name, "path": str(path), **summary})
+        if identity is not None:
+            fresh[str(path)] = {"identity": identity, "summary": summary}
+    if use_cache and fresh != cached:
+        write_cache(cache_path, context, fresh)
+    return summaries
+
+
+def summarise(path: Path) -> dict[str, Any]:
+    """Validate one task file and describe it (this imports :mod:`harness.tasks`)."""
+    from harness.errors import HarnessError
+    from harness.tasks import load_task_file
+
+    try:
+        task = load_task_file(path)
+    except HarnessError as exc:
+        return {"problem": str(exc)}
+    return {
+        "problem": None,
+        "dataset": task.dataset.name,
+        "layers": [
+            f"{layer.kind}({getattr(layer, 'units', '')})".replace("()", "")
+            for layer in task.model.layers
+        ],
+        "epochs": task.training.epochs,
+        "target": task.target.describe(),
+    }
+
+
+def file_identity(path: Path) -> list[int] | None:
+    """What changes when a file does: size, modification and change times, inode."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino]
+
+
+def validation_context() -> dict[str, Any]:
+    """What a task's validity depends on besides its file: the code that validates it, and
+    the datasets plugins registered (a task may name one)."""
+    from harness.plugins import get_registry
+
+    package = Path(__file__).parent
+    code = {
+        name: file_identity(package / name)
+        for name in ("tasks.py", "task_catalog.py", "data/datasets.py", "data/series.py")
+    }
+    datasets = {name: entry.source for name, entry in get_registry().datasets.items()}
+    return {"version": CACHE_VERSION, "code": code, "datasets": datasets}
+
+
+def summary_cache_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("harness")) / "task-summaries.json"
+
+
+def read_cache(path: Path, context: dict[str, Any]) -> dict[str, Any]:
+    """The cached summaries, or nothing if the cache is missing, unreadable, damaged or made
+    for another context."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict) or found.get("context") != context:
+        return {}
+    entries = found.get("tasks")
+    if not isinstance(entries, dict):
+        return {}
+    return {
+        key: entry
+        for key, entry in entries.items()
+        if isinstance(entry, dict) and well_formed(entry.get("summary"))
+    }
+
+
+def well_formed(summary: Any) -> bool:
+    """A summary as :func:`summarise` writes it (a damaged cache entry is summarised again)."""
+    if not isinstance(summary, dict):
+        return False
+    if summary.get("problem") is not None:
+        return isinstance(summary["problem"], str)
+    return (
+        isinstance(summary.get("dataset"), str)
+        and isinstance(summary.get("layers"), list)
+        and all(isinstance(layer, str) for layer in summary["layers"])
+        and isinstance(summary.get("epochs"), int)
+        and isinstance(summary.get("target"), str)
+    )
+
+
+def write_cache(path: Path, context: dict[str, Any], entries: dict[str, Any]) -> None:
+    """Write the cache whole (a temporary file renamed over it); a cache that can't be
+    written is no error, the next listing summarises again."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"context": context, "tasks": entries}), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        pass

@@ -1,0 +1,221 @@
+"""The PyTorch session and trainer: what :meth:`harness_torch.adapter.TorchAdapter.setup` returns."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from harness.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+
+
+class TorchSession(Session):
+    """PyTorch set up for one cell: its device and mode, and what it builds."""
+
+    def __init__(self, runtime: RuntimeInfo, device, mode: str) -> None:
+        super().__init__(runtime)
+        self.device = device  # a torch.device
+        self.mode = mode
+
+    def build(self, task, weights, x, y) -> TorchTrainer:
+        import torch
+
+        from harness_torch.model import build_model
+
+        loss = task.training.loss
+        classifier = loss == "sparse_categorical_crossentropy"
+        last = task.model.layers[-1]
+        if classifier and (last.kind != "dense" or last.activation != "softmax"):
+            raise UnsupportedSpec("sparse categorical cross-entropy needs a final dense softmax")
+        # cross-entropy takes logits (log-softmax is steadier than the log of a softmax), so a
+        # final softmax leaves the module and predict() applies it
+        built = build_model(task.model, weights, fold_final_softmax=classifier)
+        model = built.module.to(self.device)
+        adam = task.training.optimizer
+        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        optimizer = (
+            torch.optim.Adam(
+                trainable, lr=adam.learning_rate, betas=(adam.beta_1, adam.beta_2), eps=adam.epsilon
+            )
+            if trainable
+            else None  # a model without parameters (a probe) has nothing to train
+        )
+        forward: Any = model
+        step = optimizer.step if optimizer is not None else None
+        if self.mode == "compiled":
+            # dynamo's shape guesses are kept per code object, and every model shares
+            # nn.Sequential.forward: after several models in one process it would trace sizes
+            # such as channel counts as symbols, which inductor fails on for convolutions
+            torch.compiler.reset()
+            forward = torch.compile(model)
+            if optimizer is not None:
+                # left eager, Adam's per-tensor loop of small kernels costs more than
+                # compiling the model saves (PyTorch's recipe for a compiled optimizer)
+                step = torch.compile(optimizer.step)
+        return TorchTrainer(
+            model,
+            forward,
+            optimizer,
+            step,
+            x,
+            y,
+            task,
+            built.holders,
+            built.softmax_folded,
+            self.device,
+            # a compiled model meeting a smaller last batch would recompile inside the first
+            # epoch, for a graph with a symbolic batch size that later batches then run too
+            pad_partial_batch=self.mode == "compiled",
+        )
+
+    def peak_device_memory_bytes(self) -> int | None:
+        import torch
+
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return None
+
+    def matmul_seconds(self, size: int, repeats: int) -> float:
+        import torch
+
+        a = torch.rand(size, size, device=self.device)
+        b = torch.rand(size, size, device=self.device)
+        _synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            c = a @ b
+        c.sum().item()
+        return time.perf_counter() - start
+
+
+def _synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TorchTrainer:
+    def __init__(
+        self,
+        model,
+        forward,
+        optimizer,
+        optimizer_step,
+        x: np.ndarray,
+        y: np.ndarray,
+        task: Any,
+        holders: list,
+        softmax_folded: bool,
+        device,
+        pad_partial_batch: bool = False,
+    ) -> None:
+        import torch
+
+        self.model = model
+        self.forward = forward  # the model, or its torch.compile wrapper
+        self.optimizer = optimizer
+        self.optimizer_step = optimizer_step  # optimizer.step, or its torch.compile wrapper
+        self.task = task
+        self.training = task.training
+        self.holders = holders  # per task layer, the module holding its weights (or None)
+        self.softmax_folded = softmax_folded
+        self.device = device
+        self.classifier = task.training.loss == "sparse_categorical_crossentropy"
+        self.pad_partial_batch = pad_partial_batch
+        self.x = torch.from_numpy(x).to(device)
+        self.y = torch.from_numpy(y).to(device)
+
+    def _loss(self, output, target, reduction: str = "mean"):
+        import torch.nn.functional as F
+
+        if self.classifier:
+            return F.cross_entropy(output, target, reduction=reduction)
+        # the output is (batch, 1) and the targets (batch,): compare them as (batch,), not
+        # broadcast to (batch, batch)
+        return F.mse_loss(output.reshape(-1), target, reduction=reduction)
+
+    def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
+        import torch
+
+        self.model.train()
+        order = torch.from_numpy(batch_order).to(self.device)
+        batch_size = self.training.batch_size
+        total = torch.zeros((), device=self.device)
+        for step, start in enumerate(range(0, len(order), batch_size)):
+            timed = clock is not None and clock.wants(step)
+            if timed:
+                _synchronize(self.device)
+                began = time.perf_counter()
+            index = order[start : start + batch_size]
+            if self.pad_partial_batch and len(index) < batch_size:
+                loss = self._padded_loss(index, batch_size)
+            else:
+                loss = self._loss(self.forward(self.x[index]), self.y[index])
+            if self.optimizer is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer_step()
+            total += loss.detach()
+            if timed:
+                _synchronize(self.device)
+                clock.record(time.perf_counter() - began)
+        return total.item() / (step + 1)  # .item() waits for the device
+
+    def _padded_loss(self, index, batch_size: int):
+        """The mean loss of a smaller last batch, run padded to the full batch size (padding
+        repeats its first sample and weighs 0), so the compiled model sees one shape only."""
+        import torch
+
+        real = len(index)
+        padded = torch.cat([index, index[:1].expand(batch_size - real)])
+        losses = self._loss(self.forward(self.x[padded]), self.y[padded], reduction="none")
+        return losses[:real].mean()
+
+    def _outputs(self, x: np.ndarray):
+        """The module's outputs (logits where the softmax is folded), batch by batch."""
+        import torch
+
+        self.model.eval()
+        batch = self.training.eval_batch_size
+        with torch.no_grad():
+            for start in range(0, len(x), batch):
+                yield (
+                    start,
+                    self.forward(torch.from_numpy(x[start : start + batch]).to(self.device)),
+                )
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
+        import torch
+
+        loss_sum, correct = 0.0, 0
+        batch = self.training.eval_batch_size
+        for start, output in self._outputs(x):
+            target = torch.from_numpy(y[start : start + batch]).to(self.device)
+            loss_sum += self._loss(output, target, reduction="sum").item()
+            if self.classifier:
+                correct += int((output.argmax(dim=1) == target).sum().item())
+        return Evaluation(
+            loss=loss_sum / len(x), accuracy=correct / len(x) if self.classifier else None
+        )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        outputs = [
+            torch.softmax(output, dim=-1) if self.softmax_folded else output
+            for _, output in self._outputs(x)
+        ]
+        return torch.cat(outputs).cpu().numpy().astype(np.float32)
+
+    def weights(self) -> list[dict[str, np.ndarray]]:
+        from harness_torch.model import read_weights
+
+        return [
+            read_weights(spec, holder)
+            for spec, holder in zip(self.task.model.layers, self.holders, strict=True)
+        ]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
