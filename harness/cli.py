@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import NoReturn
 
 import click
@@ -102,6 +101,8 @@ def cli(verbose: bool) -> None:
     Example:
       harness run --task mnist_mlp --all-frameworks
     """
+    import logging  # here, not at the top: `harness --help` and `harness list` stay quick
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
 
 

@@ -9,10 +9,8 @@ plugin never breaks the command line; set ``HARNESS_STRICT_PLUGINS=1`` to re-rai
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
-import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -24,8 +22,6 @@ from harness import hookspecs
 from harness.adapter import FrameworkAdapter
 from harness.distributions import name_and_version
 from harness.errors import HarnessError, unknown_name_message
-
-logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "harness"
 PLUGINS_ENV = "HARNESS_PLUGINS"
@@ -125,7 +121,10 @@ class Registry:
 
     def _fail(self, name: str, source: str, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}".strip()
-        logger.debug("plugin %s failed:\n%s", name, traceback.format_exc())
+        import logging  # imported when a plugin fails: `harness list` stays quick
+        import traceback
+
+        logging.getLogger(__name__).debug("plugin %s failed:\n%s", name, traceback.format_exc())
         self._load_failures.append(PluginFailure(plugin=name, source=source, reason=reason))
 
     @property

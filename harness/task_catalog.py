@@ -2,9 +2,9 @@
 
 ``harness list`` shows every task. Validating a task file (:mod:`harness.tasks`) imports
 pydantic and NumPy, which alone take longer than the whole command should; so the summaries
-are cached in the user's cache folder, each keyed by its file's size and times and by what
-the validation depends on (the validating code's files and the datasets plugins registered).
-A changed file, a new harness or a new dataset plugin summarises afresh. This module imports
+are cached in the user's cache folder, each keyed by its file's size and times, in a file
+named after what validation depends on (the validating code's files, the datasets plugins
+registered). A changed file, a new harness or a new dataset plugin summarises afresh. This module imports
 nothing but the standard library and :mod:`platformdirs`.
 """
 
@@ -48,8 +48,8 @@ def is_task_path(name_or_path: str) -> bool:
 def task_summaries(*, use_cache: bool = True) -> list[dict[str, Any]]:
     """Each task (built-in or from a plugin): its dataset, layers, epochs and target, or the
     reason its file is invalid (``problem``), sorted by name."""
-    cache_path = summary_cache_path()
     context = validation_context()
+    cache_path = summary_cache_path(context)
     cached = read_cache(cache_path, context) if use_cache else {}
     summaries, fresh = [], {}
     for name, path in sorted(task_files().items()):
@@ -111,10 +111,15 @@ def validation_context() -> dict[str, Any]:
     return {"version": CACHE_VERSION, "code": code, "datasets": datasets}
 
 
-def summary_cache_path() -> Path:
+def summary_cache_path(context: dict[str, Any]) -> Path:
+    """One file per context: two installs of harness, or the same one with other plugins,
+    keep a cache each instead of overwriting each other's."""
+    import hashlib
+
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("harness")) / "task-summaries.json"
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(platformdirs.user_cache_dir("harness")) / f"task-summaries-{digest}.json"
 
 
 def read_cache(path: Path, context: dict[str, Any]) -> dict[str, Any]:
