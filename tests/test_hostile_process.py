@@ -111,7 +111,15 @@ def start_harness(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Pope
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=hear_ctrl_c,
     )
+
+
+def hear_ctrl_c() -> None:
+    """Ctrl-C's default action in the child, as in a terminal: a shell that starts the test
+    suite in the background (`pytest &`, CI scripts) hands its children SIGINT ignored, and
+    Python then keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def rows(out: Path) -> dict[str, dict]:
