@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import psutil
+import pytest
 
 from harness.noise import INTERVAL, CpuTimes, _Sample, _tree_cpu_seconds, judge
 
