@@ -34,9 +34,25 @@ def main() -> None:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as out:
         command = [
-            sys.executable, "-m", "harness", "run", "--task", "mnist_mlp", "--framework", "empty",
-            "--epochs", "1", "--train-subset", "1000", "--repeats", str(args.repeats),
-            "--threads", "1", "--out", out, "--no-report",
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--task",
+            "mnist_mlp",
+            "--framework",
+            "empty",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "1000",
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            "1",
+            "--out",
+            out,
+            "--no-report",
         ]
         subprocess.run(command, env=env, check=False, capture_output=True)
         [run_dir] = Path(out).iterdir()
@@ -50,9 +66,13 @@ def main() -> None:
 
     print(f"empty cell, median of {len(metrics)} (harness {_version()}):")
     print(f"  peak RSS      {median('peak_rss_bytes', 2**-20):8.1f} MiB")
-    print(f"  start-up      {median('startup_seconds'):8.3f} s  (framework import and setup, build)")
+    print(
+        f"  start-up      {median('startup_seconds'):8.3f} s  (framework import and setup, build)"
+    )
     print(f"  data loading  {median('data_seconds'):8.3f} s")
-    print(f"  whole cell    {statistics.median(row['wall_seconds'] for row in rows):8.3f} s  (process start to result)")
+    print(
+        f"  whole cell    {statistics.median(row['wall_seconds'] for row in rows):8.3f} s  (process start to result)"
+    )
 
 
 def _version() -> str:

@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     harness = shutil.which("harness", path=os.path.dirname(sys.executable)) or "harness"
-    print(f"{'command':<20}{'median s':>10}{'fastest s':>11}   (load average {os.getloadavg()[0]:.2f})")
+    print(
+        f"{'command':<20}{'median s':>10}{'fastest s':>11}   (load average {os.getloadavg()[0]:.2f})"
+    )
     # as on a user's machine: byte code is written once and read afterwards, and the first run
     # (which writes it, and the task summary cache) is not counted
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}

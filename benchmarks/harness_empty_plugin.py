@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import harness
-from harness.adapter import Evaluation, FrameworkAdapter, RuntimeInfo
+from harness.api.adapter import Evaluation, FrameworkAdapter, RuntimeInfo
 
 
 class EmptyTrainer:

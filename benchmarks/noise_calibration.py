@@ -3,7 +3,7 @@
 Runs short real cells (``mnist_mlp``, one epoch on a subset) several times per framework on a
 machine left alone, and prints each cell's noise verdict, what other processes used, and the
 share called ``busy``: on a quiet machine that share is the false-alarm rate of the thresholds
-in ``harness/noise.py``. Run it with nothing else going on; ``harness doctor`` first says
+in ``harness/measure/noise.py``. Run it with nothing else going on; ``harness doctor`` first says
 whether that is so.
 
     python benchmarks/noise_calibration.py                      # torch and jax, 10 runs each

@@ -211,7 +211,7 @@ def run_harness(framework: str, mode: str, epochs: int, threads: int) -> dict:
 
 def plain_main(framework: str, mode: str, epochs: int) -> None:
     from harness.data import datasets
-    from harness.tasks import load_task
+    from harness.registry.catalog import load_task
 
     task = load_task("mnist_mlp")
     split = datasets.load("mnist", datasets.locate("mnist"), divide_by=255)

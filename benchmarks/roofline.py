@@ -50,7 +50,7 @@ WEIGHTLESS = ("flatten", "dropout", "max_pool2d")
 
 def step_products(task) -> list[tuple[str, int, int, int]]:
     """Each matrix product of one training step as (what, m, k, n): an (m, k) by (k, n) product."""
-    from harness.tasks import Dense
+    from harness.spec.tasks import Dense
 
     batch = task.training.batch_size
     products = []
@@ -162,8 +162,8 @@ def update_seconds(library: str, shapes: list[tuple[int, ...]], adam, threads: i
 
 def measure_main(library: str, task_name: str, threads: int) -> None:
     """In the child: time the task's products and update in ``library``; print JSON."""
-    from harness.fairness import initial_weights
-    from harness.tasks import load_task
+    from harness.registry.catalog import load_task
+    from harness.spec.fairness import initial_weights
 
     task = load_task(task_name)
     shapes = [array.shape for layer in initial_weights(task) for array in layer.values()]
@@ -187,7 +187,7 @@ def measure(library: str, task_name: str, threads: int) -> dict:
 
 def calibrated_peaks(threads: int) -> dict[str, float]:
     """Each framework's CPU peak at ``threads`` threads, from ``harness calibrate``'s cache."""
-    from harness import calibration
+    from harness.checks import calibration
 
     newest: dict[str, dict] = {}  # an upgrade leaves the old version's entry behind
     for key, entry in calibration.load().items():
@@ -202,7 +202,7 @@ def training_samples(task) -> int:
     """How many samples an epoch trains on: the training split less the validation hold-out."""
     from harness.data import datasets
 
-    split = datasets.load(task.dataset.name, datasets.locate(task.dataset.name), seed=task.seed)
+    split = datasets.load(task.dataset_info, datasets.locate(task.dataset_info), seed=task.seed)
     train, _ = datasets.hold_out(split.train, task.training.validation_samples)
     return len(train.x)
 
@@ -228,8 +228,8 @@ def main() -> None:
         measure_main(args.measure, args.task, args.threads)
         return
 
-    from harness.flops import training_flops
-    from harness.tasks import load_task
+    from harness.registry.catalog import load_task
+    from harness.spec.flops import training_flops
 
     task = load_task(args.task)
     samples = training_samples(task)

@@ -1,11 +1,15 @@
 """harness: compare deep-learning frameworks on the same training work.
 
-The public API for plugin authors lives in :mod:`harness.adapter` (what a framework
-implements) and :mod:`harness.hookspecs` (how it is registered); ``hookimpl`` marks a
+The public API for plugin authors lives in :mod:`harness.api.adapter` (what a framework
+implements) and :mod:`harness.api.hookspecs` (how it is registered); ``hookimpl`` marks a
 plugin's hook implementations.
 """
 
 from typing import Any
+
+from harness import _moved
+
+_moved.install()  # the import paths of harness 0.2's flat layout keep working, with a warning
 
 
 def __getattr__(name: str) -> Any:
@@ -25,5 +29,6 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # a source tree that was never installed
             return "0.0.0+unknown"
     raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
 
 __all__ = ["__version__", "hookimpl"]

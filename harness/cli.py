@@ -20,8 +20,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "harness.commands.run:run",
         "Train a task with one or more frameworks and record accuracy, time and memory.",
     ),
-    "show": ("harness.commands.show:show_command", "Print a finished run's tables; writes nothing."),
-    "runs": ("harness.commands.reports:runs_command", "List the runs in the results folder, oldest first."),
+    "show": (
+        "harness.commands.show:show_command",
+        "Print a finished run's tables; writes nothing.",
+    ),
+    "runs": (
+        "harness.commands.reports:runs_command",
+        "List the runs in the results folder, oldest first.",
+    ),
     "report": (
         "harness.commands.reports:report_command",
         "Write report.md and report.html into RUN_DIR (default: the latest run).",
@@ -46,7 +52,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "harness.commands.doctor:doctor_command",
         "Check what on this machine will disturb measurements, with advice.",
     ),
-    "plugin": ("harness.commands.plugin:plugin_group", "Write framework plugins: see docs/writing-a-plugin.md."),
+    "plugin": (
+        "harness.commands.plugin:plugin_group",
+        "Write framework plugins: see docs/writing-a-plugin.md.",
+    ),
 }
 
 
@@ -139,7 +148,7 @@ def main() -> None:
 def stop(message: str, exit_code: int, *, as_error: bool = False) -> NoReturn:
     """Say ``message`` on stderr (as ``error: ...`` if ``as_error``) and exit with ``exit_code``."""
     # rich is imported only when there is something to say: `harness --help` needs click alone
-    from harness.console import errors, print_error
+    from harness.present.console import errors, print_error
 
     if as_error:
         print_error(message)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import plugins
+from harness.registry import plugins
 
 TESTS = Path(__file__).parent
 SUPPORT = TESTS / "support"

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from harness import agreement
-from harness.tasks import load_task
+from harness.checks import agreement
+from harness.registry.catalog import load_task
 
 from .conftest import harness_env, run_harness
 

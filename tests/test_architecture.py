@@ -21,7 +21,11 @@ def test_every_path_and_function_it_names_exists():
         assert target.exists(), f"{path} does not exist"
         if name:
             tree = ast.parse(target.read_text())
-            defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+            defined = {
+                node.name
+                for node in ast.walk(tree)
+                if isinstance(node, ast.FunctionDef | ast.ClassDef)
+            }
             assert name in defined, f"{path}::{name} does not exist"
 
 
@@ -33,6 +37,8 @@ def test_every_module_of_the_package_is_on_the_page():
         if module.name == "__init__.py" and module.parent.name in ("harness", "commands", "data"):
             continue
         folder = module.parent.relative_to(ROOT).as_posix() + "/"
-        assert relative in DOC or (module.name == "__init__.py" and folder in DOC) or (
-            folder.startswith("harness/commands/") and "harness/commands/" in DOC
+        assert (
+            relative in DOC
+            or (module.name == "__init__.py" and folder in DOC)
+            or (folder.startswith("harness/commands/") and "harness/commands/" in DOC)
         ), f"{relative} is not on docs/architecture.md"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.flops import training_flops
-from harness.tasks import load_task
+from harness.registry.catalog import load_task
+from harness.spec.flops import training_flops
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 

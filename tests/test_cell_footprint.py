@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.results import RunDir
+from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
 
@@ -16,8 +16,18 @@ ROOT = Path(__file__).parent.parent
 
 def test_a_cell_imports_no_pandas_scipy_matplotlib_or_jinja2(tmp_path):
     result = run_harness(
-        "run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "500", "--out",
-        str(tmp_path), "-f", "modules", "--no-report",
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--out",
+        str(tmp_path),
+        "-f",
+        "modules",
+        "--no-report",
         env=harness_env(HARNESS_PLUGINS="harness_test_plugins"),
     )
     assert result.returncode == 1, result.stderr  # the probe framework fails on purpose
@@ -29,7 +39,9 @@ def test_a_cell_imports_no_pandas_scipy_matplotlib_or_jinja2(tmp_path):
 def test_the_footprint_benchmark_prints_its_figures():
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "cell_footprint.py"), "--repeats", "1"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     assert "peak RSS" in out.stdout and "start-up" in out.stdout

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from harness.cli import COMMANDS, cli
-from harness.schema import json_schema
+from harness.store.schema import json_schema
 
 from .conftest import harness_env, run_harness
 
@@ -42,7 +42,7 @@ def test_help_imports_no_heavy_library():
 def test_the_published_schema_is_generated_from_the_row_model():
     published = json.loads((ROOT / "docs" / "results.schema.json").read_text())
     assert published == json_schema(), (
-        "regenerate: python -m harness.schema > docs/results.schema.json"
+        "regenerate: python -m harness.store.schema > docs/results.schema.json"
     )
 
 

@@ -2,9 +2,14 @@
 
 import pytest
 
-from harness.compare import compare_runs, compare_samples, environment_differences, unmatched
-from harness.results import RunDir
-from harness.runs import Run
+from harness.analysis.compare import (
+    compare_runs,
+    compare_samples,
+    environment_differences,
+    unmatched,
+)
+from harness.analysis.runs import Run
+from harness.store.results import RunDir
 
 
 def test_a_clear_slowdown_is_a_regression():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import hookspecs
-from harness.adapter import FrameworkAdapter, Session, Trainer
+from harness.api import hookspecs
+from harness.api.adapter import FrameworkAdapter, Session, Trainer
 from harness.testing import ConformanceSuite
 
 ROOT = Path(__file__).parent.parent

@@ -20,7 +20,11 @@ CLASSES = set(range(1, 16))
 
 def defined_tests(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
 
 
 def test_every_class_has_a_row():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import HarnessError
-from harness.results import RunDir
 from harness.runner.executors import EXECUTOR_NAMES, Executor, InlineExecutor, get_executor
+from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
 
@@ -29,8 +29,22 @@ def test_inline_rows_have_the_same_shape_as_local_rows(tmp_path):
     for name in ("local", "inline"):
         out = tmp_path / name
         result = run_harness(
-            "run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "500", "--out",
-            str(out), "-f", "centroid", "-f", "raises", "--executor", name, "--no-report",
+            "run",
+            "--task",
+            "mnist_mlp",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "500",
+            "--out",
+            str(out),
+            "-f",
+            "centroid",
+            "-f",
+            "raises",
+            "--executor",
+            name,
+            "--no-report",
             env=PLUGINS,
         )
         assert result.returncode == 1, result.stderr  # `raises` fails, by design, in both

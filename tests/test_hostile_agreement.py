@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from harness import agreement
-from harness.tasks import load_task
+from harness.checks import agreement
+from harness.registry.catalog import load_task
 
 from .conftest import harness_env, run_harness
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.compare import status_regressions
-from harness.runs import open_run
+from harness.analysis.compare import status_regressions
+from harness.analysis.runs import open_run
 
 from .conftest import run_harness
 

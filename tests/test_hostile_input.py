@@ -15,9 +15,9 @@ from harness.data import datasets, idx
 from harness.data.datasets import DatasetInfo
 from harness.data.idx import read_idx_bytes
 from harness.errors import DataError, HarnessError
-from harness.fairness import parameter_count as allocated_count
-from harness.feasibility import parameter_count
-from harness.tasks import load_task
+from harness.registry.catalog import dataset_info, load_task
+from harness.spec.fairness import parameter_count as allocated_count
+from harness.spec.feasibility import parameter_count
 
 from .conftest import harness_env, run_harness
 
@@ -64,8 +64,16 @@ def task_file(tmp_path, change) -> str:
 )
 def test_non_finite_or_out_of_range_options_are_refused(tmp_path, option, value, fragment):
     """non-finite and out-of-range numbers: run options are refused before any work."""
-    refused(tmp_path, "run", "--task", "mnist_mlp", "-f", "centroid", f"{option}={value}",
-            fragments=(option, fragment))
+    refused(
+        tmp_path,
+        "run",
+        "--task",
+        "mnist_mlp",
+        "-f",
+        "centroid",
+        f"{option}={value}",
+        fragments=(option, fragment),
+    )
 
 
 def test_a_non_finite_compare_threshold_is_refused(tmp_path):
@@ -83,26 +91,46 @@ def test_a_non_finite_compare_threshold_is_refused(tmp_path):
         (lambda text: text.replace("divide_by = 255 ", "divide_by = 1e-50 "), "in float32"),
         (lambda text: text.replace("divide_by = 255 ", "divide_by = 1e300 "), "in float32"),
         (lambda text: text.replace("units = 128", "units = true"), "not a number"),
-        (lambda text: re.sub(r"learning_rate = [0-9.e-]+", "learning_rate = 1e-60", text)
-         if "learning_rate" in text else text.replace("[training]", "[training.optimizer]\nname = \"adam\"\nlearning_rate = 1e-60\n\n[training]", 1),
-         "in float32"),
+        (
+            lambda text: (
+                re.sub(r"learning_rate = [0-9.e-]+", "learning_rate = 1e-60", text)
+                if "learning_rate" in text
+                else text.replace(
+                    "[training]",
+                    '[training.optimizer]\nname = "adam"\nlearning_rate = 1e-60\n\n[training]',
+                    1,
+                )
+            ),
+            "in float32",
+        ),
         # strict types: text, decimals for counts and true are not numbers, wherever they sit
         (lambda text: text.replace("units = 128", 'units = "128"'), "'128' is text, not a number"),
         (lambda text: text.replace("divide_by = 255 ", 'divide_by = "255" '), "is text"),
         (lambda text: text.replace("units = 128", "units = 128.0"), "takes a whole number"),
-        (lambda text: text.replace("fashion_mnist = 0.85", "fashion_mnist = true"),
-         "by_dataset.fashion_mnist: True is a true/false value"),
+        (
+            lambda text: text.replace("fashion_mnist = 0.85", "fashion_mnist = true"),
+            "by_dataset.fashion_mnist: True is a true/false value",
+        ),
         # a float that float32 rounds onto a bound it must stay off, or to a subnormal
-        (lambda text: text.replace("beta_2 = 0.999", "beta_2 = 0.99999999999"),
-         "is 1.0 in float32, which the frameworks compute in, and it must be less than 1"),
+        (
+            lambda text: text.replace("beta_2 = 0.999", "beta_2 = 0.99999999999"),
+            "is 1.0 in float32, which the frameworks compute in, and it must be less than 1",
+        ),
         (lambda text: text.replace("epsilon = 1e-7", "epsilon = 1e-44"), "smallest normal number"),
         (lambda text: text.replace("fashion_mnist = 0.85", "fashion_mnist = 1e-50"), "in float32"),
     ],
 )
 def test_task_numbers_that_are_not_numbers_here_are_refused(tmp_path, change, fragment):
     """non-finite and out-of-range numbers: task values NaN, inf, 0 in float32 or true are refused."""
-    refused(tmp_path, "run", "--task", task_file(tmp_path, change), "-f", "centroid",
-            fragments=("task.toml", fragment))
+    refused(
+        tmp_path,
+        "run",
+        "--task",
+        task_file(tmp_path, change),
+        "-f",
+        "centroid",
+        fragments=("task.toml", fragment),
+    )
 
 
 # -- 9. tasks that can't run on this data or machine ---------------------------------------
@@ -116,8 +144,15 @@ def test_holding_out_the_whole_training_set_is_refused_with_the_figures(tmp_path
             return re.sub(r"validation_samples = \d+", "validation_samples = 60000", text)
         return text.replace("[training]", "[training]\nvalidation_samples = 60000", 1)
 
-    refused(tmp_path, "run", "--task", task_file(tmp_path, hold_out_everything), "-f", "centroid",
-            fragments=("60,000", "training samples"))
+    refused(
+        tmp_path,
+        "run",
+        "--task",
+        task_file(tmp_path, hold_out_everything),
+        "-f",
+        "centroid",
+        fragments=("60,000", "training samples"),
+    )
 
 
 def test_a_model_too_big_for_the_machine_is_refused_with_the_figures(tmp_path):
@@ -129,24 +164,50 @@ def test_a_model_too_big_for_the_machine_is_refused_with_the_figures(tmp_path):
             'kind = "dense"\nunits = 1000000\nactivation = "relu"\n\n[[model.layers]]\nkind = "dense"\nunits = 10\n',
         )
 
-    line = refused(tmp_path, "run", "--task", task_file(tmp_path, huge), "-f", "centroid",
-                   fragments=("parameters", "more than this machine's memory"))
+    line = refused(
+        tmp_path,
+        "run",
+        "--task",
+        task_file(tmp_path, huge),
+        "-f",
+        "centroid",
+        fragments=("parameters", "more than this machine's memory"),
+    )
     assert "1,000,796,000,010 parameters" in line and "TiB" in line
 
 
 def test_a_model_over_the_memory_limit_is_refused(tmp_path):
     """tasks that can't run here: a model that can't fit --memory-limit is refused up front."""
-    refused(tmp_path, "run", "--task", "mnist_mlp", "-f", "centroid", "--memory-limit", "1M",
-            fragments=("101,770 parameters", "--memory-limit"))
+    refused(
+        tmp_path,
+        "run",
+        "--task",
+        "mnist_mlp",
+        "-f",
+        "centroid",
+        "--memory-limit",
+        "1M",
+        fragments=("101,770 parameters", "--memory-limit"),
+    )
 
 
 def test_holding_out_a_generated_datasets_whole_training_set_is_refused(tmp_path):
     """tasks that can't run here: a plugin's generated dataset is counted, not assumed."""
     path = tmp_path / "task.toml"
-    path.write_text(TINY_TASK.read_text().replace("validation_samples = 200", "validation_samples = 2000"))
+    path.write_text(
+        TINY_TASK.read_text().replace("validation_samples = 200", "validation_samples = 2000")
+    )
     out = tmp_path / "out"
-    result = run_harness("run", "--task", str(path), "-f", "centroid", "--out", str(out),
-                         env=harness_env(HARNESS_PLUGINS="harness_test_plugins,harness_tiny_plugin"))
+    result = run_harness(
+        "run",
+        "--task",
+        str(path),
+        "-f",
+        "centroid",
+        "--out",
+        str(out),
+        env=harness_env(HARNESS_PLUGINS="harness_test_plugins,harness_tiny_plugin"),
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == (
         "error: task tiny_blobs_mlp: training.validation_samples is 2,000, but dataset "
@@ -160,8 +221,15 @@ def test_a_plugin_dataset_of_files_without_sizes_or_sums_is_refused(register_plu
     import harness
 
     def mnist_like(name: str, **extra) -> DatasetInfo:
-        return DatasetInfo(name=name, files=dict(datasets._IDX_FILES), input_shape=(28, 28),
-                           num_classes=10, mirrors=(), system_dirs=(MNIST,), **extra)
+        return DatasetInfo(
+            name=name,
+            files=dict(datasets._IDX_FILES),
+            input_shape=(28, 28),
+            num_classes=10,
+            mirrors=(),
+            system_dirs=(MNIST,),
+            **extra,
+        )
 
     class Uncapped:
         @harness.hookimpl
@@ -181,7 +249,7 @@ def test_a_plugin_dataset_of_files_without_sizes_or_sums_is_refused(register_plu
         "reading stops at) for each of train_images, train_labels, test_images, test_labels"
     ]
     with pytest.raises(HarnessError, match="gives no SHA-256 for its train_images file"):
-        datasets.locate("unsummed")
+        datasets.locate(dataset_info("unsummed"))
 
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_cnn", "mnist_rnn", "series_rnn"])
@@ -210,8 +278,18 @@ def test_a_decompression_bomb_is_refused_without_expanding_it(tmp_path, stem, fr
     with gzip.open(data / f"{stem}.gz", "wb") as handle:
         for _ in range(64):
             handle.write(bytes(1 << 20))  # 64 MiB of zeros, about 64 KB compressed
-    refused(tmp_path, "run", "--task", "mnist_mlp", "-f", "centroid", "--data-dir",
-            str(tmp_path / "data"), code=3, fragments=(f"{stem}.gz: ", fragment))
+    refused(
+        tmp_path,
+        "run",
+        "--task",
+        "mnist_mlp",
+        "-f",
+        "centroid",
+        "--data-dir",
+        str(tmp_path / "data"),
+        code=3,
+        fragments=(f"{stem}.gz: ", fragment),
+    )
 
 
 def test_reading_stops_at_the_cap(tmp_path, monkeypatch):
@@ -253,10 +331,21 @@ def test_a_damaged_deflate_stream_is_one_line(tmp_path):
     content = bytearray(damaged.read_bytes())
     content[10_000:10_400] = bytes(byte ^ 0x55 for byte in content[10_000:10_400])
     damaged.write_bytes(bytes(content))
-    refused(tmp_path, "run", "--task", "mnist_mlp", "-f", "centroid", "--data-dir",
-            str(tmp_path / "data"), code=3,
-            fragments=("train-labels-idx1-ubyte.gz: cannot read: Error -3 while decompressing data",
-                       "; delete it so a good copy is fetched"))
+    refused(
+        tmp_path,
+        "run",
+        "--task",
+        "mnist_mlp",
+        "-f",
+        "centroid",
+        "--data-dir",
+        str(tmp_path / "data"),
+        code=3,
+        fragments=(
+            "train-labels-idx1-ubyte.gz: cannot read: Error -3 while decompressing data",
+            "; delete it so a good copy is fetched",
+        ),
+    )
 
 
 # -- 14. names ---------------------------------------------------------------------------
@@ -265,9 +354,22 @@ def test_a_damaged_deflate_stream_is_one_line(tmp_path):
 def test_a_folder_named_like_a_task_does_not_hide_the_task(tmp_path):
     """names: a bare name is a task name, whatever lies in the current folder."""
     (tmp_path / "mnist_mlp").mkdir()
-    result = run_harness("run", "--task", "mnist_mlp", "-f", "centroid", "--epochs", "1",
-                         "--train-subset", "500", "--no-report", "--out", str(tmp_path / "out"),
-                         env=PLUGINS, cwd=tmp_path)
+    result = run_harness(
+        "run",
+        "--task",
+        "mnist_mlp",
+        "-f",
+        "centroid",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--no-report",
+        "--out",
+        str(tmp_path / "out"),
+        env=PLUGINS,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -289,7 +391,17 @@ def test_a_path_is_a_task_file_and_a_folder_is_one_line(tmp_path, given, fragmen
     (tmp_path / "big.toml").write_text("# padding\n" * 200_000)
     out = tmp_path / "out"
     # a short timeout: a harness that opened the pipe would wait for a writer forever
-    result = run_harness("run", "--task", given, "-f", "centroid", "--out", str(out),
-                         env=PLUGINS, cwd=tmp_path, timeout=300)
+    result = run_harness(
+        "run",
+        "--task",
+        given,
+        "-f",
+        "centroid",
+        "--out",
+        str(out),
+        env=PLUGINS,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

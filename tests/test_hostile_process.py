@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.results import RunDir
 from harness.runner.process import ChildOutcome, Limits
+from harness.store.results import RunDir
 
 from .conftest import SUPPORT, harness_env
 
@@ -205,7 +205,8 @@ def test_an_empty_or_relative_pythonpath_entry_puts_no_folder_on_a_cells_path(tm
 
 
 @pytest.mark.parametrize(
-    ("sent", "code", "said"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+    ("sent", "code", "said"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
 )
 def test_sigterm_stops_a_run_like_ctrl_c_with_exit_143(tmp_path, sent, code, said):
     """SIGTERM to `harness run`: the --resume command and one line saying so, exit 143 (130 for
@@ -223,7 +224,10 @@ def test_sigterm_stops_a_run_like_ctrl_c_with_exit_143(tmp_path, sent, code, sai
     assert runner.returncode == code, stdout + stderr
     resume, last = stderr.strip().splitlines()
     assert last == said and "Traceback" not in stderr
-    assert resume.startswith("interrupted with 0 of 1 cell(s) done") and "harness run --resume" in resume
+    assert (
+        resume.startswith("interrupted with 0 of 1 cell(s) done")
+        and "harness run --resume" in resume
+    )
     wait_for(lambda: all(gone(w.pid) for w in workers), "the cell's process to end", timeout=30)
     assert cell_folders(temp) == []
 

@@ -16,18 +16,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import report
-from harness.compare import compare_runs
+from harness.analysis.compare import compare_runs
+from harness.analysis.runs import latest_run, list_runs, load_run, open_run, scan_runs
 from harness.errors import HarnessError
-from harness.locking import run_folder_lock, update_json_file
 from harness.paths import MAX_NAME_LENGTH, safe_name
-from harness.results import RunDir
-from harness.runs import latest_run, list_runs, load_run, open_run, scan_runs
+from harness.present import report
+from harness.store.locking import run_folder_lock, update_json_file
+from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
 
 PLUGINS = harness_env(HARNESS_PLUGINS="harness_test_plugins")
-HOSTILE_NAMES = ["/abs/x", "../x", "../../../../tmp/x", "", ".", "..", "a" * 1000, "日本/../語", "x\x00y"]
+HOSTILE_NAMES = [
+    "/abs/x",
+    "../x",
+    "../../../../tmp/x",
+    "",
+    ".",
+    "..",
+    "a" * 1000,
+    "日本/../語",
+    "x\x00y",
+]
 
 
 def tiny_run(out: Path, *frameworks: str, extra: tuple[str, ...] = ()):
@@ -195,14 +205,22 @@ def test_cache_updates_from_two_processes_keep_each_others_entries(tmp_path):
         ("[1, 2]", "expected a JSON object"),
         ('{"cell_id": "x", "task": "t", "framework": "f", "device": "cpu"}', "status"),
         ('{"status": "ok"}', "cell_id"),
-        ('{"cell_id": "x", "task": "t", "framework": "f", "device": "cpu", "status": "ok", '
-         '"metrics": "fast"}', "metrics"),
-        ('{"cell_id": "x", "task": "t", "framework": "f", "device": "cpu", "status": "ok", '
-         '"metrics": {"fit_seconds": "soon"}}', "metrics.fit_seconds"),
+        (
+            '{"cell_id": "x", "task": "t", "framework": "f", "device": "cpu", "status": "ok", '
+            '"metrics": "fast"}',
+            "metrics",
+        ),
+        (
+            '{"cell_id": "x", "task": "t", "framework": "f", "device": "cpu", "status": "ok", '
+            '"metrics": {"fit_seconds": "soon"}}',
+            "metrics.fit_seconds",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", [["report"], ["compare", "SELF"], ["run", "--resume"]])
-def test_a_damaged_result_line_is_one_line_naming_file_and_line(run_copy, damage, fragment, command):
+def test_a_damaged_result_line_is_one_line_naming_file_and_line(
+    run_copy, damage, fragment, command
+):
     """damaged run folders: a line that isn't a result row is named by file and line."""
     with (run_copy / "results.jsonl").open("a") as handle:
         handle.write(damage + "\n")
@@ -262,7 +280,9 @@ def test_runs_lists_the_others_and_marks_the_broken_one(run_copy, finished_run):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 row_fields = st.fixed_dictionaries(
@@ -280,8 +300,16 @@ row_fields = st.fixed_dictionaries(
         "agreement": json_values,
         "metrics": st.dictionaries(
             st.sampled_from(
-                ["fit_seconds", "epoch_seconds", "validation_scores", "peak_rss_bytes",
-                 "test_accuracy", "samples_per_second", "step_seconds_p50", "utilisation"]
+                [
+                    "fit_seconds",
+                    "epoch_seconds",
+                    "validation_scores",
+                    "peak_rss_bytes",
+                    "test_accuracy",
+                    "samples_per_second",
+                    "step_seconds_p50",
+                    "utilisation",
+                ]
             ),
             json_values | st.lists(st.floats(0, 10) | st.none(), max_size=3),
         )
@@ -295,7 +323,9 @@ line_contents = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(lines=st.lists(line_contents, max_size=4), record=st.none() | row_fields)
 def test_no_damaged_results_file_gives_a_traceback(finished_run, tmp_path_factory, lines, record):
     """damaged run folders: every reader gives rows or one HarnessError, never another exception."""

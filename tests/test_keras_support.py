@@ -1,4 +1,4 @@
-"""harness.keras_support, the Keras model and Adam that the tensorflow and Keras plugins share.
+"""harness.api.keras_models, the Keras model and Adam that the tensorflow and Keras plugins share.
 
 Keras fixes its backend at its first import, so every check that needs Keras runs in a child
 process of its own, one per backend.
@@ -41,8 +41,8 @@ def test_importing_it_imports_no_framework_and_works_without_one():
                     raise ImportError(f"{name} is not installed")
 
         sys.meta_path.insert(0, NoFrameworks())
-        import harness.keras_support
-        print(sorted(harness.keras_support.PARAMETER_NAMES))
+        import harness.api.keras_models
+        print(sorted(harness.api.keras_models.PARAMETER_NAMES))
         """
     )
     assert child.returncode == 0, child.stderr
@@ -53,10 +53,10 @@ CHECKS = """
     import json
     import numpy as np
     import keras
-    from harness.adapter import UnsupportedSpec
-    from harness.fairness import initial_weights
-    from harness.keras_support import build_model, compile_model, layer_weights, paper_adam
-    from harness.tasks import load_task
+    from harness.api.adapter import UnsupportedSpec
+    from harness.spec.fairness import initial_weights
+    from harness.api.keras_models import build_model, compile_model, layer_weights, paper_adam
+    from harness.registry.catalog import load_task
 
     task = load_task("mnist_mlp")
     weights = initial_weights(task)

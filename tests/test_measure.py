@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from harness.measure import TrainingLog
-from harness.tasks import Target
+from harness.measure.training_log import TrainingLog
+from harness.spec.tasks import Target
 
 ACCURACY_TARGET = Target(min=0.97)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.noise import INTERVAL, CpuTimes, _Sample, _tree_cpu_seconds, judge
+from harness.measure.noise import INTERVAL, CpuTimes, _Sample, _tree_cpu_seconds, judge
 
 from .conftest import SUPPORT, harness_env, run_harness
 
@@ -204,7 +204,7 @@ def row(framework: str, fit: float, verdict: str) -> dict:
 
 
 def test_a_busy_row_is_neither_crowned_nor_the_row_others_are_measured_against():
-    from harness.summary import summarise
+    from harness.analysis.summary import summarise
 
     quiet = summarise([row("jax", 4.0, "quiet"), row("torch", 6.0, "quiet")])
     assert [group.fastest for group in quiet] == [True, False]

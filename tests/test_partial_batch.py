@@ -16,8 +16,8 @@ from .conftest import harness_env
 TRAIN = """
 import json, sys
 import numpy as np
-from harness.adapter import open_session
-from harness.plugins import get_registry
+from harness.api.adapter import open_session
+from harness.registry.plugins import get_registry
 from harness.testing.probes import Probe, probe_task, probe_weights
 
 probe = Probe("partial", (6,), ({"kind": "dense", "units": 5, "activation": "relu"},

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import harness
-from harness.adapter import (
+from harness.api.adapter import (
     API_VERSION,
     FrameworkAdapter,
     PluginAPIDeprecationWarning,

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from harness import plugins
 from harness.data.datasets import DatasetInfo
-from harness.tasks import TaskError, load_task
+from harness.registry import plugins
+from harness.registry.catalog import load_task
+from harness.spec.tasks import TaskError
 
 from .conftest import SUPPORT, harness_env, run_harness
 
@@ -20,12 +21,26 @@ def test_a_plugins_task_and_dataset_are_listed_and_train_end_to_end(tmp_path):
     task = next(task for task in listed["tasks"] if task["name"] == "tiny_blobs_mlp")
     assert task["dataset"] == "tiny_blobs" and task["problem"] is None
 
-    ran = run_harness("run", "--task", "tiny_blobs_mlp", "-f", "torch", "-f", "centroid",
-                      "--out", str(tmp_path), "--no-report", env=TINY)
+    ran = run_harness(
+        "run",
+        "--task",
+        "tiny_blobs_mlp",
+        "-f",
+        "torch",
+        "-f",
+        "centroid",
+        "--out",
+        str(tmp_path),
+        "--no-report",
+        env=TINY,
+    )
     assert ran.returncode == 0, ran.stderr
     [run_dir] = tmp_path.iterdir()
     rows = json.loads(run_harness("show", str(run_dir), "--json", env=TINY).stdout)
-    assert {row["framework"]: row["met_target"] for row in rows} == {"torch": True, "centroid": True}
+    assert {row["framework"]: row["met_target"] for row in rows} == {
+        "torch": True,
+        "centroid": True,
+    }
     assert all(row["metrics"]["train_samples"] == 1_800 for row in rows)  # 2,000 less 200 held out
 
 
@@ -35,7 +50,11 @@ def test_a_taken_name_is_the_plugins_failure_not_a_crash(registry, register_plug
     class Clash:
         @harness.hookimpl
         def harness_register_datasets(self, register):
-            register(DatasetInfo(name="mnist", files={}, input_shape=(28, 28), num_classes=10, mirrors=()))
+            register(
+                DatasetInfo(
+                    name="mnist", files={}, input_shape=(28, 28), num_classes=10, mirrors=()
+                )
+            )
 
         @harness.hookimpl
         def harness_register_tasks(self, register):

@@ -5,8 +5,8 @@ import sys
 import pytest
 
 import harness
-from harness.adapter import FrameworkAdapter, RuntimeInfo
-from harness.plugins import PluginError, Registry, UnknownFramework
+from harness.api.adapter import FrameworkAdapter, RuntimeInfo
+from harness.registry.plugins import PluginError, Registry, UnknownFramework
 
 from .conftest import harness_env, run_harness
 
@@ -44,7 +44,7 @@ def test_builtin_plugins_come_through_entry_points(registry):
 
 def test_listing_frameworks_imports_none_of_them():
     code = (
-        "import sys; from harness.plugins import get_registry; r = get_registry();"
+        "import sys; from harness.registry.plugins import get_registry; r = get_registry();"
         "[e.adapter.version() for e in r.frameworks.values()];"
         "[e.adapter.availability() for e in r.frameworks.values()];"
         "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'flax', 'keras') if m in sys.modules))"

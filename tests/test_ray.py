@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.results import RunDir
+from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
 from .test_hostile_process import TINY, harness, hostile_env, plant_hostile_modules

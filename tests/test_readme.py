@@ -49,7 +49,9 @@ def slug(heading: str) -> str:
     kept = "".join(
         char
         for char in text
-        if char in " -_" or unicodedata.category(char)[0] in ("L", "N") or unicodedata.category(char) == "Mn"
+        if char in " -_"
+        or unicodedata.category(char)[0] in ("L", "N")
+        or unicodedata.category(char) == "Mn"
     )
     return kept.replace(" ", "-")
 
@@ -72,7 +74,9 @@ def relative_links(path: Path) -> list[str]:
 
 
 def section(text: str, title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    match = re.search(
+        rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL
+    )
     assert match, f"the README has no '## {title}' section"
     return match.group(1)
 
@@ -101,7 +105,9 @@ def test_every_relative_link_resolves(path):
         where = f"{path.relative_to(ROOT)}: link {target!r}"
         assert destination.exists(), f"{where}: no such file"
         if anchor:
-            assert destination.suffix == ".md", f"{where}: an anchor into a file that isn't Markdown"
+            assert destination.suffix == ".md", (
+                f"{where}: an anchor into a file that isn't Markdown"
+            )
             assert anchor in anchors(destination), f"{where}: no heading with that anchor"
 
 
@@ -140,12 +146,15 @@ def test_results_md_describes_every_field_of_the_schema():
 
 
 #: words about the work on the project, not the project (built here so this file holds none)
-PHRASES = [" ".join(words) for words in (
-    ("previous", "session"),
-    ("this", "session"),
-    ("earlier", "session"),
-    ("earlier", "run", "of", "ours"),
-)]
+PHRASES = [
+    " ".join(words)
+    for words in (
+        ("previous", "session"),
+        ("this", "session"),
+        ("earlier", "session"),
+        ("earlier", "run", "of", "ours"),
+    )
+]
 #: a POSIX process session (``start_new_session``, ``setsid``) is a session of another kind
 PROCESS_SESSION = re.compile(r"new_session|setsid")
 
@@ -171,6 +180,10 @@ def test_no_tracked_file_speaks_of_the_work_instead_of_the_project():
             continue
         lines = data.decode("utf-8", errors="replace").splitlines()
         # words wrapped onto the next line count too: compare with the whitespace folded
-        text = " ".join(" ".join(line for line in lines if not PROCESS_SESSION.search(line)).split())
-        found += [f"{path.relative_to(ROOT)}: {phrase!r}" for phrase in PHRASES if phrase in text.lower()]
+        text = " ".join(
+            " ".join(line for line in lines if not PROCESS_SESSION.search(line)).split()
+        )
+        found += [
+            f"{path.relative_to(ROOT)}: {phrase!r}" for phrase in PHRASES if phrase in text.lower()
+        ]
     assert not found, "say which version or commit, not which session:\n" + "\n".join(found)

@@ -1,6 +1,6 @@
 """The numpy reference's Vision Transformer layers, against the maths written out another way.
 
-The conformance kit holds every plugin to :mod:`harness.reference`; these tests hold the
+The conformance kit holds every plugin to :mod:`harness.spec.reference`; these tests hold the
 reference to the task's definitions, so a plugin is never fitted to a wrong reference.
 """
 
@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from harness import reference
-from harness.fairness import initial_weights
-from harness.tasks import LayerNorm, Patches
+from harness.spec import reference
+from harness.spec.fairness import initial_weights
+from harness.spec.tasks import LayerNorm, Patches
 from harness.testing.probes import Probe, probe_task, probe_weights
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runs import load_run, load_runs
+from harness.analysis.runs import load_run, load_runs
 
 from .conftest import harness_env, run_harness
 

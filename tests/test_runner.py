@@ -9,7 +9,7 @@ import time
 
 import pandas as pd
 
-from harness.results import RunDir
+from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
 

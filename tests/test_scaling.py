@@ -8,7 +8,7 @@ import math
 import pytest
 from scipy import stats
 
-from harness.scaling import (
+from harness.analysis.scaling import (
     SIZE_METRICS,
     WORK_METRICS,
     Point,

@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from harness.tasks import load_task
-from harness.variants import VaryError, key_path, parse_vary, sweep, variant_name
+from harness.registry.catalog import load_task
+from harness.spec.variants import VaryError, key_path, parse_vary, sweep, variant_name
 
 from .conftest import harness_env, run_harness
 
@@ -331,8 +331,8 @@ def test_resume_finishes_a_sweep_with_its_recorded_variants(tmp_path):
 
 def test_rows_with_variants_this_harness_cannot_apply_keep_what_they_carry():
     """A row from a foreign or damaged run folder: an unknown key, a value of the wrong kind."""
-    from harness.annotate import annotate
-    from harness.scaling import analyse
+    from harness.analysis.annotate import annotate
+    from harness.analysis.scaling import analyse
 
     task = load_task("mnist_mlp")
     base = {"framework": "torch", "status": "ok", "device": "cpu", "agreement": "pass (9 steps)"}

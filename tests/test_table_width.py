@@ -8,9 +8,9 @@ import io
 import pytest
 from rich.console import Console
 
-from harness.console import print_table, results_table
-from harness.runs import open_run
-from harness.tasks import Target
+from harness.analysis.runs import open_run
+from harness.present.console import print_table, results_table
+from harness.spec.tasks import Target
 
 from .conftest import harness_env, run_harness
 
@@ -31,8 +31,19 @@ def real_rows(tmp_path_factory) -> list[dict]:
     """Rows of a real run, renamed to the five frameworks in two modes (ten rows)."""
     out = tmp_path_factory.mktemp("width")
     result = run_harness(
-        "run", "--task", "mnist_mlp", "--epochs", "2", "--train-subset", "500", "--out",
-        str(out), "-f", "centroid", "--no-report", env=PLUGINS,
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--epochs",
+        "2",
+        "--train-subset",
+        "500",
+        "--out",
+        str(out),
+        "-f",
+        "centroid",
+        "--no-report",
+        env=PLUGINS,
     )
     assert result.returncode == 0, result.stderr
     [run_dir] = out.iterdir()
@@ -40,22 +51,33 @@ def real_rows(tmp_path_factory) -> list[dict]:
     rows = []
     for index, (name, version) in enumerate(FRAMEWORKS.items()):
         for mode in ("eager", "compiled"):
-            slower = {key: row["metrics"][key] * (index + 1)
-                      for key in ("fit_seconds", "steady_epoch_seconds")}
+            slower = {
+                key: row["metrics"][key] * (index + 1)
+                for key in ("fit_seconds", "steady_epoch_seconds")
+            }
             metrics = row["metrics"] | slower
             # the planted rows say the machine was quiet: a busy one is never ranked, and this
             # test is about widths, not about what the machine did while the suite ran
-            rows.append(row | {"framework": name, "framework_version": version, "mode": mode,
-                               "metrics": metrics, "agreement": "pass (100 steps)",
-                               "noise": {"verdict": "quiet", "reason": "planted"}})
+            rows.append(
+                row
+                | {
+                    "framework": name,
+                    "framework_version": version,
+                    "mode": mode,
+                    "metrics": metrics,
+                    "agreement": "pass (100 steps)",
+                    "noise": {"verdict": "quiet", "reason": "planted"},
+                }
+            )
     return rows
 
 
 def render(rows, width: int, **options) -> list[str]:
     out = io.StringIO()
     console = Console(file=out, width=width, markup=False, color_system=None)
-    table = results_table(rows, TARGET, title="mnist_mlp (target test_accuracy ≥ 0.97)",
-                          width=width, **options)
+    table = results_table(
+        rows, TARGET, title="mnist_mlp (target test_accuracy ≥ 0.97)", width=width, **options
+    )
     print_table(table, console)
     return out.getvalue().rstrip("\n").splitlines()
 
@@ -89,7 +111,9 @@ def test_what_every_row_shares_moves_into_the_title(real_rows):
 
 def test_the_relative_column_is_a_multiple_of_the_best_row(real_rows):
     lines = render(real_rows, 200)
-    relative = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in FRAMEWORKS}
+    relative = {
+        line.split()[0]: line for line in lines if line.split() and line.split()[0] in FRAMEWORKS
+    }
     assert "1.00×" in relative["jax"]
     assert "5.00×" in relative["torch"]  # the fifth framework's epochs take five times as long
 
@@ -98,10 +122,25 @@ def test_off_a_terminal_the_table_is_whole_at_a_fixed_width(tmp_path):
     env = dict(PLUGINS)
     env.pop("COLUMNS")
     result = run_harness(
-        "run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "500", "--out",
-        str(tmp_path), "-f", "centroid", "-f", "tempfolder", "--no-report", env=env,
+        "run",
+        "--task",
+        "mnist_mlp",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--out",
+        str(tmp_path),
+        "-f",
+        "centroid",
+        "-f",
+        "tempfolder",
+        "--no-report",
+        env=env,
     )
     assert result.returncode == 0, result.stderr
-    table = result.stdout[result.stdout.index("mnist_mlp (target"):result.stdout.index("results:")]
+    table = result.stdout[
+        result.stdout.index("mnist_mlp (target") : result.stdout.index("results:")
+    ]
     assert max(len(line) for line in table.splitlines()) <= 120
     assert sum(line.startswith(("centroid ", "tempfolder ")) for line in table.splitlines()) == 2

@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from harness import task_catalog
-from harness.task_catalog import summary_cache_path, task_summaries, validation_context
+from harness.registry import catalog as task_catalog
+from harness.registry.catalog import summary_cache_path, task_summaries, validation_context
 
 from .conftest import harness_env
 
-HEAVY = ("pydantic", "numpy", "pandas", "scipy", "matplotlib", "harness.tasks")
+HEAVY = ("pydantic", "numpy", "pandas", "scipy", "matplotlib", "harness.spec.tasks")
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from harness.tasks import Task, TaskError, _validate, load_task
+from harness.registry.catalog import load_task
+from harness.spec.tasks import Task, TaskError, _validate
 
 MLP = (Path(__file__).parent.parent / "tasks" / "mnist_mlp.toml").read_text()
 FUZZ = settings(

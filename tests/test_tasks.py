@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.fairness import parameter_count
-from harness.tasks import Dense, Target, TaskError, builtin_task_files, load_task
+from harness.registry.catalog import load_task
+from harness.registry.task_files import builtin_task_files
+from harness.spec.fairness import parameter_count
+from harness.spec.tasks import Dense, Target, TaskError
 
 TASKS = Path(__file__).parent.parent / "tasks"
 

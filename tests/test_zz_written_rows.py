@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.schema import SCHEMA_VERSION
+from harness.store.schema import SCHEMA_VERSION
 
 from .conftest import WRITTEN_ROWS, harness_env, run_harness
 

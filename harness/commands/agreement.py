@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from harness import agreement, feasibility
+from harness.checks import agreement
 from harness.commands.common import (
     EXIT_CODES,
     FiniteRange,
@@ -20,11 +20,12 @@ from harness.commands.common import (
     resolve_threads,
     threads_option,
 )
-from harness.console import console, styled
 from harness.data import datasets
-from harness.plugins import get_registry
-from harness.tasks import load_task
-from harness.variants import parse_vary, sweep
+from harness.present.console import console, styled
+from harness.registry.catalog import known_datasets, load_task
+from harness.registry.plugins import get_registry
+from harness.spec import feasibility
+from harness.spec.variants import parse_vary, sweep
 
 
 @click.command("check-agreement", epilog=EXIT_CODES)
@@ -81,11 +82,11 @@ def check_agreement(
     registry = get_registry()
     task = load_task(task_name)
     if dataset is not None:
-        task = task.with_dataset(dataset)
+        task = task.with_dataset(dataset, known_datasets())
     varied = [parse_vary(option) for option in vary]
-    task, variants = sweep(task, varied) if varied else (task, [])
+    task, variants = sweep(task, varied, known_datasets()) if varied else (task, [])
     checks = [(variant.name, variant.task) for variant in variants] or [(task.name, task)]
-    paths = datasets.locate(task.dataset.name, data_dir)
+    paths = datasets.locate(task.dataset_info, data_dir)
     for _, each in checks:  # every variant is checked before any trains
         feasibility.check(each, paths, memory_limit=None)
     results = [

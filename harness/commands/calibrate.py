@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from harness import calibration, runner
+from harness import runner
+from harness.checks import calibration
 from harness.commands.common import (
     framework_option,
     require_gpu_if_asked,
     resolve_threads,
     threads_option,
 )
-from harness.console import console
-from harness.plugins import get_registry
+from harness.present.console import console
+from harness.registry.plugins import get_registry
 
 
 @click.command()

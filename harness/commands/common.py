@@ -108,7 +108,7 @@ def gpu_present() -> bool:
 
 def resolve_threads(threads: int | None) -> int:
     """``--threads``: at most the usable cores (the runner pins each cell to that many)."""
-    from harness.environment import usable_cores  # psutil: only for the commands that run
+    from harness.measure.environment import usable_cores  # psutil: only for the commands that run
 
     cores = usable_cores()
     if threads is not None and threads > cores:

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from harness.commands.common import FiniteRange
-from harness.console import console, styled
+from harness.present.console import console, styled
 
 VERDICT_STYLES = {"ok": "green", "warn": "yellow", "info": "", "unknown": "dim"}
 
@@ -30,7 +30,7 @@ def doctor_command(as_json: bool, sample: float) -> None:
     and persistence mode where NVML can read them. Changes nothing. Exit code 0, whatever it
     finds; with --json, "warnings" counts the findings that need attention.
     """
-    from harness.doctor import diagnose
+    from harness.measure.doctor import diagnose
 
     findings = diagnose(sample)
     warnings = [finding for finding in findings if finding.verdict == "warn"]

@@ -8,10 +8,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from harness.adapter import API_CHANGES, API_VERSION
-from harness.console import console, styled
-from harness.plugins import get_registry
-from harness.task_catalog import task_summaries
+from harness.api.adapter import API_CHANGES, API_VERSION
+from harness.present.console import console, styled
+from harness.registry.catalog import task_summaries
+from harness.registry.plugins import get_registry
 
 
 @click.command("list")

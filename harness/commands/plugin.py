@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.console import console
+from harness.present.console import console
 from harness.scaffold import new_plugin
 
 

@@ -10,9 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from harness import report as reports
-from harness.commands.common import RESULTS_OPTION, FiniteRange
-from harness.compare import (
+from harness.analysis.compare import (
     BUSY_VERDICT,
     check_comparable,
     compare_runs,
@@ -20,9 +18,11 @@ from harness.compare import (
     status_regressions,
     unmatched,
 )
-from harness.console import console, errors, styled
-from harness.locking import run_folder_lock
-from harness.runs import Run, UnreadableRun, latest_run, open_run, scan_runs
+from harness.analysis.runs import Run, UnreadableRun, latest_run, open_run, scan_runs
+from harness.commands.common import RESULTS_OPTION, FiniteRange
+from harness.present import report as reports
+from harness.present.console import console, errors, styled
+from harness.store.locking import run_folder_lock
 
 THRESHOLD_OPTION = click.option(
     "--threshold",

@@ -11,9 +11,9 @@ import click
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from harness import feasibility, runner
-from harness.adapter import MODES
-from harness.annotate import annotate
+from harness import runner
+from harness.analysis.annotate import annotate
+from harness.api.adapter import MODES
 from harness.commands.common import (
     EXIT_CODES,
     FiniteRange,
@@ -25,7 +25,10 @@ from harness.commands.common import (
     resolve_threads,
     threads_option,
 )
-from harness.console import (
+from harness.data import datasets
+from harness.errors import HarnessError
+from harness.measure.environment import environment_record
+from harness.present.console import (
     RunProgress,
     console,
     errors,
@@ -36,16 +39,15 @@ from harness.console import (
     results_table,
     styled,
 )
-from harness.data import datasets
-from harness.environment import environment_record
-from harness.errors import HarnessError
-from harness.locking import run_folder_lock
-from harness.plugins import get_registry
-from harness.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
+from harness.registry.catalog import known_datasets, load_task
+from harness.registry.plugins import get_registry
 from harness.runner.executors import EXECUTOR_NAMES, get_executor
-from harness.schema import first_problem
-from harness.tasks import Task, load_task
-from harness.variants import Variant, parse_vary, sweep
+from harness.spec import feasibility
+from harness.spec.tasks import Task
+from harness.spec.variants import Variant, parse_vary, sweep
+from harness.store.locking import run_folder_lock
+from harness.store.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
+from harness.store.schema import first_problem
 
 CONFIG_OPTIONS = (
     "dataset",
@@ -231,7 +233,7 @@ def run(
         if epochs is not None:
             task = task.with_epochs(epochs)
         if dataset is not None:
-            task = task.with_dataset(dataset)
+            task = task.with_dataset(dataset, known_datasets())
         varied = [parse_vary(option) for option in vary]
         if all_frameworks == bool(frameworks):
             raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
@@ -256,7 +258,7 @@ def run(
         }
         run_dir = None
     if varied:
-        task, variants = sweep(task, varied)
+        task, variants = sweep(task, varied, known_datasets())
         config["task"] = task.model_dump(mode="json")  # single values applied
         config["vary"] = [[key, values] for key, values in varied if len(values) > 1] or None
         # a resumed run's task has its single values applied already: applying them again is
@@ -268,7 +270,7 @@ def run(
         registry.framework(name)  # an unknown name fails here, before any work
     require_gpu_if_asked(config["device"])
     recorded_dir = Path(config["data_dir"]) if config["data_dir"] else None
-    data_paths = datasets.locate(task.dataset.name, recorded_dir)
+    data_paths = datasets.locate(task.dataset_info, recorded_dir)
     for each in variants or [Variant(task, ())]:
         feasibility.check(each.task, data_paths, memory_limit=config["memory_limit"])
     settings = runner.RunSettings(
@@ -316,7 +318,7 @@ def run(
 def recorded_task(run_dir: RunDir, config: dict) -> Task:
     """The task as ``run.json`` recorded it, validated again: a damaged record is one line."""
     try:
-        return Task.model_validate(config["task"])
+        return Task.model_validate(config["task"], context={"datasets": known_datasets()})
     except ValidationError as exc:
         raise HarnessError(
             f"{run_dir.path / RUN_FILE}: damaged task record: {first_problem(exc)}"
@@ -372,8 +374,8 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
 
 def write_report(path: Path) -> None:
     """The end-of-run report; a failure to draw it loses no result and doesn't fail the run."""
-    from harness import report
-    from harness.runs import open_run
+    from harness.analysis.runs import open_run
+    from harness.present import report
 
     try:
         markdown, html = report.build(open_run(path))

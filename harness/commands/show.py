@@ -7,16 +7,16 @@ from pathlib import Path
 
 import click
 
+from harness.analysis.runs import Run, latest_run, open_run
 from harness.commands.common import RESULTS_OPTION
-from harness.console import (
+from harness.present.console import (
     console,
     print_scaling,
     print_table,
     problems_table,
     results_table,
 )
-from harness.report import run_target
-from harness.runs import Run, latest_run, open_run
+from harness.present.report import run_target
 
 
 @click.command("show")
@@ -46,7 +46,7 @@ def show_command(
     """
     run = open_run(run_dir) if run_dir is not None else latest_run(results)
     if scaling:
-        from harness.scaling import analyse, to_json
+        from harness.analysis.scaling import analyse, to_json
 
         analyses = analyse(run.rows)
         if as_json:

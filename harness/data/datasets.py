@@ -132,16 +132,18 @@ class Split:
     test: Arrays
 
 
-def known_datasets() -> dict[str, DatasetInfo]:
-    """The built-in datasets and those that plugins register (``harness_register_datasets``)."""
-    from harness.plugins import get_registry  # plugins import tasks, which import this module
-
-    return {**DATASETS, **{name: entry.info for name, entry in get_registry().datasets.items()}}
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    """The dataset called ``name``: a built-in one, or one a plugin registered."""
-    return DATASETS[name] if name in DATASETS else known_datasets()[name]
+def builtin_dataset(dataset: str | DatasetInfo) -> DatasetInfo:
+    """``dataset`` itself when it is a :class:`DatasetInfo`, else the built-in dataset of that
+    name. A plugin's dataset is resolved by ``harness.registry.catalog.dataset_info``, which
+    hands its facts down here: this layer never asks the plugin registry."""
+    if isinstance(dataset, DatasetInfo):
+        return dataset
+    if dataset not in DATASETS:
+        raise DataError(
+            f"dataset {dataset!r} is not built in: pass its DatasetInfo (from "
+            "harness.registry.catalog.dataset_info)"
+        )
+    return DATASETS[dataset]
 
 
 def canonical_sums() -> dict[str, str]:
@@ -197,13 +199,14 @@ def verify(path: Path, expected_sha256: str, size: int | None = None) -> None:
 
 
 def locate(
-    name: str,
+    dataset: str | DatasetInfo,
     data_dir: Path | None = None,
     *,
     mirrors: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Find (or download), verify and return the path of each of the dataset's files."""
-    info = dataset_info(name)
+    info = builtin_dataset(dataset)
+    name = info.name
     if info.generate is not None:
         return {}  # made from the task's seed in each cell
     sums = canonical_sums()
@@ -278,10 +281,17 @@ def shaped_for(task: Any, split: Split) -> Split:
     return Split(train=reshape(split.train), test=reshape(split.test))
 
 
-def load(name: str, paths: dict[str, Path], *, divide_by: float = 1.0, seed: int = 0) -> Split:
+def load(
+    dataset: str | DatasetInfo,
+    paths: dict[str, Path],
+    *,
+    divide_by: float = 1.0,
+    seed: int = 0,
+) -> Split:
     """Read the located files into float32 inputs (divided by ``divide_by``) and int64 labels;
     a generated dataset is made from ``seed`` instead (float32 inputs and targets)."""
-    info = dataset_info(name)
+    info = builtin_dataset(dataset)
+    name = info.name
     if info.generate is not None:
         (x_train, y_train), (x_test, y_test) = info.generate(seed)
         return Split(train=Arrays(x_train, y_train), test=Arrays(x_test, y_test))
@@ -312,8 +322,7 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "Split",
-    "dataset_info",
-    "known_datasets",
+    "builtin_dataset",
     "load",
     "locate",
     "parse_idx",

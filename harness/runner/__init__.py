@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from harness.paths import safe_name, write_new
-from harness.plugins import Registry
-from harness.results import RunDir
+from harness.registry.plugins import Registry
 from harness.runner.process import ChildOutcome, Limits, run_child
-from harness.tasks import Task
-from harness.variants import Values, Variant, variant_name
+from harness.spec.tasks import Task
+from harness.spec.variants import Values, Variant, variant_name
+from harness.store.results import RunDir
 
 DEVICE_CHOICES = ("cpu", "gpu", "auto")
 
@@ -240,7 +240,7 @@ def _record_failure(
 def _record_result(row: dict[str, Any], outcome: ChildOutcome, cell: Cell) -> None:
     """What the cell reported, with what the runner measured from outside and the target's
     verdict. (Agreement verdicts and utilisation are joined in when rows are read, by
-    :mod:`harness.annotate`: a check or calibration made later applies to this run too.)"""
+    :mod:`harness.analysis.annotate`: a check or calibration made later applies to this run too.)"""
     assert outcome.result is not None
     row["status"] = outcome.result["status"]
     row["kind"] = outcome.result.get("kind")

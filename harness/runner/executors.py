@@ -16,9 +16,9 @@ from harness.runner.inline import run_inline
 from harness.runner.process import run_child
 
 if TYPE_CHECKING:
-    from harness.plugins import Registry
-    from harness.results import RunDir
+    from harness.registry.plugins import Registry
     from harness.runner import Cell, Observer, RunSettings
+    from harness.store.results import RunDir
 
 
 @runtime_checkable

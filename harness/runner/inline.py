@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.noise import unmeasured
+from harness.measure.noise import unmeasured
 from harness.paths import open_no_follow
 from harness.runner.process import ChildOutcome, EventHandler, Limits
 
@@ -48,7 +48,7 @@ def run_inline(
 
     Same signature as :func:`harness.runner.process.run_child`; ``limits`` are not enforced.
     """
-    from harness.runner.worker import action_for, report_exception  # the worker's code
+    from harness.runner.worker import entry_for, report_exception  # the worker's code
 
     collect = _Collect(on_event)
     start = time.perf_counter()
@@ -59,7 +59,7 @@ def run_inline(
         contextlib.redirect_stderr(log),
     ):
         try:
-            action_for(spec)(spec, collect)
+            entry_for(spec)(spec, collect)
         except Exception as exc:
             report_exception(exc, collect, log)
     events = collect.events

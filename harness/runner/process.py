@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.energy import EnergyMeter
-from harness.noise import NoiseSampler
-from harness.runner.monitor import ProcessMonitor, oom_kill_counts, oom_kills_between
+from harness.measure.energy import EnergyMeter
+from harness.measure.monitor import ProcessMonitor, oom_kill_counts, oom_kills_between
+from harness.measure.noise import NoiseSampler
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ class ChildOutcome:
     #: how many processes the kernel's OOM killer killed while the child ran (its counters
     #: moved by that much); a SIGKILL is called out of memory only when this is not 0
     oom_kills: int = 0
-    #: what other processes did to the machine while the cell trained (harness.noise.Noise)
+    #: what other processes did to the machine while the cell trained (harness.measure.noise.Noise)
     noise: dict[str, Any] | None = None
-    #: joules over the fit and their source, or why there are none (harness.energy)
+    #: joules over the fit and their source, or why there are none (harness.measure.energy)
     energy: dict[str, Any] | None = None
 
     def failure(self, limits: Limits, log_path: Path) -> tuple[str, str] | None:

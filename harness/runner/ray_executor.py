@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.data import datasets
-from harness.environment import environment_record
 from harness.errors import HarnessError
-from harness.plugins import get_registry
-from harness.results import RunDir
+from harness.measure.environment import environment_record
+from harness.registry.plugins import get_registry
 from harness.runner import Cell, Observer, RunSettings, new_row, run_cell
 from harness.runner.process import remove_stale_folders, safe_pythonpath
+from harness.store.results import RunDir
 
 #: environment variables a node needs to see the same plugins and data as this process
 FORWARDED_ENV = ("HARNESS_PLUGINS", "HARNESS_STRICT_PLUGINS", "HARNESS_DATA_DIR", "PYTHONPATH")
@@ -65,7 +65,7 @@ def _data_here(cell: Cell, settings: RunSettings) -> dict[str, str]:
     """The driver's dataset paths where this node shares its disk; else this node's own copy."""
     if all(Path(path).is_file() for path in settings.data_paths.values()):
         return settings.data_paths
-    located = datasets.locate(cell.task.dataset.name)
+    located = datasets.locate(cell.task.dataset_info)
     return {role: str(path) for role, path in located.items()}
 
 

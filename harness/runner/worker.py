@@ -9,7 +9,7 @@ writes JSON events, one per line, to the file descriptor given by ``--events-fd`
 from __future__ import annotations
 
 import argparse
-import itertools
+import importlib
 import json
 import math
 import os
@@ -17,19 +17,29 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from harness.adapter import Evaluation, Session, StepClock, UnsupportedSpec, open_session
+from harness.api.adapter import Evaluation, Session, StepClock, UnsupportedSpec, open_session
 from harness.data import datasets, series
-from harness.fairness import batch_order, count_parameters, initial_weights
-from harness.flops import training_flops
-from harness.measure import TrainingLog
-from harness.plugins import get_registry
-from harness.tasks import Task
+from harness.measure.training_log import TrainingLog
+from harness.registry.catalog import known_datasets
+from harness.registry.plugins import get_registry
+from harness.spec.fairness import batch_order, count_parameters, initial_weights
+from harness.spec.flops import training_flops
+from harness.spec.tasks import Task, validate_task_data
+
+
+class Events(Protocol):
+    """Where a child's code sends what happened: ``send("result", status="ok", ...)``."""
+
+    def send(self, event: str, **fields: Any) -> None: ...
 
 
 class _Events:
+    """Events written as JSON lines to the runner's pipe."""
+
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
 
@@ -49,7 +59,7 @@ def pin_threads(threads: int) -> list[int]:
     return cores
 
 
-def prepare(spec: dict[str, Any], events: _Events) -> tuple[Any, Session, dict[str, Any]] | None:
+def prepare(spec: dict[str, Any], events: Events) -> tuple[Any, Session, dict[str, Any]] | None:
     """Pin threads, pick the device, set the adapter up for this cell: the adapter, its session
     and the runtime fields of the row; ``None`` when the cell can't run here."""
     cores: list[int] | str = (
@@ -105,7 +115,7 @@ def load_data(
     split = datasets.shaped_for(
         task,
         datasets.load(
-            task.dataset.name,
+            task.dataset_info,
             {role: Path(path) for role, path in spec["data_paths"].items()},
             divide_by=task.preprocessing.divide_by,
             seed=task.seed,
@@ -122,9 +132,9 @@ class _Stop(Exception):
     """A cell that ends early with a result already sent (skipped, mismatched, diverged)."""
 
 
-def run_cell(spec: dict[str, Any], events: _Events) -> None:
+def run_cell(spec: dict[str, Any], events: Events) -> None:
     """One training cell: set up, load, build, fit, evaluate; sends its ``result`` event."""
-    task = Task.model_validate(spec["task"])
+    task = validate_task_data(spec["task"], "the cell's task", known_datasets())
     started = time.perf_counter()
     prepared = prepare(spec, events)
     if prepared is None:
@@ -179,7 +189,7 @@ def build_checked(
     adapter: Any,
     session: Session,
     train: datasets.Arrays,
-    events: _Events,
+    events: Events,
     runtime_fields: dict[str, Any],
 ) -> tuple[Any, int]:
     """The session's trainer for the task and the task's parameter count; a declined task or
@@ -212,7 +222,7 @@ def fit(
     trainer: Any,
     train: datasets.Arrays,
     validation: datasets.Arrays,
-    events: _Events,
+    events: Events,
     runtime_fields: dict[str, Any],
 ) -> tuple[TrainingLog, StepClock]:
     """Train every epoch, each timed, each followed by the validation split (not timed as
@@ -282,86 +292,6 @@ def baselines(task: Task, train: datasets.Arrays, test: datasets.Arrays) -> dict
     }
 
 
-def run_agreement(spec: dict[str, Any], events: _Events) -> None:
-    """Train the first ``steps`` batches one at a time, dropout off, and report every step's
-    loss and the final weights (for ``harness check-agreement``)."""
-    from harness.agreement import save_weights
-
-    task = Task.model_validate(spec["task"]).without_dropout()
-    prepared = prepare(spec, events)
-    if prepared is None:
-        return
-    _, session, runtime_fields = prepared
-    _, train, _ = load_data(task, spec)
-    try:
-        trainer = session.build(task, initial_weights(task), train.x, train.y)
-    except UnsupportedSpec as exc:
-        events.send("result", status="skipped", kind="unsupported", error=f"unsupported: {exc}")
-        return
-    size, count = task.training.batch_size, len(train.x)
-    if count < size:
-        raise ValueError(
-            f"only {count} training samples, fewer than one batch of {size}: the check compares "
-            "full batches"
-        )
-    losses: list[float] = []
-    for epoch in itertools.count():
-        order = batch_order(task.seed, epoch, count)
-        for start in range(0, count - size + 1, size):  # full batches, as the run's epochs start
-            if len(losses) == spec["steps"]:
-                break
-            batch = order[start : start + size]
-            losses.append(float(trainer.train_epoch(batch)))
-        if len(losses) == spec["steps"]:
-            break
-    if hasattr(trainer, "weights"):
-        save_weights(Path(spec["weights_path"]), trainer.weights())
-    events.send(
-        "result",
-        status="ok",
-        kind=None,
-        error=None,
-        metrics={"losses": losses, "parameters": plugin_parameter_count(trainer)},
-        **runtime_fields,
-    )
-
-
-def run_conformance(spec: dict[str, Any], events: _Events) -> None:
-    """Run the conformance kit's framework-side checks (for ``harness.testing``)."""
-    from harness.testing.checks import run_all
-
-    adapter = get_registry().framework(spec["framework"])
-    devices = adapter.devices()
-    state_before = set(vars(adapter))
-    prepared = prepare(spec, events)
-    if prepared is None:
-        return
-    report = {"devices": devices, "api_version": getattr(adapter, "api_version", 0)}
-    report |= run_all(prepared[1])
-    report["adapter_state_added"] = sorted(set(vars(adapter)) - state_before)
-    events.send("result", status="ok", kind=None, error=None, metrics=report)
-
-
-def run_calibration(spec: dict[str, Any], events: _Events) -> None:
-    """Measure the adapter's float32 matrix-product FLOP/s (for ``harness calibrate``)."""
-    prepared = prepare(spec, events)
-    if prepared is None:
-        return
-    _, session, runtime_fields = prepared
-    size, repeats = spec["size"], spec["repeats"]
-    session.matmul_seconds(size, 2)  # warm-up: first-call compilation and allocation
-    best = min(session.matmul_seconds(size, repeats) for _ in range(spec.get("rounds", 3)))
-    flops = 2 * size**3 * repeats / best
-    events.send(
-        "result",
-        status="ok",
-        kind=None,
-        error=None,
-        metrics={"matmul_flops_per_second": flops, "size": size, "repeats": repeats},
-        **runtime_fields,
-    )
-
-
 def failure_kind(exc: BaseException) -> str:
     """The failure kind of an exception raised while a cell ran."""
     if isinstance(exc, ImportError):
@@ -378,10 +308,17 @@ def failure_kind(exc: BaseException) -> str:
     return "exception"
 
 
-def action_for(spec: dict[str, Any]) -> Any:
-    """The function that carries out ``spec``: a training cell unless its ``action`` says else."""
-    actions = {"calibrate": run_calibration, "agree": run_agreement, "conform": run_conformance}
-    return actions.get(spec.get("action", ""), run_cell)
+def entry_for(spec: dict[str, Any]) -> Callable[[dict[str, Any], Events], None]:
+    """The function that carries out ``spec``: a training cell, unless ``spec["entry"]`` names
+    another (``"harness.checks.agreement:run_agreement"``). Each check owns its child code and
+    hands its entry here, so the worker knows how to run an entry, not what each check does."""
+    entry = spec.get("entry")
+    if not entry:
+        return run_cell
+    module, _, function = str(entry).partition(":")
+    if not module.startswith("harness.") or not function.isidentifier():
+        raise ValueError(f"not an entry of harness: {entry!r}")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
     spec = json.loads(sys.stdin.read())
     try:
-        action_for(spec)(spec, events)
+        entry_for(spec)(spec, events)
     except Exception as exc:
         report_exception(exc, events, sys.stderr)
         return 1

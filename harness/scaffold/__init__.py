@@ -84,7 +84,7 @@ def new_plugin(
 
 def _names_in_use() -> set[str]:
     """Framework and plugin names registered here: a plugin claiming one breaks the registry."""
-    from harness.plugins import get_registry
+    from harness.registry.plugins import get_registry
 
     registry = get_registry()
     return set(registry.frameworks) | {failure.plugin for failure in registry.failures}

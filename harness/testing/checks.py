@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.adapter import Session, UnsupportedSpec
-from harness.agreement import max_relative_difference, weights_difference
-from harness.fairness import parameter_count
-from harness.tasks import Dense, Loss, _Spec
+from harness.api.adapter import Session, UnsupportedSpec
+from harness.checks.agreement import max_relative_difference, weights_difference
+from harness.spec.fairness import parameter_count
+from harness.spec.tasks import Dense, Loss, _Spec
 from harness.testing import reference_training
 from harness.testing.probes import (
     PROBES,
@@ -50,6 +50,9 @@ TRAINING_PROBES: tuple[tuple[str, Probe, Loss], ...] = (
 )
 TRAINING_STEPS = 6
 TRAINING_BATCH = 8
+
+if TYPE_CHECKING:
+    from harness.runner.worker import Events
 
 
 def _error(exc: BaseException) -> dict[str, str]:
@@ -180,3 +183,22 @@ def run_all(session: Session) -> dict[str, Any]:
     except Exception as exc:
         report["memory"] = {"value": None, "type": "error", **_error(exc)}
     return report
+
+
+# -- in the child process --------------------------------------------------------
+
+
+def run_conformance(spec: dict[str, Any], events: Events) -> None:
+    """Run the conformance kit's framework-side checks (for ``harness.testing``)."""
+    from harness.runner import worker
+
+    adapter = worker.get_registry().framework(spec["framework"])
+    devices = adapter.devices()
+    state_before = set(vars(adapter))
+    prepared = worker.prepare(spec, events)
+    if prepared is None:
+        return
+    report = {"devices": devices, "api_version": getattr(adapter, "api_version", 0)}
+    report |= run_all(prepared[1])
+    report["adapter_state_added"] = sorted(set(vars(adapter)) - state_before)
+    events.send("result", status="ok", kind=None, error=None, metrics=report)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness.adapter import (
+from harness.api.adapter import (
     API_VERSION,
     DEVICE_KINDS,
     MODES,
@@ -17,7 +17,7 @@ from harness.adapter import (
     PluginAPIDeprecationWarning,
     api0_message,
 )
-from harness.plugins import get_registry
+from harness.registry.plugins import get_registry
 from harness.testing.probes import PROBES, Probe
 
 #: how far a probe's output may be from the float64 reference (float32 arithmetic)
@@ -62,7 +62,12 @@ def conformance_report(framework: str, timeout: float = 900) -> dict[str, Any]:
 def _run_checks(framework: str, timeout: float) -> dict[str, Any]:
     from harness.runner.process import Limits, run_child
 
-    spec = {"action": "conform", "framework": framework, "device": "cpu", "threads": 1}
+    spec = {
+        "entry": "harness.testing.checks:run_conformance",
+        "framework": framework,
+        "device": "cpu",
+        "threads": 1,
+    }
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "conformance.log"
         outcome = run_child(spec, threads=1, limits=Limits(timeout), log_path=log)

@@ -6,7 +6,7 @@ and so keeps LSTM and GRU layers off cuDNN's kernel, which XLA can't compile.
 
 The model, the optimizer (Adam as the harness defines it, epsilon outside the bias-corrected
 square root as PyTorch and Optax compute it, not Keras's own variant) and the step timer are
-:mod:`harness.keras_support`'s, shared with the Keras plugin.
+:mod:`harness.api.keras_models`'s, shared with the Keras plugin.
 
 The adapter's module imports nothing heavy: ``harness list`` imports it to show the framework.
 What trains (the session and its trainer) lives in :mod:`harness_tensorflow.session`, imported by
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from harness.adapter import FrameworkAdapter, RuntimeInfo
+from harness.api.adapter import FrameworkAdapter, RuntimeInfo
 
 if TYPE_CHECKING:
     from harness_tensorflow.session import TensorFlowSession
@@ -46,7 +46,7 @@ class TensorFlowAdapter(FrameworkAdapter):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         gpus = tf.config.list_physical_devices("GPU")
-        from harness import keras_support
+        from harness.api import keras_models as keras_support
 
         settings: dict = {
             "mode": mode,

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from harness import keras_support
-from harness.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+from harness.api import keras_models as keras_support
+from harness.api.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 
 
 class TensorFlowSession(Session):
@@ -72,7 +72,7 @@ class KerasTrainer:
         self.training = training
 
     def train_epoch(self, batch_order: np.ndarray, clock=None) -> float:
-        # history["loss"] is the mean of the batch losses (see harness.keras_support.build_model)
+        # history["loss"] is the mean of the batch losses (see harness.api.keras_models.build_model)
         history = self.model.fit(
             self._batches(batch_order),
             epochs=1,

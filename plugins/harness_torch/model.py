@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.adapter import UnsupportedSpec
-from harness.tasks import (
+from harness.api.adapter import UnsupportedSpec
+from harness.spec.tasks import (
     GRU,
     LAYER_KINDS,
     LSTM,

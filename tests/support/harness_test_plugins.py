@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import harness
-from harness.adapter import Availability, Evaluation, FrameworkAdapter, RuntimeInfo, Session
+from harness.api.adapter import Availability, Evaluation, FrameworkAdapter, RuntimeInfo, Session
 
 
 class CentroidTrainer:
@@ -280,7 +280,7 @@ class DecliningAdapter(CentroidAdapter):
     name = "declines"
 
     def build(self, task, weights, x, y):
-        from harness.adapter import UnsupportedSpec
+        from harness.api.adapter import UnsupportedSpec
 
         raise UnsupportedSpec(f"{self.name} can't express {task.name}'s model")
 

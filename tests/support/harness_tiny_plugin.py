@@ -32,7 +32,11 @@ def tiny_blobs(seed: int):
 def harness_register_datasets(register):
     register(
         DatasetInfo(
-            name="tiny_blobs", files={}, input_shape=(4,), num_classes=2, mirrors=(),
+            name="tiny_blobs",
+            files={},
+            input_shape=(4,),
+            num_classes=2,
+            mirrors=(),
             generate=tiny_blobs,
         )
     )

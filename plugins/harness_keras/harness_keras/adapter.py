@@ -5,7 +5,7 @@ fresh process, so ``setup`` sets the variable and imports Keras afterwards. Noth
 Keras or a backend at module level: ``harness list`` stays fast.
 
 The model, Adam as the harness defines it and the step timer are
-:mod:`harness.keras_support`'s, shared with harness's own ``tensorflow`` plugin.
+:mod:`harness.api.keras_models`'s, shared with harness's own ``tensorflow`` plugin.
 
 The adapter's module imports nothing heavy: ``harness list`` imports it to show the framework.
 What trains (the session and its trainer) lives in :mod:`harness_keras.session`, imported by
@@ -20,7 +20,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from harness.adapter import Availability, FrameworkAdapter, RuntimeInfo
+from harness.api.adapter import Availability, FrameworkAdapter, RuntimeInfo
 
 if TYPE_CHECKING:
     from harness_keras.session import KerasSession
@@ -74,7 +74,7 @@ class KerasAdapter(FrameworkAdapter):
             raise RuntimeError(
                 f"Keras was already imported with another backend than {self.backend}"
             )
-        from harness.keras_support import ADAM_EPSILON
+        from harness.api.keras_models import ADAM_EPSILON
 
         os.environ["KERAS_BACKEND"] = self.backend
         settings = {

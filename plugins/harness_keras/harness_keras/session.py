@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
-from harness.keras_support import (
+from harness.api.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+from harness.api.keras_models import (
     build_model,
     compile_model,
     layer_weights,

@@ -1,0 +1,197 @@
+"""Result rows summarised per task, framework, mode and device: what tables and reports show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.spec.tasks import Target
+from harness.spec.variants import row_name, variant_label
+from harness.stats import Summary, summarize
+
+
+@dataclass
+class Group:
+    """The repeats of one framework, mode and device on one task (a sweep's variant: ``task``
+    is then its name, ``mnist_mlp[batch_size=256]``)."""
+
+    task: str
+    framework: str
+    mode: str
+    device: str
+    host: str
+    rows: list[dict[str, Any]]
+    #: set by :func:`summarise`: lowest median fit time / peak RSS among the task's groups
+    fastest: bool = False
+    leanest: bool = False
+    #: set by :func:`summarise`: time per epoch and peak memory as multiples of the task's best
+    relative_time: float | None = None
+    relative_memory: float | None = None
+    _cache: dict[str, Summary | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def done(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row["status"] == "ok"]
+
+    @property
+    def variant(self) -> str:
+        """A sweep's values, ``batch_size=256``; ``""`` outside a sweep."""
+        return variant_label(self.rows[0].get("variant"))
+
+    @property
+    def version(self) -> str:
+        return self.rows[0].get("framework_version") or ""
+
+    @property
+    def busy(self) -> int:
+        """How many finished repeats trained while other processes took the CPU."""
+        return sum((row.get("noise") or {}).get("verdict") == "busy" for row in self.done)
+
+    @property
+    def met_target(self) -> bool:
+        return bool(self.done) and all(row.get("met_target") for row in self.done)
+
+    def stat(self, metric: str) -> Summary | None:
+        """Median and quartiles of a metric over the repeats that finished."""
+        if metric not in self._cache:
+            self._cache[metric] = summarize([row["metrics"].get(metric) for row in self.done])
+        return self._cache[metric]
+
+    def median(self, metric: str) -> float | None:
+        summary = self.stat(metric)
+        return summary.median if summary else None
+
+    def reached_target_every_time(self) -> bool:
+        return bool(self.done) and all(
+            row["metrics"].get("time_to_target_seconds") is not None for row in self.done
+        )
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[Group]:
+    """Groups in first-seen order, with the fastest and leanest of each task marked.
+
+    A group with a repeat that trained on a busy machine is never marked fastest or leanest, and
+    is not the best row the relative columns divide by: its figures are shown, not crowned.
+    """
+    groups: dict[tuple[str, str, str, str, str], Group] = {}
+    for row in rows:
+        key = (
+            row_name(row),
+            row["framework"],
+            row.get("mode", "eager"),
+            row.get("device_name") or row["device"],
+            row.get("host") or "",
+        )
+        groups.setdefault(key, Group(*key, rows=[])).rows.append(row)
+    by_task: dict[str, list[Group]] = {}
+    for group in groups.values():
+        by_task.setdefault(group.task, []).append(group)
+    for members in by_task.values():
+        for metric, flag in (("fit_seconds", "fastest"), ("peak_rss_bytes", "leanest")):
+            ranked = [(value, g) for g in members if (value := g.median(metric)) is not None]
+            best = min(ranked, key=lambda pair: pair[0])[1] if len(ranked) > 1 else None
+            # a win is only a win when neither the winner nor a loser ran on a busy machine
+            if best is not None and not any(g.busy for _, g in ranked):
+                setattr(best, flag, True)
+        _set_relative(members, _time_metric(members), "relative_time")
+        _set_relative(members, "peak_rss_bytes", "relative_memory")
+    return list(groups.values())
+
+
+def _time_metric(members: list[Group]) -> str:
+    """The steady time per epoch, or the fit time where some row has no steady epochs (one epoch)."""
+    done = [group for group in members if group.done]
+    if done and all(group.median("steady_epoch_seconds") is not None for group in done):
+        return "steady_epoch_seconds"
+    return "fit_seconds"
+
+
+def _set_relative(members: list[Group], metric: str, attribute: str) -> None:
+    values = {
+        id(g): value for g in members if (value := g.median(metric)) is not None and value > 0
+    }
+    quiet = [values[id(g)] for g in members if id(g) in values and not g.busy]
+    if not quiet:
+        return  # no quiet row to measure the others against
+    best = min(quiet)
+    for group in members:
+        if id(group) in values:
+            setattr(group, attribute, values[id(group)] / best)
+
+
+def _spread(group: Group, metric: str, scale: float = 1.0, digits: int = 2) -> str:
+    summary = group.stat(metric)
+    if summary is None:
+        return ""
+    text = f"{summary.median * scale:.{digits}f}"
+    return text + (f" ± {summary.iqr * scale / 2:.{digits}f}" if summary.count > 1 else "")
+
+
+def summary_line(group: Group, target: Target) -> dict[str, str]:
+    """One table line of a group, as plain text (the terminal, Markdown and HTML tables)."""
+    done = group.done
+    quality = group.median(target.metric)
+    percentiles = [
+        value for p in (50, 90, 99) if (value := group.median(f"step_seconds_p{p}")) is not None
+    ]
+    utilisation = group.median("utilisation")
+    memory = group.median("peak_rss_bytes")
+    throughput = group.median("samples_per_second")
+    flops = group.median("achieved_flops_per_second")
+    marks = [
+        mark
+        for mark, on in (
+            ("fastest", group.fastest),
+            ("leanest", group.leanest),
+            (f"busy {group.busy}/{len(group.done)}", group.busy),
+        )
+        if on
+    ]
+    return {
+        "variant": group.variant,
+        "framework": group.framework,
+        "version": group.version,
+        "mode": group.mode,
+        "device": group.device,
+        "host": group.host,
+        "status": f"{len(done)}/{len(group.rows)} ok",
+        "quality": "" if quality is None else target.describe(quality),
+        "agreement": _agreement(group),
+        "fit": _spread(group, "fit_seconds"),
+        "first_epoch": _spread(group, "first_epoch_seconds"),
+        "steady_epoch": _spread(group, "steady_epoch_seconds"),
+        "steps": " / ".join(f"{p * 1000:.2f}" for p in percentiles)
+        if len(percentiles) == 3
+        else "",
+        "to_target": (
+            _spread(group, "time_to_target_seconds")
+            if group.reached_target_every_time()
+            else "never"
+            if done
+            else ""
+        ),
+        "memory": "" if memory is None else f"{memory / 2**20:,.0f} MiB",
+        "throughput": "" if throughput is None else f"{throughput:,.0f}",
+        "flops": "" if flops is None else f"{flops / 1e9:.1f}",
+        "utilisation": "" if utilisation is None else f"{utilisation:.1%}",
+        "relative_time": _ratio(group.relative_time),
+        "relative_memory": _ratio(group.relative_memory),
+        "marks": ", ".join(marks),
+    }
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}×" if value < 10 else f"{value:.1f}×" if value < 100 else f"{value:,.0f}×"
+
+
+def _agreement(group: Group) -> str:
+    """The agreement status the task's rows carry (the latest check's verdict), or ``""``."""
+    statuses = {str(row["agreement"]) for row in group.rows if row.get("agreement")}
+    return ", ".join(sorted(statuses))
+
+
+def flagged_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cells that failed, were skipped or missed their target: never dropped from a report."""
+    return [row for row in rows if row["status"] != "ok" or row.get("kind")]

@@ -1,0 +1,347 @@
+"""Keras models for the harness's tasks, Adam as the harness defines it, and a step timer: the one
+implementation shared by every plugin that trains through Keras (the built-in ``tensorflow``
+plugin, and ``keras_jax`` / ``keras_torch`` from the ``harness-keras`` distribution).
+
+Keras fixes its backend when it is first imported, so nothing here imports Keras at module
+level: a plugin calls these functions in ``build``, after its ``setup`` has chosen the backend,
+and ``import harness.api.keras_models`` works where Keras is not installed. The classes that
+subclass Keras's are made on first use, by the cached ``_*_class`` functions.
+
+The harness's weight layout is Keras's own, so weights pass through ``set_weights`` and
+``get_weights`` unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import TYPE_CHECKING, Any
+
+from harness.api import keras_vit
+from harness.api.adapter import UnsupportedSpec
+
+if TYPE_CHECKING:
+    import keras
+
+    from harness.spec.tasks import Adam, Layer, ModelSpec, Training
+
+#: what a Keras plugin records as its ``adam_epsilon`` setting (Keras's own Adam puts it elsewhere)
+ADAM_EPSILON = "outside sqrt of bias-corrected v (as in PyTorch and Optax)"
+
+#: the arrays of each layer kind, in the order Keras's get_weights/set_weights use; the
+#: harness's layout is Keras's, so the arrays pass through unchanged
+PARAMETER_NAMES = {
+    "dense": ("kernel", "bias"),
+    "conv2d": ("kernel", "bias"),
+    "simple_rnn": ("kernel", "recurrent_kernel", "bias"),
+    "lstm": ("kernel", "recurrent_kernel", "bias"),
+    "gru": ("kernel", "recurrent_kernel", "bias"),
+    "position_embedding": ("embedding",),
+    "layer_norm": ("gamma", "beta"),
+}
+
+
+# -- the model ----------------------------------------------------------------
+
+
+def keras_layer(spec: Layer, *, use_cudnn: bool | str = "auto") -> keras.layers.Layer:
+    """The Keras layer for one layer spec, every setting that shapes its output spelled out.
+
+    :param use_cudnn: for LSTM and GRU layers: ``"auto"`` (Keras's default) lets Keras take
+        cuDNN's kernel on a GPU (the same maths, but not compilable by XLA), ``False`` keeps the
+        plain loop.
+    :raises UnsupportedSpec: for a layer kind Keras isn't given here.
+    """
+    import keras
+
+    if spec.kind == "flatten":
+        return keras.layers.Flatten(data_format="channels_last")
+    if spec.kind == "dense":
+        return keras.layers.Dense(spec.units, activation=spec.activation, use_bias=True)
+    if spec.kind == "conv2d":
+        return keras.layers.Conv2D(
+            spec.filters,
+            spec.kernel_size,
+            strides=spec.strides,
+            padding=spec.padding,
+            data_format="channels_last",
+            dilation_rate=(1, 1),
+            groups=1,
+            activation=spec.activation,
+            use_bias=True,
+        )
+    if spec.kind == "max_pool2d":
+        return keras.layers.MaxPooling2D(
+            spec.pool_size, strides=spec.stride, padding="valid", data_format="channels_last"
+        )
+    if spec.kind == "dropout":
+        return keras.layers.Dropout(spec.rate)
+    if spec.kind == "patches":
+        return keras_vit.patches(spec)
+    if spec.kind == "position_embedding":
+        return keras_vit.position_embedding()
+    if spec.kind == "mean_pool":
+        return keras.layers.GlobalAveragePooling1D(data_format="channels_last")
+    if spec.kind == "layer_norm":
+        return keras.layers.LayerNormalization(
+            axis=-1, epsilon=spec.epsilon, center=True, scale=True, rms_scaling=False
+        )
+    if spec.kind == "transformer_encoder":
+        return keras_vit.transformer_encoder(spec)
+    if spec.kind in ("simple_rnn", "lstm", "gru"):
+        common = {
+            "units": spec.units,
+            "activation": spec.activation,
+            "use_bias": True,
+            "dropout": 0.0,
+            "recurrent_dropout": 0.0,
+            "return_sequences": spec.return_sequences,
+            "return_state": False,
+            "go_backwards": False,
+            "stateful": False,
+            "unroll": False,
+        }
+        if spec.kind == "simple_rnn":
+            return keras.layers.SimpleRNN(**common)
+        gated = {
+            **common,
+            "recurrent_activation": spec.recurrent_activation,
+            "use_cudnn": use_cudnn,
+        }
+        if spec.kind == "lstm":
+            return keras.layers.LSTM(**gated)
+        return keras.layers.GRU(**gated, reset_after=True)
+    raise UnsupportedSpec(f"layer kind {spec.kind!r}")
+
+
+def build_model(
+    model_spec: ModelSpec, weights: list[dict[str, Any]], *, use_cudnn: bool | str = "auto"
+) -> keras.Sequential:
+    """The task's model as a ``keras.Sequential`` holding the harness's initial weights.
+
+    Once compiled (:func:`compile_model`), ``model.fit(...).history["loss"]`` is the epoch's
+    training loss as the harness defines it: the plain mean of the batch losses.
+
+    :param use_cudnn: passed to every LSTM and GRU layer (see :func:`keras_layer`).
+    :raises UnsupportedSpec: for a layer kind Keras isn't given here, or when this Keras keeps a
+        layer's weights in another layout than the harness's.
+    """
+    import keras
+
+    layers = [keras_layer(spec, use_cudnn=use_cudnn) for spec in model_spec.layers]
+    model = _sequential_class()([keras.Input(shape=tuple(model_spec.input_shape)), *layers])
+    for spec, layer, params in zip(model_spec.layers, model.layers, weights, strict=True):
+        variables = _variables(spec, layer)
+        if params.keys() != variables.keys():
+            raise ValueError(
+                f"{spec.kind} layer: Keras holds {tuple(variables)}, the harness gives {tuple(params)}"
+            )
+        for name, variable in variables.items():
+            variable.assign(params[name])
+    return model
+
+
+def _variables(spec: Layer, layer: keras.layers.Layer) -> dict[str, Any]:
+    """A layer's variables by the harness's array names.
+
+    :raises UnsupportedSpec: when this Keras keeps them under other names than the harness's.
+    """
+    if hasattr(layer, "harness_variables"):  # a composite layer of harness.api.keras_vit
+        return layer.harness_variables()
+    names = PARAMETER_NAMES.get(spec.kind, ())
+    # Keras names its variables as the harness does: a mismatch is a changed Keras
+    got = tuple(variable.name for variable in layer.weights)
+    if got != names:
+        raise UnsupportedSpec(f"this Keras keeps {spec.kind} weights as {got}, not {names}")
+    return dict(zip(names, layer.weights, strict=True))
+
+
+def layer_weights(model_spec: ModelSpec, model: keras.Sequential) -> list[dict[str, Any]]:
+    """The model's current weights in the harness's layout, one dict per layer."""
+    return [
+        {name: variable.numpy() for name, variable in _variables(spec, layer).items()}
+        for spec, layer in zip(model_spec.layers, model.layers, strict=True)
+    ]
+
+
+def compile_model(
+    model: keras.Sequential, training: Training, *, jit_compile: bool | str = "auto"
+) -> None:
+    """Compile a model from :func:`build_model` with the task's loss and :func:`paper_adam`.
+
+    :param jit_compile: Keras's own: ``"auto"`` lets the backend decide, ``True`` forces XLA.
+    """
+    model.compile(
+        optimizer=paper_adam(training.optimizer),
+        loss=keras_loss(training.loss),
+        jit_compile=jit_compile,
+    )
+
+
+def keras_loss(name: str) -> keras.losses.Loss:
+    """The Keras loss for a task's ``training.loss``, averaged over the batch."""
+    import keras
+
+    if name == "sparse_categorical_crossentropy":
+        # on the softmax's output: Keras takes the logits the softmax recorded, a log-softmax
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=False)
+    if name == "mean_squared_error":
+        return keras.losses.MeanSquaredError()
+    raise UnsupportedSpec(f"loss {name!r}")
+
+
+@functools.cache
+def _sequential_class() -> type:
+    """``keras.Sequential`` whose epoch loss is the plain mean of the batch losses.
+
+    Keras's own loss tracker weighs each batch's loss by its sample count; the harness's epoch
+    loss, as every other framework reports it, counts every batch once (the two differ when the
+    last batch is smaller). This follows the pattern ``keras.Model.compute_loss`` documents for
+    a loss tracker of one's own: update it in ``compute_loss`` and make it the model's only
+    metric, so ``fit`` resets it every epoch and reports it as ``history["loss"]``.
+    """
+    import keras
+
+    class BatchMeanSequential(keras.Sequential):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.batch_mean_loss = keras.metrics.Mean(name="loss")
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+            if training:
+                self.batch_mean_loss.update_state(loss)  # no sample_weight: one count per batch
+            return loss
+
+        @property
+        def metrics(self):
+            return [self.batch_mean_loss]
+
+    return BatchMeanSequential
+
+
+# -- the optimizer ------------------------------------------------------------
+
+
+def paper_adam(adam: Adam) -> keras.optimizers.Optimizer:
+    """Adam as in the paper's Algorithm 1, PyTorch and Optax, with the task's hyperparameters.
+
+    ``epsilon`` is added to the bias-corrected ``sqrt(v_hat)``. Keras's own Adam adds it to
+    ``sqrt(v)`` and folds the bias corrections into the step size (the paper's "epsilon hat"),
+    which is a different step while ``v`` is small. Here, as PyTorch computes it::
+
+        m += (gradient - m) * (1 - beta_1)
+        v += (gradient**2 - v) * (1 - beta_2)
+        param -= lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
+    """
+    return _paper_adam_class()(
+        learning_rate=adam.learning_rate,
+        beta_1=adam.beta_1,
+        beta_2=adam.beta_2,
+        epsilon=adam.epsilon,
+    )
+
+
+@functools.cache
+def _paper_adam_class() -> type:
+    import keras
+    from keras import ops
+
+    class PaperAdam(keras.optimizers.Optimizer):
+        """See :func:`paper_adam`. Written on Keras's ``Optimizer``, as its docstring shows."""
+
+        def __init__(self, learning_rate, beta_1, beta_2, epsilon, **kwargs) -> None:
+            super().__init__(learning_rate=learning_rate, **kwargs)
+            self.beta_1 = beta_1
+            self.beta_2 = beta_2
+            self.epsilon = epsilon
+
+        def build(self, variables):
+            if self.built:
+                return
+            super().build(variables)
+            self.momentums = [
+                self.add_variable_from_reference(variable, name="momentum")
+                for variable in variables
+            ]
+            self.velocities = [
+                self.add_variable_from_reference(variable, name="velocity")
+                for variable in variables
+            ]
+
+        def update_step(self, gradient, variable, learning_rate):
+            dtype = variable.dtype
+            lr = ops.cast(learning_rate, dtype)
+            gradient = ops.cast(gradient, dtype)
+            step = ops.cast(self.iterations + 1, dtype)
+            beta_1_power = ops.power(ops.cast(self.beta_1, dtype), step)
+            beta_2_power = ops.power(ops.cast(self.beta_2, dtype), step)
+
+            # Private by name, but the way Keras's own optimizers and the custom optimizer in
+            # keras.optimizers.Optimizer's docstring find a variable's slots: the variable
+            # update_step receives is the backend's (a tf.Variable on TensorFlow, not the
+            # keras.Variable that build saw), and only Keras knows which slot it maps to.
+            index = self._get_variable_index(variable)
+            m, v = self.momentums[index], self.velocities[index]
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+
+            step_size = ops.divide(lr, 1 - beta_1_power)
+            denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(1 - beta_2_power)), self.epsilon)
+            self.assign_sub(variable, ops.multiply(step_size, ops.divide(m, denominator)))
+
+        def get_config(self):
+            return {
+                **super().get_config(),
+                "beta_1": self.beta_1,
+                "beta_2": self.beta_2,
+                "epsilon": self.epsilon,
+            }
+
+    return PaperAdam
+
+
+# -- timing -------------------------------------------------------------------
+
+
+def step_timer(clock) -> keras.callbacks.Callback:
+    """A Keras callback timing the steps the harness's ``clock`` wants, from a batch's start to
+    the next batch's start."""
+    return _step_timer_class()(clock)
+
+
+@functools.cache
+def _step_timer_class() -> type:
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """Only ``on_train_batch_begin`` is overridden: a batch-end hook would make Keras turn
+        every step's logs into Python numbers, waiting for the device at every step. Reading the
+        optimizer's step counter waits for the updates before it, so only the sampled steps (and
+        the step after each) are synchronised.
+        """
+
+        def __init__(self, clock) -> None:
+            super().__init__()
+            self.clock = clock
+            self.began: float | None = None
+
+        def _sync(self) -> None:
+            int(self.model.optimizer.iterations)
+
+        def _finish(self) -> None:
+            if self.began is not None:
+                self._sync()
+                self.clock.record(time.perf_counter() - self.began)
+                self.began = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._finish()
+            if self.clock.wants(batch):
+                self._sync()
+                self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._finish()
+
+    return StepTimer

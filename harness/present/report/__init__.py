@@ -1,0 +1,265 @@
+"""Reports of a run: ``report.md`` (readable on GitHub) and ``report.html`` (one offline file).
+
+Both are rendered only from the run folder's files. The HTML inlines its CSS and its SVG charts,
+loads nothing from the network, runs no script, and escapes every string that came from a task
+file or a plugin (Jinja2 autoescaping). The Markdown escapes every value it interpolates too
+(each ``{{ }}`` passes through :func:`markdown_text`), and chart file names come from
+:func:`harness.paths.safe_name`, so no name from a file reaches outside ``charts/``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from harness import __version__
+from harness.analysis import scaling
+from harness.analysis.compare import (
+    CellComparison,
+    NothingToCompare,
+    StatusRegression,
+    check_comparable,
+    compare_runs,
+    environment_differences,
+    is_busy,
+    status_regressions,
+    unmatched,
+)
+from harness.analysis.runs import Run
+from harness.analysis.summary import Group, flagged_rows, summarise, summary_line
+from harness.paths import safe_name, write_atomically
+from harness.present.columns import COLUMNS, headers
+from harness.present.report import charts
+from harness.spec.tasks import Target
+from harness.spec.variants import short_key
+
+MARKDOWN_FILE = "report.md"
+HTML_FILE = "report.html"
+CHARTS_DIR = "charts"
+
+
+@dataclass
+class TaskSection:
+    name: str
+    target: str
+    metric_label: str
+    groups: list[Group]
+    lines: list[dict[str, str]]
+    #: (file name under charts/, caption, svg text)
+    charts: list[charts.Chart]
+
+
+@dataclass
+class Comparison:
+    against: str
+    cells: list[CellComparison]
+    only_a: list[str]
+    only_b: list[str]
+    environment: dict[str, tuple[Any, Any]]
+    #: cells that finished in the earlier run and failed, were skipped or are missing in this one
+    lost: list[StatusRegression]
+    #: why nothing could be compared (another task, no cell in common), else ``None``
+    nothing: str | None = None
+
+
+@dataclass
+class CurveTable:
+    """One metric of a sweep as the reports tabulate it: medians, then log-log slopes."""
+
+    label: str
+    headers: list[str]
+    rows: list[tuple[str, list[str]]]
+    slope_headers: list[str]
+    slope_rows: list[tuple[str, list[str]]]
+
+
+@dataclass
+class ScalingSection:
+    """A sweep's analysis of one varied key, with its tables and charts."""
+
+    name: str
+    analysis: scaling.KeyAnalysis
+    tables: list[CurveTable]
+    charts: list[charts.Chart]
+
+
+def scaling_sections(run: Run) -> list[ScalingSection]:
+    """One section per key the run varied over at least two values; none without a sweep."""
+    return [
+        ScalingSection(
+            name=short_key(analysis.key),
+            analysis=analysis,
+            tables=[curve_table(curves, analysis.values) for curves in analysis.curves],
+            charts=[
+                (chart_file_name(run.task_name, stem), caption, svg)
+                for stem, caption, svg in charts.scaling_charts(analysis)
+            ],
+        )
+        for analysis in scaling.analyse(run.rows)
+    ]
+
+
+def curve_table(curves: scaling.MetricCurves, values: list[float]) -> CurveTable:
+    pairs = list(itertools.pairwise(values))
+    rows, slope_rows = [], []
+    for series in curves.series:
+        by_x = {point.x: point for point in series.points}
+        rows.append(
+            (
+                series.label,
+                [
+                    scaling.format_value(curves.spec, by_x[x].median)
+                    + (" ✗" if by_x[x].missed_target else "")
+                    if x in by_x
+                    else ""
+                    for x in values
+                ],
+            )
+        )
+        slopes = {(a, b): slope for a, b, slope in series.slopes()}
+        slope_rows.append(
+            (
+                series.label,
+                ["" if slopes.get(pair) is None else f"{slopes[pair]:+.2f}" for pair in pairs],
+            )
+        )
+    return CurveTable(
+        label=f"{curves.spec.label} ({curves.spec.unit})",
+        headers=[scaling.format_x(x) for x in values],
+        rows=rows,
+        slope_headers=[f"{scaling.format_x(a)}→{scaling.format_x(b)}" for a, b in pairs],
+        slope_rows=slope_rows,
+    )
+
+
+METRIC_LABELS = {"test_accuracy": "test accuracy", "test_mse": "test MSE"}
+
+
+def run_target(run: Run) -> Target:
+    """The target of the run's task, as its configuration recorded it."""
+    recorded = run.config.get("task", {}).get("target") or {"min": 0.0}
+    return Target.model_validate(recorded)
+
+
+def sections(run: Run) -> list[TaskSection]:
+    groups = summarise(run.rows)
+    target = run_target(run)
+    result = []
+    for task in dict.fromkeys(group.task for group in groups):
+        members = [group for group in groups if group.task == task]
+        result.append(
+            TaskSection(
+                name=task,
+                target=target.describe(),
+                metric_label=METRIC_LABELS[target.metric],
+                groups=members,
+                lines=[summary_line(group, target) for group in members],
+                charts=[
+                    (chart_file_name(task, stem), caption, svg)
+                    for stem, caption, svg in charts.task_charts(members, target)
+                ],
+            )
+        )
+    return result
+
+
+def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and the chart files into the run folder."""
+    task_sections = sections(run)
+    sweep = scaling_sections(run)
+    context: dict[str, Any] = {
+        "run": run,
+        "version": __version__,
+        "sections": task_sections,
+        "flagged": flagged_rows(run.rows),
+        "busy": [row for row in run.rows if is_busy(row)],
+        "environment": run.environment,
+        "config": run.config,
+        "comparison": None,
+        "threshold": threshold,
+        "scaling": sweep,
+        "agreement": agreement_summary(run.rows),
+        # each variant of a sweep has a section of its own, named for it
+        "columns": [column for column in COLUMNS if column.key != "variant"],
+        "column_headers": headers(run_target(run)),
+    }
+    if against is not None:
+        only_a, only_b = unmatched(against, run)
+        try:
+            check_comparable(against, run)
+            nothing = None
+        except NothingToCompare as exc:
+            nothing = str(exc)
+        context["comparison"] = Comparison(
+            against=against.run_id,
+            cells=compare_runs(against, run, threshold=threshold),
+            only_a=only_a,
+            only_b=only_b,
+            environment=environment_differences(against, run),
+            lost=status_regressions(against, run),
+            nothing=nothing,
+        )
+    folder = run.dir.path
+    chart_dir = folder / CHARTS_DIR
+    chart_dir.mkdir(exist_ok=True)
+    charts_made = [chart for part in task_sections for chart in part.charts]
+    charts_made += [chart for part in sweep for chart in part.charts]
+    for file_name, _, svg in charts_made:
+        write_atomically(chart_dir / file_name, svg)
+    markdown = _templates(markdown_text).get_template("report.md")
+    html = _templates(_html_text).get_template("report.html")
+    write_atomically(folder / MARKDOWN_FILE, markdown.render(**context, charts_dir=CHARTS_DIR))
+    write_atomically(folder / HTML_FILE, html.render(**context))
+    return folder / MARKDOWN_FILE, folder / HTML_FILE
+
+
+def chart_file_name(task: str, stem: str) -> str:
+    """``<task>-<stem>.svg``, safe whatever the task's name (it comes from a results file)."""
+    return safe_name(f"{task}-{stem}") + ".svg"
+
+
+def agreement_summary(rows: list[dict[str, Any]]) -> str:
+    """The agreement verdicts the rows carry, per framework, for the Environment section."""
+    verdicts = {
+        f"{row['framework']}: {row['agreement']}"
+        for row in rows
+        if row.get("agreement") is not None
+    }
+    if not verdicts:
+        return "not checked (harness check-agreement --task TASK checks it)"
+    return ", ".join(sorted(verdicts))
+
+
+def _templates(finalize: Callable[[Any], Any]) -> jinja2.Environment:
+    """Every ``{{ value }}`` passes through ``finalize``: the one place values are escaped."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("harness.present.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=finalize,
+    )
+
+
+def markdown_text(value: object) -> str:
+    """Text safe inside Markdown (a table cell too): no raw HTML, pipes, newlines, links or code.
+
+    Emphasis characters (``_``, ``*``) are left alone: at worst they change a font, and
+    escaping them would make every ``mnist_mlp`` in the raw file read ``mnist\\_mlp``.
+    """
+    text = "" if value is None else str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"([\\`\[\]|])", r"\\\1", text)
+    return re.sub(r"\s*[\r\n]+\s*", " ", text)
+
+
+def _html_text(value: object) -> object:
+    """None renders as nothing, not "None"; autoescaping does the rest."""
+    return "" if value is None else value

@@ -1,0 +1,213 @@
+"""The report's plots, drawn with matplotlib as standalone SVG.
+
+Text is drawn as paths (matplotlib's default ``svg.fonttype``), so a chart needs no font and
+no network, and a label that came from a task file can't become markup in the page.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to files only
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from harness.analysis.scaling import KeyAnalysis, MetricCurves, format_x  # noqa: E402
+from harness.analysis.summary import Group  # noqa: E402
+from harness.paths import safe_name  # noqa: E402
+from harness.spec.tasks import Target  # noqa: E402
+from harness.spec.variants import short_key  # noqa: E402
+
+Chart = tuple[str, str, str]  # (file stem, caption, svg text)
+
+
+def _label(group: Group) -> str:
+    return f"{group.framework} ({group.mode})"
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(figure)
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]  # drop the XML prolog and doctype: the SVG goes inline
+    # matplotlib keeps each label's text in an XML comment; labels can come from plugins, and
+    # the glyphs are drawn as paths anyway
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
+    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)  # RDF, not needed inline
+
+
+def quality_over_time(groups: list[Group], target: Target) -> str:
+    """Validation accuracy (or mean squared error) after each epoch against cumulative training
+    time, per repeat."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for index, group in enumerate(groups):
+        color = f"C{index % 10}"
+        for repeat, row in enumerate(group.done):
+            metrics = row["metrics"]
+            # runs made before regression tasks existed call the scores validation_accuracies
+            accuracies = (
+                metrics.get("validation_scores") or metrics.get("validation_accuracies") or []
+            )
+            if not accuracies or accuracies[0] is None:
+                continue
+            elapsed, times = 0.0, []
+            for seconds in metrics["epoch_seconds"]:
+                elapsed += seconds
+                times.append(elapsed)
+            axes.plot(
+                times,
+                accuracies,
+                marker="o",
+                color=color,
+                label=_label(group) if repeat == 0 else None,
+                alpha=0.9 if repeat == 0 else 0.4,
+            )
+    axes.axhline(
+        target.threshold,
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"target {target.threshold:g}",
+    )
+    axes.set_xlabel("training time (s, evaluation excluded)")
+    axes.set_ylabel(f"validation {target.validation_metric}")
+    if not target.higher_is_better:
+        axes.set_yscale("log")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _svg(figure)
+
+
+def epoch_times(groups: list[Group]) -> str:
+    """Median seconds of each epoch over the repeats: the first epoch's compilation shows."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for index, group in enumerate(groups):
+        per_epoch = [row["metrics"]["epoch_seconds"] for row in group.done]
+        if not per_epoch:
+            continue
+        epochs = min(len(seconds) for seconds in per_epoch)
+        medians = [sorted(s[e] for s in per_epoch)[len(per_epoch) // 2] for e in range(epochs)]
+        axes.plot(
+            range(1, epochs + 1), medians, marker="o", color=f"C{index % 10}", label=_label(group)
+        )
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("seconds")
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _svg(figure)
+
+
+def _bars(groups: list[Group], value: Callable[[Group], float | None], xlabel: str) -> str:
+    shown = [(g, v) for g in groups if (v := value(g)) is not None]
+    figure, axes = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(shown), 1)))
+    labels = [_label(g) for g, _ in shown]
+    values = [v for _, v in shown]
+    axes.barh(labels, values, color=[f"C{i % 10}" for i in range(len(shown))])
+    axes.invert_yaxis()
+    for position, amount in enumerate(values):
+        axes.annotate(f" {amount:,.0f}", (amount, position), va="center", fontsize="small")
+    axes.set_xlabel(xlabel)
+    axes.grid(axis="x", alpha=0.3)
+    return _svg(figure)
+
+
+def peak_memory(groups: list[Group]) -> str:
+    def mebibytes(group: Group) -> float | None:
+        value = group.median("peak_rss_bytes")
+        return None if value is None else value / 2**20
+
+    return _bars(groups, mebibytes, "peak RSS of the cell's process (MiB, median)")
+
+
+def throughput(groups: list[Group]) -> str:
+    return _bars(
+        groups, lambda g: g.median("samples_per_second"), "training samples per second (median)"
+    )
+
+
+def task_charts(groups: list[Group], target: Target) -> list[Chart]:
+    """Every chart for one task's groups, as (file stem, caption, svg)."""
+    if not any(group.done for group in groups):
+        return []
+    return [
+        (
+            "to-target",
+            f"Validation {target.validation_metric} against training time "
+            "(the time-to-target picture)",
+            quality_over_time(groups, target),
+        ),
+        ("epochs", "Time per epoch (median over repeats)", epoch_times(groups)),
+        ("memory", "Peak memory", peak_memory(groups)),
+        ("throughput", "Throughput", throughput(groups)),
+    ]
+
+
+#: how a point where a repeat missed the task's target is marked
+RINGED: dict[str, Any] = {
+    "s": 140,
+    "facecolors": "none",
+    "edgecolors": "red",
+    "linewidths": 1.5,
+    "zorder": 3,
+}
+
+
+def scaling_charts(analysis: KeyAnalysis) -> list[Chart]:
+    """One log-log chart per metric of a sweep, as (file stem, caption, svg)."""
+    name = short_key(analysis.key)
+    return [
+        (
+            f"scaling-{safe_name(analysis.key)}-{curves.spec.name}",
+            f"{curves.spec.label} ({curves.spec.unit}) against {name}, log-log",
+            scaling_chart(curves, name),
+        )
+        for curves in analysis.curves
+    ]
+
+
+def scaling_chart(curves: MetricCurves, x_label: str) -> str:
+    """Medians over repeats, one line per framework (colour) and mode (dashed: compiled);
+    the points where a repeat finished below the target ringed in red."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    colours = {
+        framework: f"C{i % 10}"
+        for i, framework in enumerate(dict.fromkeys(series.framework for series in curves.series))
+    }
+    missed_any = False
+    for series in curves.series:
+        xs = [point.x for point in series.points]
+        ys = [point.median * curves.spec.scale for point in series.points]
+        axes.plot(
+            xs,
+            ys,
+            marker="o",
+            color=colours[series.framework],
+            linestyle="--" if series.mode == "compiled" else "-",
+            label=series.label,
+        )
+        missed = [
+            (x, y) for point, x, y in zip(series.points, xs, ys, strict=True) if point.missed_target
+        ]
+        if missed:
+            axes.scatter(*zip(*missed, strict=True), **RINGED)
+            missed_any = True
+    if missed_any:  # last in the legend, once
+        axes.scatter([], [], label="a repeat below the target", **RINGED)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    values = sorted({point.x for series in curves.series for point in series.points})
+    axes.set_xticks(values, [format_x(x) for x in values])
+    axes.minorticks_off()
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(f"{curves.spec.label} ({curves.spec.unit})")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small")
+    return _svg(figure)
