@@ -14,7 +14,7 @@ import os
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
-from harness.api.adapter import FrameworkAdapter, RuntimeInfo
+from harness.api import FrameworkAdapter, RuntimeInfo
 
 if TYPE_CHECKING:
     from harness_jax.session import JaxSession

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from harness.api.adapter import UnsupportedSpec
+from harness.api import UnsupportedSpec
 
 ACTIVATIONS = {
     "linear": lambda x: x,

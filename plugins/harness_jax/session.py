@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from harness.api.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 
 
 class JaxSession(Session):

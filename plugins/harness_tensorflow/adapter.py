@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from harness.api.adapter import FrameworkAdapter, RuntimeInfo
+from harness.api import FrameworkAdapter, RuntimeInfo
 
 if TYPE_CHECKING:
     from harness_tensorflow.session import TensorFlowSession

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from harness.api import keras_models as keras_support
-from harness.api.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 
 
 class TensorFlowSession(Session):

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from typing import TYPE_CHECKING
 
-from harness.api.adapter import FrameworkAdapter, RuntimeInfo
+from harness.api import FrameworkAdapter, RuntimeInfo
 
 if TYPE_CHECKING:
     from harness_torch.session import TorchSession

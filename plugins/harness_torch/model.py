@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api.adapter import UnsupportedSpec
-from harness.spec.tasks import (
+from harness.api import UnsupportedSpec
+from harness.api import (
     GRU,
     LAYER_KINDS,
     LSTM,

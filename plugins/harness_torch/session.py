@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.api.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 
 
 class TorchSession(Session):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import harness
-from harness.data.datasets import DatasetInfo
+from harness.api import DatasetInfo
 
 
 def tiny_blobs(seed: int):

@@ -20,7 +20,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from harness.api.adapter import Availability, FrameworkAdapter, RuntimeInfo
+from harness.api import Availability, FrameworkAdapter, RuntimeInfo
 
 if TYPE_CHECKING:
     from harness_keras.session import KerasSession
@@ -43,7 +43,7 @@ class KerasAdapter(FrameworkAdapter):
 
     def version(self) -> str | None:
         """Keras's version and the backend's: a verdict or calibration holds for both."""
-        from harness.distributions import installed_version
+        from harness.api import installed_version
 
         keras_version = installed_version("keras")
         backend_version = installed_version(BACKENDS[self.backend][1])

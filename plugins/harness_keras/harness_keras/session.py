@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.api.adapter import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 from harness.api.keras_models import (
     build_model,
     compile_model,
