@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from harness.api import keras_models as keras_support
 from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
+from harness.api import keras_models as keras_support
 
 
 class TensorFlowSession(Session):

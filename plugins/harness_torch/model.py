@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api import UnsupportedSpec
 from harness.api import (
     GRU,
     LAYER_KINDS,
@@ -48,6 +47,7 @@ from harness.api import (
     PositionEmbedding,
     SimpleRNN,
     TransformerEncoder,
+    UnsupportedSpec,
 )
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
