@@ -11,8 +11,7 @@ import click
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from harness import runner
-from harness.analysis.annotate import annotate
+from harness import benchmark, runner
 from harness.api.adapter import MODES
 from harness.commands.common import (
     EXIT_CODES,
@@ -25,9 +24,7 @@ from harness.commands.common import (
     resolve_threads,
     threads_option,
 )
-from harness.data import datasets
 from harness.errors import HarnessError
-from harness.measure.environment import environment_record
 from harness.present.console import (
     RunProgress,
     console,
@@ -41,12 +38,11 @@ from harness.present.console import (
 )
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import get_registry
-from harness.runner.executors import EXECUTOR_NAMES, get_executor
-from harness.spec import feasibility
+from harness.runner.executors import EXECUTOR_NAMES
 from harness.spec.tasks import Task
-from harness.spec.variants import Variant, parse_vary, sweep
+from harness.spec.variants import parse_vary
 from harness.store.locking import run_folder_lock
-from harness.store.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
+from harness.store.results import RUN_FILE, RunDir
 from harness.store.schema import first_problem
 
 CONFIG_OPTIONS = (
@@ -242,63 +238,29 @@ def run(
             raise HarnessError(
                 "no frameworks are registered; install one, e.g. pip install 'harness[torch]'"
             )
-        config = {
-            "task": task.model_dump(mode="json"),
-            "frameworks": names,
-            "device": device,
-            "modes": list(MODES) if mode == "all" else [mode],
-            "repeats": repeats,
-            "threads": resolve_threads(threads),
-            "timeout": timeout,
-            "memory_limit": memory_limit,
-            "train_subset": train_subset,
-            "data_dir": str(data_dir.resolve()) if data_dir else None,
-            "executor": executor,
-            "ray_address": ray_address,
-        }
+        config = benchmark.run_config(
+            task,
+            names,
+            device=device,
+            modes=[mode],
+            repeats=repeats,
+            threads=resolve_threads(threads),
+            timeout=timeout,
+            memory_limit=memory_limit,
+            train_subset=train_subset,
+            data_dir=data_dir,
+            executor=executor,
+            ray_address=ray_address,
+        )
         run_dir = None
-    if varied:
-        task, variants = sweep(task, varied, known_datasets())
-        config["task"] = task.model_dump(mode="json")  # single values applied
-        config["vary"] = [[key, values] for key, values in varied if len(values) > 1] or None
-        # a resumed run's task has its single values applied already: applying them again is
-        # harmless, and the variants come out the same
-    else:
-        variants = []
-
-    for name in config["frameworks"]:
-        registry.framework(name)  # an unknown name fails here, before any work
     require_gpu_if_asked(config["device"])
-    recorded_dir = Path(config["data_dir"]) if config["data_dir"] else None
-    data_paths = datasets.locate(task.dataset_info, recorded_dir)
-    for each in variants or [Variant(task, ())]:
-        feasibility.check(each.task, data_paths, memory_limit=config["memory_limit"])
-    settings = runner.RunSettings(
-        threads=config["threads"],
-        timeout=config["timeout"],
-        memory_limit=config["memory_limit"],
-        data_paths={role: str(path.resolve()) for role, path in data_paths.items()},
-        train_subset=config["train_subset"],
-    )
-    cells = runner.plan(
-        task,
-        config["frameworks"],
-        config["device"],
-        config["repeats"],
-        config.get("modes", ["eager"]),
-        variants,
-    )
-
+    planned = benchmark.plan_run(task, config, varied)
+    task, cells = planned.task, planned.cells
     if run_dir is None:
         run_dir = RunDir.create(out, task.name)
         with run_folder_lock(run_dir.path, "harness run"):
-            run_dir.write_json(
-                RUN_FILE, {"schema": SCHEMA_VERSION, "run_id": run_dir.run_id, **config}
-            )
-            _write_environment(run_dir, config, settings, task, registry)
-            _run_cells(
-                run_dir, cells, cells, task, config, settings, registry, (no_report, wide, as_json)
-            )
+            benchmark.write_run_files(planned, run_dir)
+            _run_cells(planned, run_dir, cells, (no_report, wide, as_json))
     else:
         with run_folder_lock(run_dir.path, "harness run --resume"):
             run_dir, config = RunDir.open(run_dir.path)  # as it is now that nobody else writes
@@ -310,9 +272,7 @@ def run(
                 "cell(s) already have a result",
                 highlight=False,
             )
-            _run_cells(
-                run_dir, cells, todo, task, config, settings, registry, (no_report, wide, as_json)
-            )
+            _run_cells(planned, run_dir, todo, (no_report, wide, as_json))
 
 
 def recorded_task(run_dir: RunDir, config: dict) -> Task:
@@ -325,16 +285,9 @@ def recorded_task(run_dir: RunDir, config: dict) -> Task:
         ) from None
 
 
-def _write_environment(run_dir, config, settings, task, registry) -> None:
-    versions = {name: registry.frameworks[name].adapter.version() for name in config["frameworks"]}
-    run_dir.write_json(
-        ENVIRONMENT_FILE,
-        environment_record(threads=settings.threads, seed=task.seed, frameworks=versions),
-    )
-
-
-def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -> None:
-    """Run ``todo`` (of the run's ``cells``), then print the tables and write the report."""
+def _run_cells(planned: benchmark.PlannedRun, run_dir: RunDir, todo, output) -> None:
+    """Run ``todo`` (of the run's cells), then print the tables and write the report."""
+    task, settings = planned.task, planned.settings
     console.print(
         styled(
             "run ",
@@ -343,17 +296,15 @@ def _run_cells(run_dir, cells, todo, task, config, settings, registry, output) -
         )
     )
     try:
-        executor = get_executor(config["executor"], address=config.get("ray_address"))
         with RunProgress(len(todo)) as progress:
-            executor.execute(todo, settings, run_dir, registry, progress)
+            rows = benchmark.execute(planned, run_dir, todo, progress)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (harness.cli turns it into one)
         finished = len(run_dir.read_results())
         errors.print(
-            f"interrupted with {finished} of {len(cells)} cell(s) done; finish the run with: "
+            f"interrupted with {finished} of {len(planned.cells)} cell(s) done; finish the run with: "
             f"harness run --resume {shlex.quote(str(run_dir.path))}"
         )
         raise
-    rows = annotate(run_dir.read_results(), task, task.target)
     run_dir.write_table()
     title = f"{task.name} (target {task.target.describe()})"
     no_report, wide, as_json = output

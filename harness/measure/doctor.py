@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from harness.measure.environment import usable_cores
 from harness.measure.noise import CpuTimes
 
 #: variables that size or shape the frameworks' thread pools, reported as they are set
@@ -63,18 +64,14 @@ def diagnose(sample_seconds: float = 0.5) -> list[Finding]:
     ]
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _cores() -> Finding:
-    usable, logical = _usable_cores(), os.cpu_count() or 0
+    usable, logical = usable_cores(), os.cpu_count() or 0
     return Finding("cores", f"{usable} usable of {logical}", "info", data=usable)
 
 
 def _load() -> Finding:
     one, five, _ = os.getloadavg()
-    cores = _usable_cores()
+    cores = usable_cores()
     value = f"{one:.2f} (1 min), {five:.2f} (5 min) on {cores} cores"
     if one >= 0.5 * cores:
         return Finding(
@@ -217,12 +214,12 @@ def _cgroup_quota() -> Finding:
     if cores is None:
         return Finding("cgroup CPU quota", "none", "ok")
     value = f"{cores:g} cores"
-    if cores < _usable_cores():
+    if cores < usable_cores():
         return Finding(
             "cgroup CPU quota",
             value,
             "warn",
-            f"fewer than the {_usable_cores()} usable cores: run with --threads {max(1, int(cores))}",
+            f"fewer than the {usable_cores()} usable cores: run with --threads {max(1, int(cores))}",
             cores,
         )
     return Finding("cgroup CPU quota", value, "ok", data=cores)

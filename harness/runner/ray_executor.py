@@ -27,6 +27,7 @@ from typing import Any
 from harness.data import datasets
 from harness.errors import HarnessError
 from harness.measure.environment import environment_record
+from harness.paths import safe_name
 from harness.registry.plugins import get_registry
 from harness.runner import Cell, Observer, RunSettings, new_row, run_cell
 from harness.runner.process import remove_stale_folders, safe_pythonpath
@@ -158,7 +159,7 @@ def _keep(payload: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     row = payload["row"]
     hosts = run_dir.path / HOSTS_DIR
     hosts.mkdir(exist_ok=True)
-    host_file = hosts / f"{_safe(row['host'])}.json"
+    host_file = hosts / f"{safe_name(row['host'], fallback='unknown')}.json"
     if not host_file.exists():
         host_file.write_text(json.dumps(payload["environment"], indent=2) + "\n", encoding="utf-8")
     return row
@@ -175,7 +176,3 @@ def lost_row(cell: Cell, settings: RunSettings, run_id: str, exc: BaseException)
         error=f"lost on the cluster: {type(exc).__name__}: {message}"[:500],
     )
     return row
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "unknown"
