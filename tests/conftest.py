@@ -58,50 +58,16 @@ def harness_env(**extra: str) -> dict[str, str]:
     return env
 
 
-#: every row a ``harness`` command started by :func:`run_harness` appended to a results.jsonl in
-#: this pytest run: (the file, the line); ``test_zz_written_rows.py`` checks them all
-WRITTEN_ROWS: list[tuple[Path, str]] = []
-
-
 def run_harness(
     *args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd: Path | None = None
 ):
     """Run the installed ``harness`` command as a user would; returns the CompletedProcess.
-
-    The rows the command appends to any results.jsonl under the pytest run's temporary folders
-    are kept in :data:`WRITTEN_ROWS`.
-    """
-    sizes = _results_files()
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "harness", *args],
-            capture_output=True,
-            text=True,
-            env=env or harness_env(),
-            timeout=timeout,
-            cwd=cwd,
-        )
-    finally:
-        for path in _results_files():
-            with path.open("rb") as rows:
-                rows.seek(sizes.get(path, 0))
-                appended = rows.read().decode(errors="replace")
-            WRITTEN_ROWS.extend((path, line) for line in appended.splitlines() if line.strip())
-
-
-def _results_files() -> dict[Path, int]:
-    """Each results.jsonl under this pytest run's temporary folders, with its size."""
-    if _basetemp is None:
-        return {}
-    return {
-        path: path.stat().st_size for path in _basetemp.rglob("results.jsonl") if path.is_file()
-    }
-
-
-_basetemp: Path | None = None
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _remember_basetemp(tmp_path_factory) -> None:
-    global _basetemp
-    _basetemp = tmp_path_factory.getbasetemp()
+    (Every row a command writes is checked against the schema as it is written.)"""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        env=env or harness_env(),
+        timeout=timeout,
+        cwd=cwd,
+    )

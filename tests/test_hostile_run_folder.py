@@ -144,11 +144,39 @@ def test_writers_never_follow_a_link_planted_after_the_check(run_copy, tmp_path)
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     results = run_copy / "results.jsonl"
+    row = json.loads(results.read_text().splitlines()[0]) | {"cell_id": "x"}
     results.unlink()
     results.symlink_to(victim)
     with pytest.raises(HarnessError, match="symbolic link"):
-        RunDir(run_copy).append_result({"cell_id": "x"})
+        RunDir(run_copy).append_result(row)
     assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"status": "finished"}, "status: Input should be 'ok', 'failed' or 'skipped'"),
+        (
+            {"metrics": {"fit_seconds": "2.5"}},
+            "metrics.fit_seconds: Input should be a valid number",
+        ),
+        (
+            {"metrics": {"test_accuracy": True}},
+            "metrics.test_accuracy: Input should be a valid number",
+        ),
+    ],
+)
+def test_a_row_that_readers_would_refuse_is_never_written(run_copy, change, problem):
+    """rows are validated when written, as strictly as when read: nothing to find out later."""
+    results = run_copy / "results.jsonl"
+    before = results.read_bytes()
+    row = json.loads(before.splitlines()[0]) | change
+    with pytest.raises(
+        HarnessError, match="not writing cell .*does not match the schema"
+    ) as raised:
+        RunDir(run_copy).append_result(row)
+    assert problem in str(raised.value)
+    assert results.read_bytes() == before
 
 
 # -- 4. text is never rendered as markup --------------------------------------------

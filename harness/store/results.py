@@ -16,7 +16,12 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.paths import open_no_follow, refuse_links, safe_name, write_atomically
-from harness.store.schema import SCHEMA_VERSION, validate_row, validate_run_config
+from harness.store.schema import (
+    SCHEMA_VERSION,
+    validate_row,
+    validate_row_json,
+    validate_run_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +113,15 @@ class RunDir:
         A failed write (disk full, read-only folder) is a one-line :class:`HarnessError`; what
         it may leave is an incomplete last line, which readers skip and ``--resume`` runs again.
         """
-        line = (json.dumps({"schema": SCHEMA_VERSION, **row}, allow_nan=False) + "\n").encode()
+        text = json.dumps({"schema": SCHEMA_VERSION, **row}, allow_nan=False)
+        try:
+            validate_row_json(text)  # a row that readers would refuse is never written
+        except ValueError as exc:
+            raise HarnessError(
+                f"{self.path / RESULTS_FILE}: not writing cell {row.get('cell_id')!r}: its row "
+                f"does not match the schema: {exc}"
+            ) from None
+        line = (text + "\n").encode()
         path = self.path / RESULTS_FILE
         try:
             descriptor = open_no_follow(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)

@@ -9,6 +9,7 @@ keep keys they don't know, so a newer writer's extra fields survive a round trip
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -145,7 +146,11 @@ def validate_row(data: object) -> dict[str, Any]:
     The metrics are returned as written (checked, not rewritten), so a row reads back as it was.
     :raises ValueError: with a one-line reason naming the first field that is wrong.
     """
-    row = _validate(ResultRow, data)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+    # checked as JSON, strictly, as the published schema reads it: "2.0" is not a number and
+    # true is not 1.0 (pydantic's lax mode would take both)
+    row = validate_row_json(json.dumps(data))
     plain = row.model_dump(mode="json", by_alias=True, exclude={"metrics"})
     plain["metrics"] = dict(data["metrics"]) if isinstance(data, dict) and "metrics" in data else {}
     return plain
@@ -157,6 +162,18 @@ def validate_run_config(data: object) -> dict[str, Any]:
     plain = config.model_dump(mode="json", by_alias=True, exclude={"task"})
     plain["task"] = data["task"]  # type: ignore[index]  # validated above; kept as written
     return plain
+
+
+def validate_row_json(text: str) -> ResultRow:
+    """A row as it is about to be written (one JSON line), checked as strictly as a reader
+    checks it: numbers are numbers, true is not 1.0.
+
+    :raises ValueError: with a one-line reason naming the first field that is wrong.
+    """
+    try:
+        return ResultRow.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        raise ValueError(first_problem(exc)) from None
 
 
 def _validate(model: type[BaseModel], data: object) -> BaseModel:
