@@ -104,3 +104,18 @@ def test_load_task_from_its_old_module_still_works_with_a_warning():
         task = tasks.load_task("mnist_mlp")
     assert task.name == "mnist_mlp"
     assert any("harness.registry.catalog" in str(w.message) for w in caught)
+
+
+#: the longest a function in harness/ or plugins/ may be, counted from its def to its last line
+LONGEST_FUNCTION = 60
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    too_long = []
+    for path in sorted([*(ROOT / "harness").rglob("*.py"), *plugin_modules()]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > LONGEST_FUNCTION:
+                    too_long.append(f"{path.relative_to(ROOT)}::{node.name}: {lines} lines")
+    assert too_long == []

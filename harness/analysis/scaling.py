@@ -286,6 +286,38 @@ class MetricCurves:
     series: list[Series]
 
 
+@dataclass(frozen=True)
+class CurveRow:
+    """One series of a curve as the terminal and the reports tabulate it."""
+
+    label: str
+    #: per varied value: the median formatted in the metric's unit and whether a repeat missed
+    #: the task's target; ``None`` where the series has no point
+    medians: list[tuple[str, bool] | None]
+    #: per pair of neighbouring values: the log-log slope (``+0.98``), ``""`` where unknown
+    slopes: list[str]
+
+
+def curve_rows(curves: MetricCurves, values: list[float]) -> list[CurveRow]:
+    """Each series' medians and slopes at ``values``, formatted once for every renderer."""
+    rows = []
+    for series in curves.series:
+        by_x = {point.x: point for point in series.points}
+        medians = [
+            (format_value(curves.spec, by_x[x].median), by_x[x].missed_target)
+            if x in by_x
+            else None
+            for x in values
+        ]
+        found = {(a, b): slope for a, b, slope in series.slopes()}
+        slopes = [
+            "" if found.get(pair) is None else f"{found[pair]:+.2f}"
+            for pair in itertools.pairwise(values)
+        ]
+        rows.append(CurveRow(series.label, medians, slopes))
+    return rows
+
+
 @dataclass
 class KeyAnalysis:
     """Everything the reports show for one varied key."""
@@ -439,61 +471,63 @@ def to_json(analyses: list[KeyAnalysis]) -> list[dict[str, Any]]:
             "key": analysis.key,
             "values": analysis.values,
             "work": analysis.work,
-            "metrics": [
-                {
-                    "metric": curves.spec.name,
-                    "label": curves.spec.label,
-                    "higher_is_better": curves.spec.higher_is_better,
-                    "series": [
-                        {
-                            "label": series.label,
-                            "points": [
-                                {
-                                    "x": point.x,
-                                    "values": list(point.values),
-                                    "median": point.median,
-                                    "missed_target": point.missed_target,
-                                }
-                                for point in series.points
-                            ],
-                            "loglog_slopes": [
-                                {"from": x0, "to": x1, "slope": slope}
-                                for x0, x1, slope in series.slopes()
-                            ],
-                        }
-                        for series in curves.series
-                    ],
-                }
-                for curves in analysis.curves
-            ],
+            "metrics": [_curves_json(curves) for curves in analysis.curves],
             "crossovers": [
-                {
-                    "a": found.a,
-                    "b": found.b,
-                    "metric": analysis.headline.spec.name,
-                    "crosses": found.crosses,
-                    "crossings": [list(pair) for pair in found.crossings()],
-                    "segments": [
-                        {"order": s.order, "from": s.first, "to": s.last} for s in found.segments
-                    ],
-                    "sentence": found.sentence,
-                }
-                for found in analysis.crossovers
+                _crossover_json(found, analysis.headline.spec.name) for found in analysis.crossovers
             ],
-            "fits": [
-                {
-                    "series": cost.series,
-                    "part": cost.part,
-                    "x": cost.x_label,
-                    "fixed_seconds": cost.fit.intercept,
-                    "fixed_ci": cost.fit.intercept_ci,
-                    "marginal_seconds_per_sample": cost.fit.slope,
-                    "marginal_ci": cost.fit.slope_ci,
-                    "r_squared": cost.fit.r_squared,
-                    "points": cost.fit.points,
-                }
-                for cost in analysis.fits
-            ],
+            "fits": [_fit_json(cost) for cost in analysis.fits],
         }
         for analysis in analyses
     ]
+
+
+def _curves_json(curves: MetricCurves) -> dict[str, Any]:
+    return {
+        "metric": curves.spec.name,
+        "label": curves.spec.label,
+        "higher_is_better": curves.spec.higher_is_better,
+        "series": [
+            {
+                "label": series.label,
+                "points": [
+                    {
+                        "x": point.x,
+                        "values": list(point.values),
+                        "median": point.median,
+                        "missed_target": point.missed_target,
+                    }
+                    for point in series.points
+                ],
+                "loglog_slopes": [
+                    {"from": x0, "to": x1, "slope": slope} for x0, x1, slope in series.slopes()
+                ],
+            }
+            for series in curves.series
+        ],
+    }
+
+
+def _crossover_json(found: Crossover, metric: str) -> dict[str, Any]:
+    return {
+        "a": found.a,
+        "b": found.b,
+        "metric": metric,
+        "crosses": found.crosses,
+        "crossings": [list(pair) for pair in found.crossings()],
+        "segments": [{"order": s.order, "from": s.first, "to": s.last} for s in found.segments],
+        "sentence": found.sentence,
+    }
+
+
+def _fit_json(cost: CostFit) -> dict[str, Any]:
+    return {
+        "series": cost.series,
+        "part": cost.part,
+        "x": cost.x_label,
+        "fixed_seconds": cost.fit.intercept,
+        "fixed_ci": cost.fit.intercept_ci,
+        "marginal_seconds_per_sample": cost.fit.slope,
+        "marginal_ci": cost.fit.slope_ci,
+        "r_squared": cost.fit.r_squared,
+        "points": cost.fit.points,
+    }

@@ -89,29 +89,36 @@ def keras_layer(spec: Layer, *, use_cudnn: bool | str = "auto") -> keras.layers.
     if spec.kind == "transformer_encoder":
         return keras_vit.transformer_encoder(spec)
     if spec.kind in ("simple_rnn", "lstm", "gru"):
-        common = {
-            "units": spec.units,
-            "activation": spec.activation,
-            "use_bias": True,
-            "dropout": 0.0,
-            "recurrent_dropout": 0.0,
-            "return_sequences": spec.return_sequences,
-            "return_state": False,
-            "go_backwards": False,
-            "stateful": False,
-            "unroll": False,
-        }
-        if spec.kind == "simple_rnn":
-            return keras.layers.SimpleRNN(**common)
-        gated = {
-            **common,
-            "recurrent_activation": spec.recurrent_activation,
-            "use_cudnn": use_cudnn,
-        }
-        if spec.kind == "lstm":
-            return keras.layers.LSTM(**gated)
-        return keras.layers.GRU(**gated, reset_after=True)
+        return _recurrent_layer(spec, use_cudnn)
     raise UnsupportedSpec(f"layer kind {spec.kind!r}")
+
+
+def _recurrent_layer(spec: Layer, use_cudnn: bool | str) -> keras.layers.Layer:
+    """A SimpleRNN, LSTM or GRU layer: the settings they share are spelled out once."""
+    import keras
+
+    common = {
+        "units": spec.units,
+        "activation": spec.activation,
+        "use_bias": True,
+        "dropout": 0.0,
+        "recurrent_dropout": 0.0,
+        "return_sequences": spec.return_sequences,
+        "return_state": False,
+        "go_backwards": False,
+        "stateful": False,
+        "unroll": False,
+    }
+    if spec.kind == "simple_rnn":
+        return keras.layers.SimpleRNN(**common)
+    gated = {
+        **common,
+        "recurrent_activation": spec.recurrent_activation,
+        "use_cudnn": use_cudnn,
+    }
+    if spec.kind == "lstm":
+        return keras.layers.LSTM(**gated)
+    return keras.layers.GRU(**gated, reset_after=True)
 
 
 def build_model(

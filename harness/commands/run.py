@@ -206,41 +206,17 @@ def run(
     """Train a task with one or more frameworks and record accuracy, time and memory."""
     if as_json:
         console.file = sys.stderr  # stdout carries the rows alone
-    registry = get_registry()
     if resume is not None:
-        given = [
-            name
-            for name in CONFIG_OPTIONS
-            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
-        ]
-        if given:
-            flags = ", ".join("--" + name.removesuffix("_name").replace("_", "-") for name in given)
-            raise click.UsageError(
-                f"--resume reuses the configuration recorded in {resume}; "
-                f"drop {flags}, or start a new run without --resume"
-            )
+        _refuse_options_with_resume(ctx, resume)
         run_dir, config = RunDir.open(resume)
         task = recorded_task(run_dir, config)
         varied = [(key, list(values)) for key, values in config.get("vary") or []]
     else:
-        if not task_name:
-            raise click.UsageError("give --task NAME (see `harness list`), or --resume RUN_DIR")
-        task = load_task(task_name)
-        if epochs is not None:
-            task = task.with_epochs(epochs)
-        if dataset is not None:
-            task = task.with_dataset(dataset, known_datasets())
-        varied = [parse_vary(option) for option in vary]
-        if all_frameworks == bool(frameworks):
-            raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
-        names = sorted(registry.frameworks) if all_frameworks else list(dict.fromkeys(frameworks))
-        if not names:
-            raise HarnessError(
-                "no frameworks are registered; install one, e.g. pip install 'harness[torch]'"
-            )
+        run_dir = None
+        task = _task(task_name, epochs, dataset)
         config = benchmark.run_config(
             task,
-            names,
+            _framework_names(frameworks, all_frameworks),
             device=device,
             modes=[mode],
             repeats=repeats,
@@ -252,27 +228,71 @@ def run(
             executor=executor,
             ray_address=ray_address,
         )
-        run_dir = None
+        varied = [parse_vary(option) for option in vary]
     require_gpu_if_asked(config["device"])
     planned = benchmark.plan_run(task, config, varied)
-    task, cells = planned.task, planned.cells
+    output = (no_report, wide, as_json)
     if run_dir is None:
-        run_dir = RunDir.create(out, task.name)
+        run_dir = RunDir.create(out, planned.task.name)
         with run_folder_lock(run_dir.path, "harness run"):
             benchmark.write_run_files(planned, run_dir)
-            _run_cells(planned, run_dir, cells, (no_report, wide, as_json))
+            _run_cells(planned, run_dir, planned.cells, output)
     else:
-        with run_folder_lock(run_dir.path, "harness run --resume"):
-            run_dir, config = RunDir.open(run_dir.path)  # as it is now that nobody else writes
-            run_dir.prepare_for_writing()
-            done = {row.get("cell_id") for row in run_dir.read_results()}
-            todo = [cell for cell in cells if cell.id not in done]
-            console.print(
-                f"resuming {run_dir.run_id}: {len(cells) - len(todo)} of {len(cells)} "
-                "cell(s) already have a result",
-                highlight=False,
-            )
-            _run_cells(planned, run_dir, todo, (no_report, wide, as_json))
+        _resume(planned, run_dir, output)
+
+
+def _resume(planned: benchmark.PlannedRun, run_dir: RunDir, output) -> None:
+    """Run the cells of ``run_dir`` that have no row yet."""
+    with run_folder_lock(run_dir.path, "harness run --resume"):
+        run_dir, _ = RunDir.open(run_dir.path)  # as it is now that nobody else writes
+        run_dir.prepare_for_writing()
+        done = {row.get("cell_id") for row in run_dir.read_results()}
+        todo = [cell for cell in planned.cells if cell.id not in done]
+        console.print(
+            f"resuming {run_dir.run_id}: {len(planned.cells) - len(todo)} of "
+            f"{len(planned.cells)} cell(s) already have a result",
+            highlight=False,
+        )
+        _run_cells(planned, run_dir, todo, output)
+
+
+def _refuse_options_with_resume(ctx: click.Context, resume: Path) -> None:
+    """--resume runs what run.json recorded: an option that would change it is refused."""
+    given = [
+        name
+        for name in CONFIG_OPTIONS
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        flags = ", ".join("--" + name.removesuffix("_name").replace("_", "-") for name in given)
+        raise click.UsageError(
+            f"--resume reuses the configuration recorded in {resume}; "
+            f"drop {flags}, or start a new run without --resume"
+        )
+
+
+def _task(task_name: str | None, epochs: int | None, dataset: str | None) -> Task:
+    """--task, with --epochs and --dataset applied."""
+    if not task_name:
+        raise click.UsageError("give --task NAME (see `harness list`), or --resume RUN_DIR")
+    task = load_task(task_name)
+    if epochs is not None:
+        task = task.with_epochs(epochs)
+    if dataset is not None:
+        task = task.with_dataset(dataset, known_datasets())
+    return task
+
+
+def _framework_names(frameworks: tuple[str, ...], all_frameworks: bool) -> list[str]:
+    if all_frameworks == bool(frameworks):
+        raise click.UsageError("give either --framework NAME (one or more) or --all-frameworks")
+    registry = get_registry()
+    names = sorted(registry.frameworks) if all_frameworks else list(dict.fromkeys(frameworks))
+    if not names:
+        raise HarnessError(
+            "no frameworks are registered; install one, e.g. pip install 'harness[torch]'"
+        )
+    return names
 
 
 def recorded_task(run_dir: RunDir, config: dict) -> Task:

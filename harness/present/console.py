@@ -287,78 +287,70 @@ def scaling_output(analyses: list[Any]) -> list[Any]:
 
 
 def _scaling_key(analysis: Any) -> list[Any]:
-    from harness.analysis.scaling import format_short, format_value, format_x
     from harness.spec.variants import short_key
 
     name = short_key(analysis.key)
-    headline = analysis.headline
-    spec = headline.spec
-    values = analysis.values
-    medians = _scaling_table([format_x(x) for x in values])
-    slopes = _scaling_table(
-        [f"{format_short(a)}→{format_short(b)}" for a, b in itertools.pairwise(values)]
-    )
-    for series in headline.series:
-        by_x = {point.x: point for point in series.points}
-        medians.add_row(
-            series.label,
-            *(
-                styled(
-                    format_value(spec, by_x[x].median),
-                    (" ✗", "red") if by_x[x].missed_target else "",
-                )
-                if x in by_x
-                else ""
-                for x in values
-            ),
-        )
-        found = {(a, b): slope for a, b, slope in series.slopes()}
-        slopes.add_row(
-            series.label,
-            *(
-                "" if found.get(pair) is None else f"{found[pair]:+.2f}"
-                for pair in itertools.pairwise(values)
-            ),
-        )
-    if any(point.missed_target for series in headline.series for point in series.points):
-        medians.caption = "✗: a repeat finished below the task's target"
+    spec = analysis.headline.spec
+    medians, slopes = _curve_tables(analysis)
     output: list[Any] = [
         styled("\n", (f"scaling over {name}", "bold"), f": {spec.label} ({spec.unit}), median"),
         medians,
         styled(f"log-log slope of {spec.label} between neighbouring values"),
         slopes,
+        *_order_between_pairs(analysis, name),
     ]
-    changing = [found for found in analysis.crossovers if found.changes]
-    steady = len(analysis.crossovers) - len(changing)
-    lines = [found.sentence for found in changing]
-    if steady:
-        which = "other pair" if changing else "pair"
-        lines.append(f"{steady} {which}(s) keep one order at every {name}")
-    if lines:
-        output.append(
-            Text(
-                f"order of {spec.label} between pairs (a difference under 10 %, or one the "
-                "repeats don't agree on, is a tie"
-                + (
-                    "; some points have one repeat: --repeats 3 tells noise apart"
-                    if analysis.single_repeats
-                    else ""
-                )
-                + "):"
-            )
-        )
-        bullets = Table.grid(padding=(0, 1))
-        bullets.add_column(no_wrap=True)
-        bullets.add_column()
-        for line in lines:
-            bullets.add_row("•", line)  # wrapped lines hang under the text, not the bullet
-        output.append(bullets)
     if analysis.fits:
         output.append(
             styled("fit time = fixed + marginal × samples trained (95 % intervals, all repeats)")
         )
         output.append(_fits_table([fit for fit in analysis.fits if fit.part == "fit"]))
     return output
+
+
+def _curve_tables(analysis: Any) -> tuple[Table, Table]:
+    """The headline metric's medians and log-log slopes, a row per series."""
+    from harness.analysis.scaling import curve_rows, format_short, format_x
+
+    values = analysis.values
+    medians = _scaling_table([format_x(x) for x in values])
+    slopes = _scaling_table(
+        [f"{format_short(a)}→{format_short(b)}" for a, b in itertools.pairwise(values)]
+    )
+    missed = False
+    for row in curve_rows(analysis.headline, values):
+        cells = [
+            "" if m is None else styled(m[0], (" ✗", "red") if m[1] else "") for m in row.medians
+        ]
+        missed = missed or any(m is not None and m[1] for m in row.medians)
+        medians.add_row(row.label, *cells)
+        slopes.add_row(row.label, *row.slopes)
+    if missed:
+        medians.caption = "✗: a repeat finished below the task's target"
+    return medians, slopes
+
+
+def _order_between_pairs(analysis: Any, name: str) -> list[Any]:
+    """Where each pair's order changes along the sweep, as bullets (none when no pair)."""
+    spec = analysis.headline.spec
+    changing = [found for found in analysis.crossovers if found.changes]
+    steady = len(analysis.crossovers) - len(changing)
+    lines = [found.sentence for found in changing]
+    if steady:
+        which = "other pair" if changing else "pair"
+        lines.append(f"{steady} {which}(s) keep one order at every {name}")
+    if not lines:
+        return []
+    repeats = "; some points have one repeat: --repeats 3 tells noise apart"
+    heading = Text(
+        f"order of {spec.label} between pairs (a difference under 10 %, or one the repeats "
+        f"don't agree on, is a tie{repeats if analysis.single_repeats else ''}):"
+    )
+    bullets = Table.grid(padding=(0, 1))
+    bullets.add_column(no_wrap=True)
+    bullets.add_column()
+    for line in lines:
+        bullets.add_row("•", line)  # wrapped lines hang under the text, not the bullet
+    return [heading, bullets]
 
 
 def _scaling_table(headers: list[str]) -> Table:

@@ -247,52 +247,28 @@ def _run_worker(
     read_fd, write_fd = os.pipe()
     oom_before = oom_kill_counts()
     start = time.perf_counter()
-    with open(log_path, "wb") as log:
-        child = subprocess.Popen(
-            worker_command(write_fd),
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,),
-            env=env,
-            cwd=cwd,
-            start_new_session=True,  # its own process group, so a timeout kills every descendant
-        )
+    child = _start_child(write_fd, env, cwd, log_path)
     os.close(write_fd)
-    assert child.stdin is not None
     events: list[dict[str, Any]] = []
     try:
-        try:
-            child.stdin.write(json.dumps(spec).encode())
-            child.stdin.close()
-        except BrokenPipeError:
-            pass  # the child died before reading its spec; its exit status says why
+        _send_spec(child, spec)
         watch = ProcessMonitor(child.pid, limits.memory_bytes, gpu=gpu)
         noise, energy = NoiseSampler(child.pid), EnergyMeter(gpu)
         edges = _fit_edges(noise, energy, on_event)
         timed_out = _read_events(read_fd, start + limits.timeout, events, edges, watch, noise)
         noise.stop()
         energy.stop()
-        if timed_out or watch.exceeded is not None:
-            _kill_group(child)
-        try:
-            returncode = child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            _kill_group(child)
-            returncode = child.wait()
+        returncode = _end_child(child, kill=timed_out or watch.exceeded is not None)
     except BaseException:  # Ctrl-C, SIGTERM: take the cell's whole process group down with us
         _kill_group(child)
         child.wait()
         raise
-    wall = time.perf_counter() - start
-    result = next((e for e in events if e.get("event") == "result"), None)
-    error = next((e for e in events if e.get("event") == "error"), None)
     return ChildOutcome(
-        result,
-        error,
+        next((e for e in events if e.get("event") == "result"), None),
+        next((e for e in events if e.get("event") == "error"), None),
         returncode,
         timed_out,
-        wall,
+        time.perf_counter() - start,
         events,
         over_memory_bytes=watch.exceeded,
         peak_gpu_bytes=watch.peak_gpu_bytes,
@@ -300,6 +276,43 @@ def _run_worker(
         noise=judged.as_dict() if (judged := noise.result()) else None,
         energy=energy.result(),
     )
+
+
+def _start_child(
+    events_fd: int, env: dict[str, str], cwd: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """The worker process, its output to ``log_path``, its events to ``events_fd``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            worker_command(events_fd),
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(events_fd,),
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # its own process group, so a timeout kills every descendant
+        )
+
+
+def _send_spec(child: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:
+    assert child.stdin is not None
+    try:
+        child.stdin.write(json.dumps(spec).encode())
+        child.stdin.close()
+    except BrokenPipeError:
+        pass  # the child died before reading its spec; its exit status says why
+
+
+def _end_child(child: subprocess.Popen[bytes], *, kill: bool) -> int:
+    """The child's exit status, after killing its group if ``kill`` (or if it won't end)."""
+    if kill:
+        _kill_group(child)
+    try:
+        return child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        _kill_group(child)
+        return child.wait()
 
 
 def _fit_edges(

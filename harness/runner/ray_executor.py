@@ -85,31 +85,7 @@ def execute(
         raise HarnessError("--executor ray needs Ray: pip install 'harness[ray]'") from None
     if address is not None:
         _check_reachable(address)
-    env_vars = {name: os.environ.get(name, "") for name in FORWARDED_ENV}
-    env_vars["PYTHONPATH"] = safe_pythonpath(env_vars["PYTHONPATH"])
-    if env_vars["HARNESS_DATA_DIR"]:  # workers run in a folder of their own, not this one
-        env_vars["HARNESS_DATA_DIR"] = os.path.abspath(env_vars["HARNESS_DATA_DIR"])
-    env_vars = {name: value for name, value in env_vars.items() if value}
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        with tempfile.TemporaryDirectory(prefix="harness-ray-job-") as empty:
-            ray.init(
-                address=address,
-                # uploaded at init (an empty package); the workers' working and import folder
-                runtime_env={"working_dir": empty, "env_vars": env_vars},
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise HarnessError(
-            f"cannot reach the Ray cluster at {address or 'a new local instance'}: {exc}; "
-            "check --ray-address (host:port of the head node)"
-        ) from None
-    finally:
-        # ray.init makes SIGTERM a silent exit; it stays what harness.cli made it
-        if sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, sigterm)
+    _connect(ray, address)
     try:
         task = ray.remote(max_retries=0)(run_on_node)
         pending = {
@@ -135,6 +111,39 @@ def execute(
         return rows
     finally:
         ray.shutdown()
+
+
+def _node_environment() -> dict[str, str]:
+    """What a node's workers need to see the same plugins and data as this process."""
+    env_vars = {name: os.environ.get(name, "") for name in FORWARDED_ENV}
+    env_vars["PYTHONPATH"] = safe_pythonpath(env_vars["PYTHONPATH"])
+    if env_vars["HARNESS_DATA_DIR"]:  # workers run in a folder of their own, not this one
+        env_vars["HARNESS_DATA_DIR"] = os.path.abspath(env_vars["HARNESS_DATA_DIR"])
+    return {name: value for name, value in env_vars.items() if value}
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """Join the cluster at ``address`` (or start a local one), SIGTERM's handler kept."""
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-ray-job-") as empty:
+            ray.init(
+                address=address,
+                # uploaded at init (an empty package); the workers' working and import folder
+                runtime_env={"working_dir": empty, "env_vars": _node_environment()},
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise HarnessError(
+            f"cannot reach the Ray cluster at {address or 'a new local instance'}: {exc}; "
+            "check --ray-address (host:port of the head node)"
+        ) from None
+    finally:
+        # ray.init makes SIGTERM a silent exit; it stays what harness.cli made it
+        if sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 def _check_reachable(address: str) -> None:

@@ -18,11 +18,9 @@ class JaxSession(Session):
         self.mode = mode
 
     def build(self, task, weights, x, y) -> JaxTrainer:
-        import jax
-        import jax.numpy as jnp
         import optax
 
-        from harness_jax.model import Sequential, check_supported, layer_name, to_params
+        from harness_jax.model import Sequential, check_supported
 
         layers = tuple(task.model.layers)
         check_supported(layers)
@@ -31,66 +29,13 @@ class JaxSession(Session):
             raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax last layer")
         # a classifier's model stops at the logits: optax's cross-entropy applies the softmax
         model = Sequential(layers, logits=classify)
-        # the modules keep the harness's names and shapes, so the weights load as they are
-        params = {
-            layer_name(index): jax.tree_util.tree_map(jnp.asarray, to_params(spec, layer_weights))
-            for index, (spec, layer_weights) in enumerate(zip(layers, weights, strict=True))
-            if layer_weights
-        }
+        params = _initial_params(layers, weights)
         adam = task.training.optimizer
         optimizer = optax.adam(
             learning_rate=adam.learning_rate, b1=adam.beta_1, b2=adam.beta_2, eps=adam.epsilon
         )
-        # dropout masks are a pure function of the seed and the step number, so a run repeats
-        # and both modes draw the same masks
-        dropout_key = jax.random.key(task.seed)
-
-        def loss_fn(params, xb, yb, step, weight):
-            rngs = {"dropout": jax.random.fold_in(dropout_key, step)}
-            output = model.apply({"params": params}, xb, train=True, rngs=rngs)
-            if classify:
-                losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
-            else:
-                # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
-                losses = (output.reshape(-1) - yb) ** 2
-            # the mean over the batch's real samples: padding (see train_epoch) weighs 0
-            return jnp.sum(losses * weight) / jnp.sum(weight)
-
-        def update(state, xb, yb, step, weight):
-            params, opt_state, loss_sum = state
-            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, step, weight)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            # the epoch's loss is summed on the device: no extra dispatch, no sync per step
-            return optax.apply_updates(params, updates), opt_state, loss_sum + loss
-
-        @jax.jit
-        def train_step(state, xb, yb, step, weight):
-            return update(state, xb, yb, step, weight)
-
-        @jax.jit
-        def train_steps(state, x_all, y_all, batches, steps):
-            """Every full batch of an epoch as one program: a scan over the batch indices."""
-
-            def body(state, batch):
-                index, step = batch
-                weight = jnp.ones(index.shape, jnp.float32)
-                return update(state, x_all[index], y_all[index], step, weight), None
-
-            return jax.lax.scan(body, state, (batches, steps))[0]
-
-        @jax.jit
-        def eval_step(params, xb, yb):
-            output = model.apply({"params": params}, xb)
-            if classify:
-                losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
-                return losses.sum(), (output.argmax(axis=-1) == yb).sum()
-            return ((output.reshape(-1) - yb) ** 2).sum(), 0
-
-        @jax.jit
-        def predict_step(params, xb):
-            output = model.apply({"params": params}, xb)
-            return jax.nn.softmax(output) if classify else output
-
+        train_step, train_steps = _train_functions(model, optimizer, classify, task.seed)
+        eval_step, predict_step = _eval_functions(model, classify)
         return JaxTrainer(
             params=params,
             opt_state=optimizer.init(params),
@@ -124,6 +69,88 @@ class JaxSession(Session):
             c = matmul(a, b)
         c.block_until_ready()
         return time.perf_counter() - start
+
+
+def _initial_params(layers, weights) -> dict:
+    """The harness's initial weights as the model's params, one entry per layer that has any."""
+    import jax
+    import jax.numpy as jnp
+
+    from harness_jax.model import layer_name, to_params
+
+    # the modules keep the harness's names and shapes, so the weights load as they are
+    return {
+        layer_name(index): jax.tree_util.tree_map(jnp.asarray, to_params(spec, layer_weights))
+        for index, (spec, layer_weights) in enumerate(zip(layers, weights, strict=True))
+        if layer_weights
+    }
+
+
+def _train_functions(model, optimizer, classify: bool, seed: int):
+    """``(train_step, train_steps)``, jitted: one batch's update, and an epoch's full batches."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    # dropout masks are a pure function of the seed and the step number, so a run repeats
+    # and both modes draw the same masks
+    dropout_key = jax.random.key(seed)
+
+    def loss_fn(params, xb, yb, step, weight):
+        rngs = {"dropout": jax.random.fold_in(dropout_key, step)}
+        output = model.apply({"params": params}, xb, train=True, rngs=rngs)
+        if classify:
+            losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
+        else:
+            # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
+            losses = (output.reshape(-1) - yb) ** 2
+        # the mean over the batch's real samples: padding (see train_epoch) weighs 0
+        return jnp.sum(losses * weight) / jnp.sum(weight)
+
+    def update(state, xb, yb, step, weight):
+        params, opt_state, loss_sum = state
+        loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, step, weight)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        # the epoch's loss is summed on the device: no extra dispatch, no sync per step
+        return optax.apply_updates(params, updates), opt_state, loss_sum + loss
+
+    @jax.jit
+    def train_step(state, xb, yb, step, weight):
+        return update(state, xb, yb, step, weight)
+
+    @jax.jit
+    def train_steps(state, x_all, y_all, batches, steps):
+        """Every full batch of an epoch as one program: a scan over the batch indices."""
+
+        def body(state, batch):
+            index, step = batch
+            weight = jnp.ones(index.shape, jnp.float32)
+            return update(state, x_all[index], y_all[index], step, weight), None
+
+        return jax.lax.scan(body, state, (batches, steps))[0]
+
+    return train_step, train_steps
+
+
+def _eval_functions(model, classify: bool):
+    """``(eval_step, predict_step)``, jitted: a batch's summed loss and hits, and its outputs."""
+    import jax
+    import optax
+
+    @jax.jit
+    def eval_step(params, xb, yb):
+        output = model.apply({"params": params}, xb)
+        if classify:
+            losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
+            return losses.sum(), (output.argmax(axis=-1) == yb).sum()
+        return ((output.reshape(-1) - yb) ** 2).sum(), 0
+
+    @jax.jit
+    def predict_step(params, xb):
+        output = model.apply({"params": params}, xb)
+        return jax.nn.softmax(output) if classify else output
+
+    return eval_step, predict_step
 
 
 class JaxTrainer:

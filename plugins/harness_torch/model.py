@@ -84,52 +84,16 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
         zip(specs, weights, model_spec.input_shapes(), strict=True)
     ):
         last = index == len(specs) - 1
-        holder: nn.Module | None = None
         if isinstance(spec, Conv2D | MaxPool2D) and not channels_first:
             modules.append(_Permute(0, 3, 1, 2))
             channels_first = True
         elif isinstance(spec, Flatten | Patches) and channels_first:
             modules.append(_Permute(0, 2, 3, 1))
             channels_first = False
-
-        if isinstance(spec, Flatten):
-            modules.append(nn.Flatten())
-        elif isinstance(spec, Dropout):
-            modules.append(nn.Dropout(spec.rate))
-        elif isinstance(spec, Dense):
-            holder = nn.Linear(in_shape[-1], spec.units)  # on a sequence, every step
-            modules.append(holder)
-            if not (last and fold_final_softmax and spec.activation == "softmax"):
-                modules.extend(_activation(spec.activation, dim=-1))
-        elif isinstance(spec, Conv2D):
-            padding, conv_padding = _conv_padding(spec, in_shape)
-            if padding is not None:
-                modules.append(_Pad(padding))
-            holder = nn.Conv2d(
-                in_shape[-1], spec.filters, spec.kernel_size, spec.strides, conv_padding
-            )
-            modules.append(holder)
-            modules.extend(_activation(spec.activation, dim=1))
-        elif isinstance(spec, MaxPool2D):
-            modules.append(nn.MaxPool2d(spec.pool_size, spec.stride))
-        elif isinstance(spec, SimpleRNN | LSTM | GRU):
-            holder = _Recurrent(spec, in_shape[-1])
-            modules.append(holder)
-        elif isinstance(spec, Patches):
-            modules.append(_Patches(spec.size))
-        elif isinstance(spec, PositionEmbedding):
-            holder = _PositionEmbedding(in_shape)
-            modules.append(holder)
-        elif isinstance(spec, MeanPool):
-            modules.append(_MeanPool())
-        elif isinstance(spec, LayerNorm):
-            holder = nn.LayerNorm(in_shape[-1], eps=spec.epsilon)
-            modules.append(holder)
-        elif isinstance(spec, TransformerEncoder):
-            holder = _encoder(spec, in_shape[-1])
-            modules.append(holder)
-        else:
-            raise UnsupportedSpec(f"layer kind {spec.kind!r}")
+        layer_modules, holder = _layer_modules(
+            spec, in_shape, fold_softmax=last and fold_final_softmax
+        )
+        modules.extend(layer_modules)
         if holder is not None:
             load_weights(spec, holder, params)
         holders.append(holder)
@@ -139,6 +103,55 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
         fold_final_softmax and isinstance(specs[-1], Dense) and specs[-1].activation == "softmax"
     )
     return BuiltModel(nn.Sequential(*modules), holders, folded)
+
+
+def _layer_modules(
+    spec, in_shape, *, fold_softmax: bool
+) -> tuple[list[nn.Module], nn.Module | None]:
+    """One layer's modules (an image comes channels-first) and the one holding its weights.
+
+    :param fold_softmax: leave a dense layer's softmax out (the final layer's, for a loss
+        that takes logits).
+    """
+    modules: list[nn.Module] = []
+    holder: nn.Module | None = None
+    if isinstance(spec, Flatten):
+        modules.append(nn.Flatten())
+    elif isinstance(spec, Dropout):
+        modules.append(nn.Dropout(spec.rate))
+    elif isinstance(spec, Dense):
+        holder = nn.Linear(in_shape[-1], spec.units)  # on a sequence, every step
+        modules.append(holder)
+        if not (fold_softmax and spec.activation == "softmax"):
+            modules.extend(_activation(spec.activation, dim=-1))
+    elif isinstance(spec, Conv2D):
+        padding, conv_padding = _conv_padding(spec, in_shape)
+        if padding is not None:
+            modules.append(_Pad(padding))
+        holder = nn.Conv2d(in_shape[-1], spec.filters, spec.kernel_size, spec.strides, conv_padding)
+        modules.append(holder)
+        modules.extend(_activation(spec.activation, dim=1))
+    elif isinstance(spec, MaxPool2D):
+        modules.append(nn.MaxPool2d(spec.pool_size, spec.stride))
+    elif isinstance(spec, SimpleRNN | LSTM | GRU):
+        holder = _Recurrent(spec, in_shape[-1])
+        modules.append(holder)
+    elif isinstance(spec, Patches):
+        modules.append(_Patches(spec.size))
+    elif isinstance(spec, PositionEmbedding):
+        holder = _PositionEmbedding(in_shape)
+        modules.append(holder)
+    elif isinstance(spec, MeanPool):
+        modules.append(_MeanPool())
+    elif isinstance(spec, LayerNorm):
+        holder = nn.LayerNorm(in_shape[-1], eps=spec.epsilon)
+        modules.append(holder)
+    elif isinstance(spec, TransformerEncoder):
+        holder = _encoder(spec, in_shape[-1])
+        modules.append(holder)
+    else:
+        raise UnsupportedSpec(f"layer kind {spec.kind!r}")
+    return modules, holder
 
 
 def _activation(name: str, dim: int) -> list[nn.Module]:

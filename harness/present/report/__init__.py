@@ -107,28 +107,12 @@ def scaling_sections(run: Run) -> list[ScalingSection]:
 
 def curve_table(curves: scaling.MetricCurves, values: list[float]) -> CurveTable:
     pairs = list(itertools.pairwise(values))
-    rows, slope_rows = [], []
-    for series in curves.series:
-        by_x = {point.x: point for point in series.points}
-        rows.append(
-            (
-                series.label,
-                [
-                    scaling.format_value(curves.spec, by_x[x].median)
-                    + (" ✗" if by_x[x].missed_target else "")
-                    if x in by_x
-                    else ""
-                    for x in values
-                ],
-            )
-        )
-        slopes = {(a, b): slope for a, b, slope in series.slopes()}
-        slope_rows.append(
-            (
-                series.label,
-                ["" if slopes.get(pair) is None else f"{slopes[pair]:+.2f}" for pair in pairs],
-            )
-        )
+    found = scaling.curve_rows(curves, values)
+    rows = [
+        (row.label, ["" if m is None else m[0] + (" ✗" if m[1] else "") for m in row.medians])
+        for row in found
+    ]
+    slope_rows = [(row.label, row.slopes) for row in found]
     return CurveTable(
         label=f"{curves.spec.label} ({curves.spec.unit})",
         headers=[scaling.format_x(x) for x in values],
