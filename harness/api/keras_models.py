@@ -23,7 +23,7 @@ from harness.api.adapter import UnsupportedSpec
 if TYPE_CHECKING:
     import keras
 
-    from harness.spec.tasks import Adam, Layer, ModelSpec, Training
+    from harness.spec.tasks import GRU, LSTM, Adam, Layer, ModelSpec, SimpleRNN, Training
 
 #: what a Keras plugin records as its ``adam_epsilon`` setting (Keras's own Adam puts it elsewhere)
 ADAM_EPSILON = "outside sqrt of bias-corrected v (as in PyTorch and Optax)"
@@ -88,12 +88,12 @@ def keras_layer(spec: Layer, *, use_cudnn: bool | str = "auto") -> keras.layers.
         )
     if spec.kind == "transformer_encoder":
         return keras_vit.transformer_encoder(spec)
-    if spec.kind in ("simple_rnn", "lstm", "gru"):
+    if spec.kind == "simple_rnn" or spec.kind == "lstm" or spec.kind == "gru":
         return _recurrent_layer(spec, use_cudnn)
     raise UnsupportedSpec(f"layer kind {spec.kind!r}")
 
 
-def _recurrent_layer(spec: Layer, use_cudnn: bool | str) -> keras.layers.Layer:
+def _recurrent_layer(spec: SimpleRNN | LSTM | GRU, use_cudnn: bool | str) -> keras.layers.Layer:
     """A SimpleRNN, LSTM or GRU layer: the settings they share are spelled out once."""
     import keras
 

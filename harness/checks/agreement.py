@@ -47,6 +47,7 @@ SKIPPED = "skipped"
 TOO_FEW = "the agreement check needs at least two available frameworks"
 
 if TYPE_CHECKING:
+    from harness.runner.child_spec import ChildSpec
     from harness.runner.worker import Events
 
 
@@ -223,20 +224,18 @@ def trace(
     folder: Path,
 ) -> Trace:
     """Train ``steps`` steps of ``framework`` in a child process and collect its trace."""
+    from harness.runner.child_spec import ChildSpec
     from harness.runner.process import Limits, run_child
 
     weights_path = folder / f"{framework}.npz"
-    spec = {
-        "entry": "harness.checks.agreement:run_agreement",
-        "task": task.model_dump(mode="json"),
-        "framework": framework,
-        "device": "cpu",
-        "mode": "eager",
-        "threads": threads,
-        "data_paths": data_paths,
-        "steps": steps,
-        "weights_path": str(weights_path),
-    }
+    spec = ChildSpec(
+        entry="harness.checks.agreement:run_agreement",
+        task=task.model_dump(mode="json"),
+        framework=framework,
+        threads=threads,
+        data_paths=data_paths,
+        options={"steps": steps, "weights_path": str(weights_path.resolve())},
+    )
     log = folder / f"{framework}.log"
     limits = Limits(timeout)
     outcome = run_child(spec, threads=threads, limits=limits, log_path=log)
@@ -425,16 +424,19 @@ def status_for(task: Task, framework: str, version: str | None) -> str | None:
 # -- in the child process --------------------------------------------------------
 
 
-def run_agreement(spec: dict[str, Any], events: Events) -> None:
+def run_agreement(spec: ChildSpec, events: Events) -> None:
     """Train the first ``steps`` batches one at a time, dropout off, and report every step's
-    loss and the final weights (for ``harness check-agreement``)."""
+    loss and the final weights (for ``harness check-agreement``). ``spec.options``: ``steps``
+    (how many), ``weights_path`` (where the final weights go, an ``.npz``)."""
     from harness.api.adapter import UnsupportedSpec
     from harness.registry.catalog import known_datasets
     from harness.runner import worker
     from harness.spec.fairness import batch_order, initial_weights
     from harness.spec.tasks import validate_task_data
 
-    task = validate_task_data(spec["task"], "the check's task", known_datasets()).without_dropout()
+    task = validate_task_data(
+        spec.task or {}, "the check's task", known_datasets()
+    ).without_dropout()
     prepared = worker.prepare(spec, events)
     if prepared is None:
         return
@@ -455,14 +457,14 @@ def run_agreement(spec: dict[str, Any], events: Events) -> None:
     for epoch in itertools.count():
         order = batch_order(task.seed, epoch, count)
         for start in range(0, count - size + 1, size):  # full batches, as the run's epochs start
-            if len(losses) == spec["steps"]:
+            if len(losses) == spec.options["steps"]:
                 break
             batch = order[start : start + size]
             losses.append(float(trainer.train_epoch(batch)))
-        if len(losses) == spec["steps"]:
+        if len(losses) == spec.options["steps"]:
             break
     if hasattr(trainer, "weights"):
-        save_weights(Path(spec["weights_path"]), trainer.weights())
+        save_weights(Path(spec.options["weights_path"]), trainer.weights())
     events.send(
         "result",
         status="ok",

@@ -22,6 +22,7 @@ from harness.store.locking import update_json_file
 DEFAULT_SIZE = {"cpu": 2048, "gpu": 8192}
 
 if TYPE_CHECKING:
+    from harness.runner.child_spec import ChildSpec
     from harness.runner.worker import Events
 
 
@@ -34,7 +35,7 @@ def machine_key() -> str:
     return f"{socket.gethostname()}|{cpu_model()}|{usable_cores()} cores"
 
 
-def entry_key(framework: str, version: str | None, device: str, threads: int) -> str:
+def entry_key(framework: str, version: str | None, device: str, threads: int | None) -> str:
     return f"{framework} {version or '?'} {device} {threads} threads"
 
 
@@ -92,17 +93,19 @@ def measure(
     ``{"status": "ok", "device": "cpu", "flops_per_second": ..., "size": ...}`` or
     ``{"status": "failed", "error": ...}``.
     """
+    from harness.runner.child_spec import ChildSpec
     from harness.runner.process import Limits, run_child
 
-    spec = {
-        "entry": "harness.checks.calibration:run_calibration",
-        "framework": framework,
-        "device": device,
-        "mode": "eager",
-        "threads": threads,
-        "size": size or DEFAULT_SIZE["gpu" if device == "gpu" else "cpu"],
-        "repeats": repeats,
-    }
+    spec = ChildSpec(
+        entry="harness.checks.calibration:run_calibration",
+        framework=framework,
+        device=device,
+        threads=threads,
+        options={
+            "size": size or DEFAULT_SIZE["gpu" if device == "gpu" else "cpu"],
+            "repeats": repeats,
+        },
+    )
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "calibrate.log"
         outcome = run_child(spec, threads=threads, limits=Limits(timeout), log_path=log)
@@ -125,17 +128,18 @@ def measure(
 # -- in the child process --------------------------------------------------------
 
 
-def run_calibration(spec: dict[str, Any], events: Events) -> None:
-    """Measure the adapter's float32 matrix-product FLOP/s (for ``harness calibrate``)."""
+def run_calibration(spec: ChildSpec, events: Events) -> None:
+    """Measure the adapter's float32 matrix-product FLOP/s (for ``harness calibrate``).
+    ``spec.options``: ``size`` (of the square matrices), ``repeats``, ``rounds`` (default 3)."""
     from harness.runner import worker
 
     prepared = worker.prepare(spec, events)
     if prepared is None:
         return
     _, session, runtime_fields = prepared
-    size, repeats = spec["size"], spec["repeats"]
+    size, repeats = spec.options["size"], spec.options["repeats"]
     session.matmul_seconds(size, 2)  # warm-up: first-call compilation and allocation
-    best = min(session.matmul_seconds(size, repeats) for _ in range(spec.get("rounds", 3)))
+    best = min(session.matmul_seconds(size, repeats) for _ in range(spec.options.get("rounds", 3)))
     flops = 2 * size**3 * repeats / best
     events.send(
         "result",

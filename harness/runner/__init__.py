@@ -8,22 +8,38 @@ saying how to install it, and the run goes on either way.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from harness.paths import safe_name, write_new
 from harness.registry.plugins import Registry
-from harness.runner.process import ChildOutcome, Limits, run_child
+from harness.runner.child_spec import ChildSpec
+from harness.runner.process import ChildOutcome, EventHandler, Limits, run_child
 from harness.spec.tasks import Task
 from harness.spec.variants import Values, Variant, variant_name
 from harness.store.results import RunDir
 
 DEVICE_CHOICES = ("cpu", "gpu", "auto")
 
+
 #: carries out a cell spec and reports back: :func:`run_child` or the inline launcher
-Launcher = Callable[..., ChildOutcome]
+class Launcher(Protocol):
+    """Runs one child's spec to its end and says what came of it: :func:`run_child` (a
+    process of its own) or :func:`harness.runner.inline.run_inline` (this process, for pdb)."""
+
+    def __call__(
+        self,
+        spec: ChildSpec,
+        *,
+        threads: int,
+        limits: Limits,
+        log_path: Path,
+        on_event: EventHandler | None = None,
+        gpu: bool = False,
+    ) -> ChildOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -177,16 +193,16 @@ def run_cell(
 
     log_path = run_dir.logs / f"{cell.file_stem}.log"
     limits = Limits(timeout=settings.timeout, memory_bytes=settings.memory_limit)
-    spec = {
-        "task": cell.task.model_dump(mode="json"),
-        "framework": cell.framework,
-        "mode": cell.mode,
-        "device": cell.device,
-        "threads": settings.threads,
-        "data_paths": settings.data_paths,
-        "train_subset": settings.train_subset,
-        "pin_cores": settings.pin_cores,
-    }
+    spec = ChildSpec(
+        task=cell.task.model_dump(mode="json"),
+        framework=cell.framework,
+        mode=cell.mode,
+        device=cell.device,
+        threads=settings.threads,
+        data_paths=settings.data_paths,
+        train_subset=settings.train_subset,
+        pin_cores=settings.pin_cores,
+    )
     outcome = launch(
         spec,
         threads=settings.threads,

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 class Executor(Protocol):
     """Carries out ``cells``, appending each one's row to ``run_dir`` as it finishes."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def execute(
         self,

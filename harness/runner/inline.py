@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.measure.noise import unmeasured
 from harness.paths import open_no_follow
+from harness.runner.child_spec import ChildSpec
 from harness.runner.process import ChildOutcome, EventHandler, Limits
 
 
@@ -36,7 +37,7 @@ class _Collect:
 
 
 def run_inline(
-    spec: dict[str, Any],
+    spec: ChildSpec,
     *,
     threads: int,
     limits: Limits,

@@ -35,6 +35,7 @@ from typing import Any
 from harness.measure.energy import EnergyMeter
 from harness.measure.monitor import ProcessMonitor, oom_kill_counts, oom_kills_between
 from harness.measure.noise import NoiseSampler
+from harness.runner.child_spec import ChildSpec
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class Limits:
 
 
 def run_child(
-    spec: dict[str, Any],
+    spec: ChildSpec,
     *,
     threads: int,
     limits: Limits,
@@ -155,7 +156,9 @@ def run_child(
         pythonpath = safe_pythonpath(os.environ.get("PYTHONPATH", ""))
         if pythonpath:
             env["PYTHONPATH"] = pythonpath
-        return _run_worker(_absolute_paths(spec), env, Path(tmp), limits, log_path, on_event, gpu)
+        return _run_worker(
+            spec.with_absolute_paths(), env, Path(tmp), limits, log_path, on_event, gpu
+        )
 
 
 @functools.cache
@@ -175,16 +178,6 @@ def safe_pythonpath(value: str) -> str:
             ", ".join(repr(entry) for entry in dropped),
         )
     return os.pathsep.join(entry for entry in entries if os.path.isabs(entry))
-
-
-def _absolute_paths(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` with its file paths made absolute: the child works in a folder of its own."""
-    spec = dict(spec)
-    if spec.get("data_paths"):
-        spec["data_paths"] = {role: os.path.abspath(p) for role, p in spec["data_paths"].items()}
-    if spec.get("weights_path"):
-        spec["weights_path"] = os.path.abspath(spec["weights_path"])
-    return spec
 
 
 def remove_stale_folders(prefix: str, parent: str | None = None) -> list[str]:
@@ -236,7 +229,7 @@ def worker_command(events_fd: int) -> list[str]:
 
 
 def _run_worker(
-    spec: dict[str, Any],
+    spec: ChildSpec,
     env: dict[str, str],
     cwd: Path,
     limits: Limits,
@@ -295,10 +288,10 @@ def _start_child(
         )
 
 
-def _send_spec(child: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:
+def _send_spec(child: subprocess.Popen[bytes], spec: ChildSpec) -> None:
     assert child.stdin is not None
     try:
-        child.stdin.write(json.dumps(spec).encode())
+        child.stdin.write(spec.to_json().encode())
         child.stdin.close()
     except BrokenPipeError:
         pass  # the child died before reading its spec; its exit status says why

@@ -26,6 +26,7 @@ from harness.data import datasets, series
 from harness.measure.training_log import TrainingLog
 from harness.registry.catalog import known_datasets
 from harness.registry.plugins import get_registry
+from harness.runner.child_spec import TRAIN, ChildSpec
 from harness.spec.fairness import batch_order, count_parameters, initial_weights
 from harness.spec.flops import training_flops
 from harness.spec.tasks import Task, validate_task_data
@@ -59,14 +60,12 @@ def pin_threads(threads: int) -> list[int]:
     return cores
 
 
-def prepare(spec: dict[str, Any], events: Events) -> tuple[Any, Session, dict[str, Any]] | None:
+def prepare(spec: ChildSpec, events: Events) -> tuple[Any, Session, dict[str, Any]] | None:
     """Pin threads, pick the device, set the adapter up for this cell: the adapter, its session
     and the runtime fields of the row; ``None`` when the cell can't run here."""
-    cores: list[int] | str = (
-        pin_threads(spec["threads"]) if spec.get("pin_cores", True) else "not pinned"
-    )
-    adapter = get_registry().framework(spec["framework"])
-    mode = spec.get("mode", "eager")
+    cores: list[int] | str = pin_threads(spec.threads) if spec.pin_cores else "not pinned"
+    adapter = get_registry().framework(spec.framework)
+    mode = spec.mode
     if mode not in adapter.modes:
         events.send(
             "result",
@@ -76,7 +75,7 @@ def prepare(spec: dict[str, Any], events: Events) -> tuple[Any, Session, dict[st
         )
         return None
     available = adapter.devices()
-    device = spec["device"]
+    device = spec.device
     if device == "auto":
         device = "gpu" if "gpu" in available else "cpu"
     if device not in available:
@@ -88,7 +87,7 @@ def prepare(spec: dict[str, Any], events: Events) -> tuple[Any, Session, dict[st
             error=f"no {device.upper()} visible to {adapter.name} (it sees: {', '.join(available)})",
         )
         return None
-    session = open_session(adapter, device=device, threads=spec["threads"], mode=mode)
+    session = open_session(adapter, device=device, threads=spec.threads, mode=mode)
     runtime = session.runtime
     runtime_fields = {
         "device": runtime.device,
@@ -96,7 +95,7 @@ def prepare(spec: dict[str, Any], events: Events) -> tuple[Any, Session, dict[st
         "settings": {
             "mode": mode,
             **runtime.settings,
-            "threads": spec["threads"],
+            "threads": spec.threads,
             "cpu_affinity": cores,
             # how idle OpenMP threads wait (PyTorch's pool): spinning ones collapse when
             # other processes take the cores (docs/measuring.md)
@@ -108,7 +107,7 @@ def prepare(spec: dict[str, Any], events: Events) -> tuple[Any, Session, dict[st
 
 
 def load_data(
-    task: Task, spec: dict[str, Any]
+    task: Task, spec: ChildSpec
 ) -> tuple[datasets.Split, datasets.Arrays, datasets.Arrays]:
     """The task's data, preprocessed and shaped for its model: the split, and its training
     part cut into the samples trained on and the held-out validation samples."""
@@ -116,7 +115,7 @@ def load_data(
         task,
         datasets.load(
             task.dataset_info,
-            {role: Path(path) for role, path in spec["data_paths"].items()},
+            {role: Path(path) for role, path in spec.data_paths.items()},
             divide_by=task.preprocessing.divide_by,
             seed=task.seed,
         ),
@@ -132,9 +131,9 @@ class _Stop(Exception):
     """A cell that ends early with a result already sent (skipped, mismatched, diverged)."""
 
 
-def run_cell(spec: dict[str, Any], events: Events) -> None:
+def run_cell(spec: ChildSpec, events: Events) -> None:
     """One training cell: set up, load, build, fit, evaluate; sends its ``result`` event."""
-    task = validate_task_data(spec["task"], "the cell's task", known_datasets())
+    task = validate_task_data(spec.task or {}, "the cell's task", known_datasets())
     started = time.perf_counter()
     prepared = prepare(spec, events)
     if prepared is None:
@@ -144,8 +143,8 @@ def run_cell(spec: dict[str, Any], events: Events) -> None:
 
     started = time.perf_counter()
     split, train, validation = load_data(task, spec)
-    if spec.get("train_subset"):
-        train = datasets.Arrays(train.x[: spec["train_subset"]], train.y[: spec["train_subset"]])
+    if spec.train_subset:
+        train = datasets.Arrays(train.x[: spec.train_subset], train.y[: spec.train_subset])
     timings["data_seconds"] = time.perf_counter() - started
 
     try:
@@ -308,16 +307,15 @@ def failure_kind(exc: BaseException) -> str:
     return "exception"
 
 
-def entry_for(spec: dict[str, Any]) -> Callable[[dict[str, Any], Events], None]:
-    """The function that carries out ``spec``: a training cell, unless ``spec["entry"]`` names
+def entry_for(spec: ChildSpec) -> Callable[[ChildSpec, Events], None]:
+    """The function that carries out ``spec``: a training cell, unless ``spec.entry`` names
     another (``"harness.checks.agreement:run_agreement"``). Each check owns its child code and
     hands its entry here, so the worker knows how to run an entry, not what each check does."""
-    entry = spec.get("entry")
-    if not entry:
+    if spec.entry == TRAIN:
         return run_cell
-    module, _, function = str(entry).partition(":")
+    module, _, function = spec.entry.partition(":")
     if not module.startswith("harness.") or not function.isidentifier():
-        raise ValueError(f"not an entry of harness: {entry!r}")
+        raise ValueError(f"not an entry of harness: {spec.entry!r}")
     return getattr(importlib.import_module(module), function)
 
 
@@ -326,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-fd", type=int, required=True)
     args = parser.parse_args(argv)
     events = _Events(os.fdopen(args.events_fd, "w", buffering=1))
-    spec = json.loads(sys.stdin.read())
+    spec = ChildSpec.from_json(sys.stdin.read())
     try:
         entry_for(spec)(spec, events)
     except Exception as exc:

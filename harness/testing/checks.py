@@ -52,6 +52,7 @@ TRAINING_STEPS = 6
 TRAINING_BATCH = 8
 
 if TYPE_CHECKING:
+    from harness.runner.child_spec import ChildSpec
     from harness.runner.worker import Events
 
 
@@ -188,11 +189,11 @@ def run_all(session: Session) -> dict[str, Any]:
 # -- in the child process --------------------------------------------------------
 
 
-def run_conformance(spec: dict[str, Any], events: Events) -> None:
+def run_conformance(spec: ChildSpec, events: Events) -> None:
     """Run the conformance kit's framework-side checks (for ``harness.testing``)."""
     from harness.runner import worker
 
-    adapter = worker.get_registry().framework(spec["framework"])
+    adapter = worker.get_registry().framework(spec.framework)
     devices = adapter.devices()
     state_before = set(vars(adapter))
     prepared = worker.prepare(spec, events)

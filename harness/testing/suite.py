@@ -60,14 +60,10 @@ def conformance_report(framework: str, timeout: float = 900) -> dict[str, Any]:
 
 
 def _run_checks(framework: str, timeout: float) -> dict[str, Any]:
+    from harness.runner.child_spec import ChildSpec
     from harness.runner.process import Limits, run_child
 
-    spec = {
-        "entry": "harness.testing.checks:run_conformance",
-        "framework": framework,
-        "device": "cpu",
-        "threads": 1,
-    }
+    spec = ChildSpec(entry="harness.testing.checks:run_conformance", framework=framework, threads=1)
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "conformance.log"
         outcome = run_child(spec, threads=1, limits=Limits(timeout), log_path=log)
