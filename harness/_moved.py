@@ -10,6 +10,7 @@ import importlib.machinery
 import sys
 import warnings
 from types import ModuleType
+from typing import Any
 
 #: old dotted name -> where the module lives now
 MOVED = {
@@ -72,6 +73,18 @@ class MovedModuleFinder(importlib.abc.MetaPathFinder):
         if new_name is None:
             return None
         return importlib.machinery.ModuleSpec(fullname, _MovedLoader(new_name))
+
+
+def moved_attribute(module: str, name: str, new_module: str) -> Any:
+    """``name`` from ``new_module``, where it lives now, with a warning for the code that still
+    takes it from ``module`` (for a module's ``__getattr__``; imported by name, so that no
+    static import runs up a layer)."""
+    warnings.warn(
+        f"{module}.{name} moved to {new_module}.{name}; import it from there",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return getattr(importlib.import_module(new_module), name)
 
 
 def install() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from harness import runner
 from harness.checks import calibration
 from harness.commands.common import (
+    device_option,
     framework_option,
     require_gpu_if_asked,
     resolve_threads,
@@ -19,9 +19,7 @@ from harness.registry.plugins import get_registry
 
 @click.command()
 @framework_option
-@click.option(
-    "--device", type=click.Choice(runner.DEVICE_CHOICES), default="auto", show_default=True
-)
+@device_option("Where to measure; auto prefers a GPU when the framework sees one.")
 @threads_option
 @click.option(
     "--size",

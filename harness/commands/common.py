@@ -6,6 +6,7 @@ import math
 import re
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -78,6 +79,21 @@ dataset_option = click.option(
     metavar="NAME",
     help="Use another dataset of the same shape, e.g. fashion_mnist for an MNIST task.",
 )
+
+
+def device_option(help_text: str) -> Any:
+    """``--device cpu|gpu|auto`` (auto: a GPU when the framework sees one)."""
+    from harness.api.adapter import DEVICE_KINDS
+
+    return click.option(
+        "--device",
+        type=click.Choice([*DEVICE_KINDS, "auto"]),
+        default="auto",
+        show_default=True,
+        help=help_text,
+    )
+
+
 threads_option = click.option(
     "--threads",
     type=click.IntRange(1, 4096),

@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from harness import benchmark, runner
+from harness import benchmark
 from harness.api.adapter import MODES
 from harness.commands.common import (
     EXIT_CODES,
@@ -19,6 +19,7 @@ from harness.commands.common import (
     MemorySize,
     data_dir_option,
     dataset_option,
+    device_option,
     framework_option,
     require_gpu_if_asked,
     resolve_threads,
@@ -75,13 +76,7 @@ CONFIG_OPTIONS = (
 )
 @framework_option
 @click.option("--all-frameworks", is_flag=True, help="Run every registered framework.")
-@click.option(
-    "--device",
-    type=click.Choice(runner.DEVICE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Where to train; auto prefers a GPU when the framework sees one.",
-)
+@device_option("Where to train; auto prefers a GPU when the framework sees one.")
 @click.option(
     "--mode",
     type=click.Choice([*MODES, "all"]),

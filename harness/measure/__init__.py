@@ -3,18 +3,10 @@ the environment it ran in, and the doctor that says whether the machine will dis
 
 from typing import Any
 
+from harness._moved import moved_attribute
+
 
 def __getattr__(name: str) -> Any:
-    # harness 0.2 had a module harness.measure holding TrainingLog
-    if name == "TrainingLog":
-        import warnings
-
-        from harness.measure.training_log import TrainingLog
-
-        warnings.warn(
-            "harness.measure.TrainingLog moved to harness.measure.training_log",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return TrainingLog
-    raise AttributeError(f"module 'harness.measure' has no attribute {name!r}")
+    if name == "TrainingLog":  # harness 0.2's module harness.measure held it
+        return moved_attribute(__name__, name, "harness.measure.training_log")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

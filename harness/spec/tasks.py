@@ -8,12 +8,10 @@ the seed and the quality target. Built-in tasks live in the top-level ``tasks/``
 
 from __future__ import annotations
 
-import importlib
 import math
 import operator
 import stat
 import tomllib
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness._moved import moved_attribute
 from harness.data.datasets import DATASETS, DatasetInfo
 from harness.errors import HarnessError, unknown_name_message
 
@@ -740,12 +739,7 @@ def _is_union_tag(part: object) -> bool:
 
 def __getattr__(name: str) -> Any:
     # harness 0.2 loaded tasks by name here; finding them needs the plugin registry, a layer
-    # above this one, so the name is looked up there (importlib: no static import runs upwards)
+    # above this one, where load_task now lives
     if name == "load_task":
-        warnings.warn(
-            "load_task moved to harness.registry.catalog (harness.api re-exports it)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return importlib.import_module("harness.registry.catalog").load_task
+        return moved_attribute(__name__, name, "harness.registry.catalog")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
