@@ -1,16 +1,14 @@
-"""Shared fixtures: a fresh plugin registry, in-process plugins, and running the real CLI."""
+"""The suite's own helpers: the test plugins on the path, and the real CLI run with them.
+
+The fixtures ``registry`` and ``register_plugin`` come from harness's pytest plugin,
+:mod:`harness.testing.fixtures`, as they do for a plugin author's tests."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from harness.registry import plugins
+from harness.testing.fixtures import run_cli
 
 TESTS = Path(__file__).parent
 SUPPORT = TESTS / "support"
@@ -18,33 +16,6 @@ SHARED_DATA = TESTS.parent.parent / "shared" / "data"
 
 #: a plugin distribution kept as a fixture: its kit runs where a test installs it, not here
 collect_ignore = ["support/frozen_plugin_api0"]
-
-
-@pytest.fixture
-def registry() -> Iterator[plugins.Registry]:
-    """A registry built afresh from the installed entry points; forgotten afterwards."""
-    plugins.reset_registry()
-    try:
-        yield plugins.get_registry()
-    finally:
-        plugins.reset_registry()
-
-
-@pytest.fixture
-def register_plugin(registry: plugins.Registry):
-    """Register a plugin in-process: ``register_plugin(MyPlugin(), "name")``; removed at teardown."""
-    names: list[str] = []
-
-    def register(plugin: object, name: str) -> None:
-        registry.add_plugin(plugin, name=name)
-        names.append(name)
-
-    try:
-        yield register
-    finally:
-        for name in names:
-            if registry.manager.has_plugin(name):
-                registry.remove_plugin(name)
 
 
 def harness_env(**extra: str) -> dict[str, str]:
@@ -61,13 +32,6 @@ def harness_env(**extra: str) -> dict[str, str]:
 def run_harness(
     *args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd: Path | None = None
 ):
-    """Run the installed ``harness`` command as a user would; returns the CompletedProcess.
-    (Every row a command writes is checked against the schema as it is written.)"""
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        env=env or harness_env(),
-        timeout=timeout,
-        cwd=cwd,
-    )
+    """Run the installed ``harness`` command as a user would, with the test plugins importable;
+    returns the CompletedProcess."""
+    return run_cli(*args, env=env or harness_env(), timeout=timeout, cwd=cwd)

@@ -9,6 +9,7 @@ import pytest
 
 from harness.checks import agreement
 from harness.registry.catalog import load_task
+from harness.testing.fixtures import read_rows
 
 from .conftest import harness_env, run_harness
 
@@ -139,7 +140,7 @@ def test_run_rows_carry_the_verdict_of_the_latest_check(tmp_path):
     assert rows["torch"]["agreement"] == "pass (3 steps)"
     assert rows["tensorflow"]["agreement"] is None  # not part of that check
     assert "| pass (3 steps) |" in (run_dir / "report.md").read_text()
-    raw = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    raw = read_rows(run_dir)
     assert all("agreement" not in row for row in raw)  # joined in when read, never stored
 
 
@@ -151,7 +152,7 @@ def test_a_plugin_whose_model_has_other_parameters_fails_its_cell(tmp_path):
     )  # fmt: skip
     assert run.returncode == 1
     [run_dir] = tmp_path.iterdir()
-    [row] = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    [row] = read_rows(run_dir)
     assert (row["status"], row["kind"]) == ("failed", "parameter_mismatch")
     assert "101,780 trainable parameters; the task has 101,770" in row["error"]
 

@@ -6,6 +6,8 @@ import re
 import pandas as pd
 import pytest
 
+from harness.testing.fixtures import read_rows
+
 from .conftest import run_harness
 
 ROW_KEYS = {
@@ -47,7 +49,7 @@ METRIC_KEYS = {
 
 def read_run(out):
     [run_dir] = out.iterdir()
-    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    rows = read_rows(run_dir)
     return run_dir, rows
 
 

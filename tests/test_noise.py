@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from harness.measure.noise import INTERVAL, CpuTimes, _Sample, _tree_cpu_seconds, judge
+from harness.testing.fixtures import read_rows
 
 from .conftest import SUPPORT, harness_env, run_harness
 
@@ -62,9 +63,7 @@ def spin_run(out: Path) -> dict:
         "--threads", "1", "--no-report", "--out", str(out), env=SPIN,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    [row] = [
-        json.loads(line) for line in next(out.glob("*/results.jsonl")).read_text().splitlines()
-    ]
+    [row] = read_rows(out)
     assert row["status"] == "ok"
     return row
 

@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 
@@ -7,6 +6,7 @@ import pytest
 import harness
 from harness.api.adapter import FrameworkAdapter, RuntimeInfo
 from harness.registry.plugins import PluginError, Registry, UnknownFramework
+from harness.testing.fixtures import read_rows
 
 from .conftest import harness_env, run_harness
 
@@ -124,8 +124,7 @@ def test_a_plugin_that_raises_on_import_is_listed_and_every_other_framework_stil
         "--train-subset", "2000", "--out", str(tmp_path), "--no-report", env=env,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
-    [results] = tmp_path.glob("*/results.jsonl")
-    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    rows = read_rows(tmp_path)
     assert [(row["framework"], row["status"]) for row in rows] == [
         ("centroid", "ok"),
         ("torch", "ok"),

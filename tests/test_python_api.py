@@ -11,6 +11,7 @@ import pytest
 import harness
 from harness.errors import HarnessError
 from harness.store.schema import ResultRow
+from harness.testing.fixtures import read_rows
 
 from .conftest import harness_env, run_harness
 
@@ -42,7 +43,7 @@ def test_harness_run_on_the_command_line_writes_the_same_rows(tmp_path):
     )  # fmt: skip
     assert cli.returncode == 0, cli.stdout + cli.stderr
     [folder] = (tmp_path / "cli").iterdir()
-    cli_rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    cli_rows = read_rows(folder)
     api_rows = [row.model_dump(mode="json", by_alias=True) for row in api.rows]
 
     def decided(row):  # what the harness decides, not what the machine took

@@ -14,6 +14,7 @@ import pytest
 
 from harness.registry.catalog import load_task
 from harness.spec.variants import VaryError, key_path, parse_vary, sweep, variant_name
+from harness.testing.fixtures import read_rows
 
 from .conftest import harness_env, run_harness
 
@@ -56,7 +57,7 @@ def swept_run(tmp_path_factory):
 
 def test_every_variant_is_run_by_every_framework_and_recorded_in_its_rows(swept_run):
     run_dir, _ = swept_run
-    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    rows = read_rows(run_dir)
     # repeats outermost, then the variants, then the frameworks
     assert [(row["variant"], row["framework"]) for row in rows] == [
         ({"training.batch_size": 32}, "centroid"),
@@ -99,7 +100,7 @@ def planted_sweep(swept_run, tmp_path_factory):
     run_dir, _ = swept_run
     copy = tmp_path_factory.mktemp("planted") / run_dir.name
     shutil.copytree(run_dir, copy)
-    rows = [json.loads(line) for line in (copy / "results.jsonl").read_text().splitlines()]
+    rows = read_rows(copy)
     for row in rows:
         throughput = PLANTED_THROUGHPUT[row["variant"]["training.batch_size"], row["framework"]]
         row["metrics"]["steady_samples_per_second"] = throughput

@@ -5,9 +5,9 @@ task's data, model and loss are wired so that training makes progress, and that 
 what the task measures (accuracy, or mean squared error next to the harness's baselines).
 """
 
-import json
-
 import pytest
+
+from harness.testing.fixtures import read_rows
 
 from .conftest import run_harness
 
@@ -19,7 +19,7 @@ def run_task(tmp_path, task, *args):
     result = run_harness("run", "--task", task, *frameworks, "--out", str(tmp_path), *args)
     assert result.returncode == 0, result.stdout + result.stderr
     [run_dir] = tmp_path.iterdir()
-    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    rows = read_rows(run_dir)
     assert sorted(row["framework"] for row in rows) == sorted(FRAMEWORKS)
     assert all(row["status"] == "ok" for row in rows), [row["error"] for row in rows]
     return rows

@@ -1,17 +1,12 @@
 """``mnist_vit`` in the built-in plugins: it learns in every framework and mode, and a plugin
 that can't express one of its layers records a skipped cell naming that layer."""
 
-import json
-
 import pytest
+
+from harness.testing.fixtures import read_rows
 
 from .conftest import run_harness
 from .test_tasks import TASKS
-
-
-def read_rows(folder):
-    [run_dir] = folder.iterdir()
-    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize(
