@@ -50,7 +50,7 @@ WEIGHTLESS = ("flatten", "dropout", "max_pool2d")
 
 def step_products(task) -> list[tuple[str, int, int, int]]:
     """Each matrix product of one training step as (what, m, k, n): an (m, k) by (k, n) product."""
-    from harness.spec.tasks import Dense
+    from harness.workload.tasks import Dense
 
     batch = task.training.batch_size
     products = []
@@ -163,7 +163,7 @@ def update_seconds(library: str, shapes: list[tuple[int, ...]], adam, threads: i
 def measure_main(library: str, task_name: str, threads: int) -> None:
     """In the child: time the task's products and update in ``library``; print JSON."""
     from harness.registry.catalog import load_task
-    from harness.spec.fairness import initial_weights
+    from harness.workload.fairness import initial_weights
 
     task = load_task(task_name)
     shapes = [array.shape for layer in initial_weights(task) for array in layer.values()]
@@ -229,7 +229,7 @@ def main() -> None:
         return
 
     from harness.registry.catalog import load_task
-    from harness.spec.flops import training_flops
+    from harness.workload.flops import training_flops
 
     task = load_task(args.task)
     samples = training_samples(task)

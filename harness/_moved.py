@@ -1,6 +1,6 @@
 """Modules that moved when the package was grouped into layers, and the finder that keeps their
 old import paths working (with a :class:`DeprecationWarning`), so a plugin written against an
-older layout keeps running: ``import harness.tasks`` returns :mod:`harness.spec.tasks` itself."""
+older layout keeps running: ``import harness.tasks`` returns :mod:`harness.workload.tasks` itself."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ MOVED = {
     "harness.hookspecs": "harness.api.hookspecs",
     "harness.keras_support": "harness.api.keras_models",
     "harness.keras_vit": "harness.api.keras_vit",
-    "harness.tasks": "harness.spec.tasks",
-    "harness.variants": "harness.spec.variants",
-    "harness.fairness": "harness.spec.fairness",
-    "harness.flops": "harness.spec.flops",
-    "harness.reference": "harness.spec.reference",
-    "harness.feasibility": "harness.spec.feasibility",
+    "harness.tasks": "harness.workload.tasks",
+    "harness.variants": "harness.workload.variants",
+    "harness.fairness": "harness.workload.fairness",
+    "harness.flops": "harness.workload.flops",
+    "harness.reference": "harness.workload.reference",
+    "harness.feasibility": "harness.workload.feasibility",
     "harness.plugins": "harness.registry.plugins",
     "harness.task_catalog": "harness.registry.catalog",
     "harness.noise": "harness.measure.noise",

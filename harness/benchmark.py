@@ -28,12 +28,12 @@ from harness.measure.environment import environment_record, usable_cores
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import Registry, get_registry
 from harness.runner.executors import get_executor
-from harness.spec import feasibility
-from harness.spec.tasks import Task
-from harness.spec.variants import Variant, parse_vary, sweep
 from harness.store.locking import run_folder_lock
 from harness.store.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
 from harness.store.schema import ResultRow
+from harness.workload import feasibility
+from harness.workload.tasks import Task
+from harness.workload.variants import Variant, parse_vary, sweep
 
 
 @dataclass
@@ -179,7 +179,7 @@ def run(
     observer: runner.Observer | None = None,
     **options: Any,
 ) -> RunResult:
-    """Train ``task`` (a name, a path, or a :class:`~harness.spec.tasks.Task`) with each of
+    """Train ``task`` (a name, a path, or a :class:`~harness.workload.tasks.Task`) with each of
     ``frameworks`` (every registered one when ``None``) and return the run's rows.
 
     ``options`` are those of :func:`run_config` (``device``, ``modes``, ``repeats``,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.registry.catalog import load_task
-from harness.spec.flops import training_flops
+from harness.workload.flops import training_flops
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 

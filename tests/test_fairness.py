@@ -1,7 +1,7 @@
 import numpy as np
 
 from harness.registry.catalog import load_task
-from harness.spec.fairness import batch_order, initial_weights
+from harness.workload.fairness import batch_order, initial_weights
 
 
 def test_initial_weights_are_glorot_uniform_kernels_and_zero_biases():

@@ -1,5 +1,5 @@
 from harness.registry.catalog import load_task
-from harness.spec.flops import forward_flops_per_sample, training_flops
+from harness.workload.flops import forward_flops_per_sample, training_flops
 
 
 def test_mnist_mlp_forward_flops_by_hand():

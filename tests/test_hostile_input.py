@@ -16,8 +16,8 @@ from harness.data.datasets import DatasetInfo
 from harness.data.idx import read_idx_bytes
 from harness.errors import DataError, HarnessError
 from harness.registry.catalog import dataset_info, load_task
-from harness.spec.fairness import parameter_count as allocated_count
-from harness.spec.feasibility import parameter_count
+from harness.workload.fairness import parameter_count as allocated_count
+from harness.workload.feasibility import parameter_count
 
 from .conftest import harness_env, run_harness
 

@@ -54,7 +54,7 @@ CHECKS = """
     import numpy as np
     import keras
     from harness.api.adapter import UnsupportedSpec
-    from harness.spec.fairness import initial_weights
+    from harness.workload.fairness import initial_weights
     from harness.api.keras_models import build_model, compile_model, layer_weights, paper_adam
     from harness.registry.catalog import load_task
 

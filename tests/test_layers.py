@@ -76,7 +76,7 @@ def test_the_public_face_exports_exactly_what_it_lists():
     ("old", "new"),
     [
         ("harness.adapter", "harness.api.adapter"),
-        ("harness.tasks", "harness.spec.tasks"),
+        ("harness.tasks", "harness.workload.tasks"),
         ("harness.keras_support", "harness.api.keras_models"),
         ("harness.plugins", "harness.registry.plugins"),
         ("harness.report", "harness.present.report"),
@@ -97,7 +97,7 @@ def test_a_moved_module_keeps_its_old_path_with_a_deprecation_warning(old, new):
 
 
 def test_load_task_from_its_old_module_still_works_with_a_warning():
-    from harness.spec import tasks
+    from harness.workload import tasks
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

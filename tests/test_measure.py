@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from harness.measure.training_log import TrainingLog
-from harness.spec.tasks import Target
+from harness.workload.tasks import Target
 
 ACCURACY_TARGET = Target(min=0.97)
 

@@ -9,7 +9,7 @@ import pytest
 from harness.data.datasets import DatasetInfo
 from harness.registry import plugins
 from harness.registry.catalog import load_task
-from harness.spec.tasks import TaskError
+from harness.workload.tasks import TaskError
 
 from .conftest import SUPPORT, harness_env, run_harness
 

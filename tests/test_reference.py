@@ -1,6 +1,6 @@
 """The numpy reference's Vision Transformer layers, against the maths written out another way.
 
-The conformance kit holds every plugin to :mod:`harness.spec.reference`; these tests hold the
+The conformance kit holds every plugin to :mod:`harness.workload.reference`; these tests hold the
 reference to the task's definitions, so a plugin is never fitted to a wrong reference.
 """
 
@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from harness.spec import reference
-from harness.spec.fairness import initial_weights
-from harness.spec.tasks import LayerNorm, Patches
 from harness.testing.probes import Probe, probe_task, probe_weights
+from harness.workload import reference
+from harness.workload.fairness import initial_weights
+from harness.workload.tasks import LayerNorm, Patches
 
 
 def test_gelu_is_the_exact_erf_form_not_the_tanh_approximation():

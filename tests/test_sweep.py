@@ -13,8 +13,8 @@ import shutil
 import pytest
 
 from harness.registry.catalog import load_task
-from harness.spec.variants import VaryError, key_path, parse_vary, sweep, variant_name
 from harness.testing.fixtures import read_rows
+from harness.workload.variants import VaryError, key_path, parse_vary, sweep, variant_name
 
 from .conftest import harness_env, run_harness
 

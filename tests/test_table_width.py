@@ -10,7 +10,7 @@ from rich.console import Console
 
 from harness.analysis.runs import open_run
 from harness.present.console import print_table, results_table
-from harness.spec.tasks import Target
+from harness.workload.tasks import Target
 
 from .conftest import harness_env, run_harness
 

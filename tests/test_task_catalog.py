@@ -16,7 +16,7 @@ from harness.registry.catalog import summary_cache_path, task_summaries, validat
 
 from .conftest import harness_env
 
-HEAVY = ("pydantic", "numpy", "pandas", "scipy", "matplotlib", "harness.spec.tasks")
+HEAVY = ("pydantic", "numpy", "pandas", "scipy", "matplotlib", "harness.workload.tasks")
 
 
 @pytest.fixture

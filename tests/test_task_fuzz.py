@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from harness.registry.catalog import load_task
-from harness.spec.tasks import Task, TaskError, _validate
+from harness.workload.tasks import Task, TaskError, _validate
 
 MLP = (Path(__file__).parent.parent / "tasks" / "mnist_mlp.toml").read_text()
 FUZZ = settings(

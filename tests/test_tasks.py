@@ -4,8 +4,8 @@ import pytest
 
 from harness.registry.catalog import load_task
 from harness.registry.task_files import builtin_task_files
-from harness.spec.fairness import parameter_count
-from harness.spec.tasks import Dense, Target, TaskError
+from harness.workload.fairness import parameter_count
+from harness.workload.tasks import Dense, Target, TaskError
 
 TASKS = Path(__file__).parent.parent / "tasks"
 

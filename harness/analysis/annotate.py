@@ -15,8 +15,8 @@ from typing import Any
 
 from harness.checks import agreement, calibration
 from harness.registry.catalog import known_datasets
-from harness.spec.tasks import Target, Task, TaskError
-from harness.spec.variants import with_values
+from harness.workload.tasks import Target, Task, TaskError
+from harness.workload.variants import with_values
 
 
 def annotate(

@@ -28,7 +28,7 @@ from scipy.stats import mannwhitneyu
 
 from harness.analysis.runs import Run
 from harness.errors import HarnessError
-from harness.spec.variants import row_name
+from harness.workload.variants import row_name
 
 #: metric name -> (label, lower is better)
 METRICS: dict[str, tuple[str, bool]] = {

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from harness.analysis.annotate import annotate
 from harness.errors import HarnessError
 from harness.registry.catalog import known_datasets
-from harness.spec.tasks import Target, Task
 from harness.store.results import ENVIRONMENT_FILE, RUN_FILE, RunDir, results_frame
+from harness.workload.tasks import Target, Task
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 from harness.analysis.compare import compare_samples
-from harness.spec.variants import short_key, variant_label
+from harness.workload.variants import short_key, variant_label
 
 #: keys whose values are an amount of work: fixed and marginal cost are fitted for them
 WORK_KEYS = ("dataset.train_samples", "training.epochs")

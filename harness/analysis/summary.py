@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.spec.tasks import Target
-from harness.spec.variants import row_name, variant_label
 from harness.stats import Summary, summarize
+from harness.workload.tasks import Target
+from harness.workload.variants import row_name, variant_label
 
 
 @dataclass

@@ -41,7 +41,7 @@ _SOURCES = {
         ),
         "harness.api.adapter",
     ),
-    # the task and its layer specs, as a session's build() receives them (harness.spec.tasks)
+    # the task and its layer specs, as a session's build() receives them (harness.workload.tasks)
     **dict.fromkeys(
         (
             "GRU",
@@ -67,7 +67,7 @@ _SOURCES = {
             "Training",
             "TransformerEncoder",
         ),
-        "harness.spec.tasks",
+        "harness.workload.tasks",
     ),
     # what a dataset plugin registers (harness.data.datasets)
     "DatasetInfo": "harness.data.datasets",

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from harness.spec.tasks import Task
+    from harness.workload.tasks import Task
 
 DEVICE_KINDS = ("cpu", "gpu")
 #: ``eager``: the framework's default way of running; ``compiled``: its whole-graph compiler
@@ -171,7 +171,7 @@ class Trainer(Protocol):
         """The number of trainable parameters, counted by the framework itself.
 
         The runner fails a cell whose count differs from the one the harness derives from the
-        task (``harness.spec.fairness.parameter_count``): a different count means a different model.
+        task (``harness.workload.fairness.parameter_count``): a different count means a different model.
         """
         ...
 
@@ -197,7 +197,7 @@ class Session(abc.ABC):
 
         :param task: the resolved task; ``task.model`` and ``task.training`` say what to build.
         :param weights: one dict per layer of ``task.model.layers``, in the harness's layout
-            (see :mod:`harness.spec.fairness`: dense ``kernel (in, out)``, conv ``kernel
+            (see :mod:`harness.workload.fairness`: dense ``kernel (in, out)``, conv ``kernel
             (kh, kw, in, out)``, Keras's gate order in recurrent kernels; layers without
             parameters get an empty dict). Convert to the framework's layout.
         :param x: preprocessed training inputs, ``float32``, shape ``(n, *input_shape)``

@@ -23,7 +23,7 @@ from harness.api.adapter import UnsupportedSpec
 if TYPE_CHECKING:
     import keras
 
-    from harness.spec.tasks import GRU, LSTM, Adam, Layer, ModelSpec, SimpleRNN, Training
+    from harness.workload.tasks import GRU, LSTM, Adam, Layer, ModelSpec, SimpleRNN, Training
 
 #: what a Keras plugin records as its ``adam_epsilon`` setting (Keras's own Adam puts it elsewhere)
 ADAM_EPSILON = "outside sqrt of bias-corrected v (as in PyTorch and Optax)"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from harness.api.adapter import UnsupportedSpec
 
 if TYPE_CHECKING:
-    from harness.spec.tasks import Patches, TransformerEncoder
+    from harness.workload.tasks import Patches, TransformerEncoder
 
 #: each of the encoder's arrays (harness name) and the end of its Keras variable path
 ENCODER_PATHS = {

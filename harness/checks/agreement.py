@@ -35,9 +35,9 @@ import numpy as np
 import platformdirs
 
 from harness.errors import HarnessError
-from harness.spec.fairness import parameter_count
-from harness.spec.tasks import Task
 from harness.store.locking import update_json_file
+from harness.workload.fairness import parameter_count
+from harness.workload.tasks import Task
 
 #: what a row's ``agreement`` field says
 PASS, FAIL = "pass", "fail"
@@ -431,8 +431,8 @@ def run_agreement(spec: ChildSpec, events: Events) -> None:
     from harness.api.adapter import UnsupportedSpec
     from harness.registry.catalog import known_datasets
     from harness.runner import worker
-    from harness.spec.fairness import batch_order, initial_weights
-    from harness.spec.tasks import validate_task_data
+    from harness.workload.fairness import batch_order, initial_weights
+    from harness.workload.tasks import validate_task_data
 
     task = validate_task_data(
         spec.task or {}, "the check's task", known_datasets()

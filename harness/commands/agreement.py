@@ -24,8 +24,8 @@ from harness.data import datasets
 from harness.present.console import console, styled
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import get_registry
-from harness.spec import feasibility
-from harness.spec.variants import parse_vary, sweep
+from harness.workload import feasibility
+from harness.workload.variants import parse_vary, sweep
 
 
 @click.command("check-agreement", epilog=EXIT_CODES)

@@ -40,11 +40,11 @@ from harness.present.console import (
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import get_registry
 from harness.runner.executors import EXECUTOR_NAMES
-from harness.spec.tasks import Task
-from harness.spec.variants import parse_vary
 from harness.store.locking import run_folder_lock
 from harness.store.results import RUN_FILE, RunDir
 from harness.store.schema import first_problem
+from harness.workload.tasks import Task
+from harness.workload.variants import parse_vary
 
 CONFIG_OPTIONS = (
     "dataset",

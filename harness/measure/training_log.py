@@ -6,8 +6,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.spec.tasks import Target
 from harness.stats import percentiles
+from harness.workload.tasks import Target
 
 
 @dataclass

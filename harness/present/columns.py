@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.spec.tasks import Target
+    from harness.workload.tasks import Target
 
 
 @dataclass(frozen=True)

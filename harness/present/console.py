@@ -23,7 +23,7 @@ from harness.present.columns import COLUMNS, Column, headers
 
 if TYPE_CHECKING:  # the console is imported by every command; these only by the tables
     from harness.runner import Cell
-    from harness.spec.tasks import Target
+    from harness.workload.tasks import Target
 
 
 def _width() -> int | None:
@@ -287,7 +287,7 @@ def scaling_output(analyses: list[Any]) -> list[Any]:
 
 
 def _scaling_key(analysis: Any) -> list[Any]:
-    from harness.spec.variants import short_key
+    from harness.workload.variants import short_key
 
     name = short_key(analysis.key)
     spec = analysis.headline.spec

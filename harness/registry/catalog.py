@@ -1,6 +1,6 @@
 """Which task files there are, and a one-line summary of each, without loading a task.
 
-``harness list`` shows every task. Validating a task file (:mod:`harness.spec.tasks`) imports
+``harness list`` shows every task. Validating a task file (:mod:`harness.workload.tasks`) imports
 pydantic and NumPy, which alone take longer than the whole command should; so the summaries
 are cached in the user's cache folder, each keyed by its file's size and times, in a file
 named after what validation depends on (the validating code's files, the datasets plugins
@@ -21,7 +21,7 @@ from harness.registry.task_files import builtin_task_files, is_task_path
 
 if TYPE_CHECKING:  # the catalog's summaries are read without pydantic or NumPy
     from harness.data.datasets import DatasetInfo
-    from harness.spec.tasks import Task
+    from harness.workload.tasks import Task
 
 #: the cache's layout; a cache of another version is ignored and rewritten
 CACHE_VERSION = 1
@@ -81,7 +81,7 @@ def dataset_info(name: str) -> DatasetInfo:
 def load_task(name_or_path: str) -> Task:
     """A task by name (``mnist_mlp``, or one a plugin registered), or by path (``./my.toml``),
     validated against every dataset the harness and its plugins know."""
-    from harness.spec.tasks import TaskError, load_task_file  # pydantic: not for `harness list`
+    from harness.workload.tasks import TaskError, load_task_file  # pydantic: not for `harness list`
 
     if is_task_path(name_or_path):
         return load_task_file(Path(name_or_path), known_datasets())
@@ -120,9 +120,9 @@ def task_summaries(*, use_cache: bool = True) -> list[dict[str, Any]]:
 
 
 def summarise(path: Path) -> dict[str, Any]:
-    """Validate one task file and describe it (this imports :mod:`harness.spec.tasks`)."""
+    """Validate one task file and describe it (this imports :mod:`harness.workload.tasks`)."""
     from harness.errors import HarnessError
-    from harness.spec.tasks import load_task_file
+    from harness.workload.tasks import load_task_file
 
     try:
         task = load_task_file(path, known_datasets())

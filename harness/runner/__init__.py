@@ -18,9 +18,9 @@ from harness.paths import safe_name, write_new
 from harness.registry.plugins import Registry
 from harness.runner.child_spec import ChildSpec
 from harness.runner.process import ChildOutcome, EventHandler, Limits, run_child
-from harness.spec.tasks import Task
-from harness.spec.variants import Values, Variant, variant_name
 from harness.store.results import RunDir
+from harness.workload.tasks import Task
+from harness.workload.variants import Values, Variant, variant_name
 
 DEVICE_CHOICES = ("cpu", "gpu", "auto")
 

@@ -27,9 +27,9 @@ from harness.measure.training_log import TrainingLog
 from harness.registry.catalog import known_datasets
 from harness.registry.plugins import get_registry
 from harness.runner.child_spec import TRAIN, ChildSpec
-from harness.spec.fairness import batch_order, count_parameters, initial_weights
-from harness.spec.flops import training_flops
-from harness.spec.tasks import Task, validate_task_data
+from harness.workload.fairness import batch_order, count_parameters, initial_weights
+from harness.workload.flops import training_flops
+from harness.workload.tasks import Task, validate_task_data
 
 
 class Events(Protocol):

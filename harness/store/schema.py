@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.spec.tasks import Target
+from harness.workload.tasks import Target
 
 #: the version written into every row (``schema``) and ``run.json``; readers accept this one
 #: and every earlier one

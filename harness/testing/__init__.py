@@ -8,7 +8,7 @@ A plugin's test file needs three lines::
         framework = "myfw"          # the name the plugin registers
 
 ``pytest`` then checks registration and metadata, device and memory reporting, every layer kind
-against the numpy reference (:mod:`harness.spec.reference`) with the harness's weights, parameter
+against the numpy reference (:mod:`harness.workload.reference`) with the harness's weights, parameter
 counts, loading and returning weights, one-step and several-step training agreement with a
 numpy reference (:mod:`harness.testing.reference_training`), what ``train_epoch`` and
 ``evaluate`` return, and a clear ``UnsupportedSpec`` for a layer kind the plugin doesn't know.

@@ -16,8 +16,6 @@ import numpy as np
 
 from harness.api.adapter import Session, UnsupportedSpec
 from harness.checks.agreement import max_relative_difference, weights_difference
-from harness.spec.fairness import parameter_count
-from harness.spec.tasks import Dense, Loss, _Spec
 from harness.testing import reference_training
 from harness.testing.probes import (
     PROBES,
@@ -27,6 +25,8 @@ from harness.testing.probes import (
     probe_task,
     probe_weights,
 )
+from harness.workload.fairness import parameter_count
+from harness.workload.tasks import Dense, Loss, _Spec
 
 #: the training probes: (reference kind, model, loss)
 TRAINING_PROBES: tuple[tuple[str, Probe, Loss], ...] = (

@@ -2,7 +2,7 @@
 
 Each probe is a tiny model (usually one layer) with random weights (biases included, so a
 dropped bias shows) and random inputs; a plugin builds it with the harness's weights, and its
-``predict`` must match :func:`harness.spec.reference.forward`. Used by the layer tests of the built-in
+``predict`` must match :func:`harness.workload.reference.forward`. Used by the layer tests of the built-in
 plugins and by the conformance kit (:mod:`harness.testing`) that every plugin runs.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.spec.fairness import initial_weights
-from harness.spec.reference import forward
-from harness.spec.tasks import Adam, DatasetSpec, Loss, ModelSpec, Target, Task, Training
+from harness.workload.fairness import initial_weights
+from harness.workload.reference import forward
+from harness.workload.tasks import Adam, DatasetSpec, Loss, ModelSpec, Target, Task, Training
 
 
 @dataclass(frozen=True)

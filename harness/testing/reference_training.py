@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.spec.tasks import Adam
+from harness.workload.tasks import Adam
 
 
 def _classifier_loss_and_gradients(weights, x, y):

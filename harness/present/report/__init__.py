@@ -36,8 +36,8 @@ from harness.analysis.summary import Group, flagged_rows, summarise, summary_lin
 from harness.paths import safe_name, write_atomically
 from harness.present.columns import COLUMNS, headers
 from harness.present.report import charts
-from harness.spec.tasks import Target
-from harness.spec.variants import short_key
+from harness.workload.tasks import Target
+from harness.workload.variants import short_key
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from harness.analysis.scaling import KeyAnalysis, MetricCurves, format_x  # noqa: E402
 from harness.analysis.summary import Group  # noqa: E402
 from harness.paths import safe_name  # noqa: E402
-from harness.spec.tasks import Target  # noqa: E402
-from harness.spec.variants import short_key  # noqa: E402
+from harness.workload.tasks import Target  # noqa: E402
+from harness.workload.variants import short_key  # noqa: E402
 
 Chart = tuple[str, str, str]  # (file stem, caption, svg text)
 

@@ -130,7 +130,7 @@ def _holds_bool(value: object) -> bool:
 # -- model ------------------------------------------------------------------
 #
 # Shapes leave out the batch axis. Images are (height, width, channels), sequences are
-# (steps, features). Parameters are made by the harness (``harness.spec.fairness``) from each
+# (steps, features). Parameters are made by the harness (``harness.workload.fairness``) from each
 # layer's initialisers; the names below are Keras's, whose defaults the classic recipes use.
 
 

@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from harness.spec.tasks import (
+from harness.workload.tasks import (
     GRU,
     LSTM,
     Conv2D,

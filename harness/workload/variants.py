@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.spec.tasks import DatasetFacts, Task, TaskError, validate_task_data
+from harness.workload.tasks import DatasetFacts, Task, TaskError, validate_task_data
 
 #: one segment of a key: a name, then any number of list indexes
 _SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")

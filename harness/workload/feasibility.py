@@ -16,9 +16,9 @@ import psutil
 
 from harness.data.idx import read_idx_shape
 from harness.errors import DataError, HarnessError
-from harness.spec.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task
+from harness.workload.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task
 
-#: gate blocks each recurrent kind stacks in its kernels (as in :mod:`harness.spec.fairness`)
+#: gate blocks each recurrent kind stacks in its kernels (as in :mod:`harness.workload.fairness`)
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 #: float32 copies of the parameters that training with Adam holds at least: the weights, their
 #: gradients and the optimizer's two moments

@@ -9,8 +9,8 @@ as is usual for model-FLOP-utilisation figures.
 
 from __future__ import annotations
 
-from harness.spec.fairness import GATES
-from harness.spec.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task, TransformerEncoder
+from harness.workload.fairness import GATES
+from harness.workload.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task, TransformerEncoder
 
 #: forward + backward (gradients for inputs and for weights)
 TRAINING_MULTIPLIER = 3

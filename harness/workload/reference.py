@@ -1,6 +1,6 @@
 """A plain numpy forward pass of every layer kind: the reference plugins are tested against.
 
-It computes in float64 from the harness's weight layout (:mod:`harness.spec.fairness`), written for
+It computes in float64 from the harness's weight layout (:mod:`harness.workload.fairness`), written for
 clarity rather than speed. A wrong gate order, a transposed kernel or a flatten in the wrong
 memory order shows up as a mismatch against these functions.
 """
@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from harness.spec.tasks import (
+from harness.workload.tasks import (
     GRU,
     LSTM,
     Conv2D,
