@@ -42,6 +42,10 @@ def test_a_plugins_task_and_dataset_are_listed_and_train_end_to_end(tmp_path):
         "centroid": True,
     }
     assert all(row["metrics"]["train_samples"] == 1_800 for row in rows)  # 2,000 less 200 held out
+    # every row names the data it trained on, and who provides it
+    providers = {row["dataset"]["provider"] for row in rows}
+    assert {row["dataset"]["name"] for row in rows} == {"tiny_blobs"}
+    assert providers == {"plugin 'harness_tiny_plugin' (HARNESS_PLUGINS)"}, providers
 
 
 def test_a_taken_name_is_the_plugins_failure_not_a_crash(registry, register_plugin):

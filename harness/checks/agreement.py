@@ -384,6 +384,8 @@ def task_digest(task: Task) -> str:
     del data["training"]["epochs"], data["training"]["eval_batch_size"]
     if data["dataset"].get("train_samples") is None:  # digests from before the field existed
         data["dataset"].pop("train_samples", None)
+    if task.dataset_info.provider != "harness":  # a new version of a plugin's data voids it
+        data["dataset"]["provider"] = task.dataset_info.provider
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

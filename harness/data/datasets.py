@@ -54,6 +54,9 @@ class DatasetInfo:
     #: SHA-256 of each file's decompressed bytes, by role; built-in datasets keep theirs in the
     #: shipped ``SHA256SUMS``, a plugin's dataset gives them here
     sha256: dict[str, str] | None = None
+    #: who provides it: ``harness`` for a built-in dataset; the plugin registry sets a plugin's
+    #: (its name and distribution), so rows and error messages can say where data came from
+    provider: str = "harness"
 
     def __post_init__(self) -> None:
         # a file of unknown size could only be capped after it had filled memory
@@ -206,7 +209,6 @@ def locate(
 ) -> dict[str, Path]:
     """Find (or download), verify and return the path of each of the dataset's files."""
     info = builtin_dataset(dataset)
-    name = info.name
     if info.generate is not None:
         return {}  # made from the task's seed in each cell
     sums = canonical_sums()
@@ -216,14 +218,14 @@ def locate(
         expected = (info.sha256 or {}).get(role) or sums.get(f"{info.subfolder}/{stem}")
         if expected is None:
             raise HarnessError(
-                f"dataset {name!r} gives no SHA-256 for its {role} file, so it can't be "
+                f"dataset {info.name!r} gives no SHA-256 for its {role} file, so it can't be "
                 "verified; its plugin must give sha256 for each file"
             )
         path = _find_local(dirs, info, stem)
         if path is None:
             path = _download(info, stem, mirrors if mirrors is not None else info.mirrors)
         verify(path, expected, (info.sizes or {}).get(role))
-        logger.debug("%s %s: %s", name, role, path)
+        logger.debug("%s %s: %s", info.name, role, path)
         located[role] = path
     return located
 
@@ -291,10 +293,12 @@ def load(
     """Read the located files into float32 inputs (divided by ``divide_by``) and int64 labels;
     a generated dataset is made from ``seed`` instead (float32 inputs and targets)."""
     info = builtin_dataset(dataset)
-    name = info.name
     if info.generate is not None:
         (x_train, y_train), (x_test, y_test) = info.generate(seed)
-        return Split(train=Arrays(x_train, y_train), test=Arrays(x_test, y_test))
+        split = Split(train=Arrays(x_train, y_train), test=Arrays(x_test, y_test))
+        check_loaded(info, split)
+        # the task's preprocessing applies to every dataset, generated ones too
+        return Split(*(Arrays(_divided(a.x, divide_by), a.y) for a in (split.train, split.test)))
 
     limits = info.sizes or {}
 
@@ -309,12 +313,50 @@ def load(
         train=Arrays(inputs("train_images"), labels("train_labels")),
         test=Arrays(inputs("test_images"), labels("test_labels")),
     )
-    for part, arrays in (("train", split.train), ("test", split.test)):
-        if len(arrays.x) != len(arrays.y):
-            raise DataError(
-                f"{name}: {part} images ({len(arrays.x)}) and labels ({len(arrays.y)}) differ in count"
-            )
+    check_loaded(info, split)
     return split
+
+
+def _divided(x: np.ndarray, divide_by: float) -> np.ndarray:
+    return x if divide_by == 1.0 else (x / np.float32(divide_by)).astype(np.float32)
+
+
+def check_loaded(info: DatasetInfo, split: Split) -> None:
+    """What a loader returned, checked once here, so that no framework trains on something
+    else than the dataset declares: float32 inputs of the declared shape, all finite; integer
+    labels in ``[0, num_classes)``, or finite float32 targets for a regression dataset.
+
+    :raises DataError: one line naming the dataset, its provider and the first problem
+    """
+    for part, arrays in (("train", split.train), ("test", split.test)):
+        problem = _arrays_problem(info, arrays)
+        if problem is not None:
+            raise DataError(f"dataset {info.name!r} from {info.provider}: {part} {problem}")
+
+
+def _arrays_problem(info: DatasetInfo, arrays: Arrays) -> str | None:
+    x, y = np.asarray(arrays.x), np.asarray(arrays.y)
+    if len(x) != len(y):
+        return f"inputs ({len(x)}) and labels ({len(y)}) differ in count"
+    if x.dtype != np.float32:
+        return f"inputs are {x.dtype}, not float32 (scale them with the task's [preprocessing] divide_by)"
+    if x.shape[1:] not in (info.input_shape, (*info.input_shape, 1)):
+        return f"inputs have shape {x.shape[1:]} per sample, but the dataset declares {info.input_shape}"
+    if not np.isfinite(x).all():
+        return "inputs hold NaN or infinite values"
+    if info.num_classes:
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            return (
+                f"labels are {y.dtype} of shape {y.shape[1:]} per sample, not integer class indices"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= info.num_classes):
+            return (
+                f"labels run from {y.min()} to {y.max()}, outside 0..{info.num_classes - 1} "
+                f"({info.num_classes} classes)"
+            )
+    elif y.dtype != np.float32 or not np.isfinite(y).all():
+        return "targets must be finite float32 values (a regression dataset)"
+    return None
 
 
 __all__ = [

@@ -8,6 +8,7 @@ plugin never breaks the command line; set ``HARNESS_STRICT_PLUGINS=1`` to re-rai
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -211,7 +212,8 @@ class Registry:
             raise PluginError(
                 f"plugin {plugin!r} registered dataset {info.name!r}, which {owner!r} has"
             )
-        self.datasets[info.name] = DatasetEntry(info, plugin, source)
+        provided = dataclasses.replace(info, provider=f"plugin {plugin!r} ({source})")
+        self.datasets[info.name] = DatasetEntry(provided, plugin, source)
 
     def _register_adapter(self, adapter: Any, plugin: str, source: str) -> None:
         if not isinstance(adapter, FrameworkAdapter):

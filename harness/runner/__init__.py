@@ -154,6 +154,10 @@ def new_row(cell: Cell, settings: RunSettings, run_id: str, version: str | None)
         "run_id": run_id,
         "cell_id": cell.id,
         "task": cell.task.name,
+        "dataset": {
+            "name": cell.task.dataset_info.name,
+            "provider": cell.task.dataset_info.provider,
+        },
         "variant": dict(cell.variant) or None,
         "framework": cell.framework,
         "framework_version": version,

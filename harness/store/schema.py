@@ -83,6 +83,14 @@ class Energy(_Record):
     reason: str | None = None
 
 
+class DatasetRecord(_Record):
+    """Which data a cell trained on: the dataset's name and who provides it."""
+
+    name: str
+    #: ``harness`` for a built-in dataset; a plugin's name and distribution otherwise
+    provider: str
+
+
 class ResultRow(_Record):
     """One cell's line in ``results.jsonl``."""
 
@@ -104,6 +112,8 @@ class ResultRow(_Record):
     repeat: int = Field(0, ge=0)
     met_target: bool | None = None
     agreement: str | None = None
+    #: absent in rows of harness 0.2 and earlier
+    dataset: DatasetRecord | None = None
     #: absent in rows from before it was measured, and in cells that never trained
     noise: Noise | None = None
     energy: Energy | None = None
