@@ -5,9 +5,16 @@ implements) and :mod:`harness.api.hookspecs` (how it is registered); ``hookimpl`
 plugin's hook implementations.
 """
 
+import os
+import sys
 from typing import Any
 
-from harness import _moved
+# `python -m harness` puts the current folder first on the path, where a planted numpy.py or
+# json.py would be imported in place of the real one; the runner imports nothing from there
+if sys.argv[:1] == ["-m"] and sys.path and os.path.abspath(sys.path[0] or ".") == os.getcwd():
+    del sys.path[0]
+
+from harness import _moved  # noqa: E402  (after the path is made safe)
 
 _moved.install()  # the import paths of harness 0.2's flat layout keep working, with a warning
 

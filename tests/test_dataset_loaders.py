@@ -86,3 +86,21 @@ def test_a_built_in_dataset_is_provided_by_harness():
     assert datasets.DATASETS["mnist"].provider == "harness"
     split = datasets.load("sine_waves", {}, seed=1)
     assert split.train.x.dtype == np.float32 and split.train.y.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["../../../x", ".hidden", "a/b"])
+def test_a_dataset_name_that_would_climb_out_of_its_folder_is_refused(
+    register_plugin, registry, name
+):
+    with pytest.raises(ValueError, match="may hold only letters, digits"):
+        DatasetInfo(name=name, files={}, input_shape=(4,), num_classes=2, mirrors=())
+
+    # registered through the hook, it is the plugin's failure, and no such dataset exists
+    class Plugin:
+        @harness.hookimpl
+        def harness_register_datasets(self, register):
+            register(DatasetInfo(name=name, files={}, input_shape=(4,), num_classes=2, mirrors=()))
+
+    register_plugin(Plugin(), "climber")
+    assert [failure.plugin for failure in registry.failures] == ["climber"]
+    assert name not in registry.datasets

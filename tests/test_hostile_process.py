@@ -336,3 +336,23 @@ def test_stopping_the_test_ray_cluster_leaves_other_ray_processes_alone(tmp_path
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_python_dash_m_harness_imports_nothing_from_the_current_folder(tmp_path):
+    """`python -m harness` puts the current folder on the path; the runner drops it at once,
+    so a planted numpy.py, json.py or pydantic.py never runs in the runner (or its cells)."""
+    folder, marker = tmp_path / "work", tmp_path / "imported.log"
+    plant_hostile_modules(folder, marker, names=("numpy", "json", "pydantic", "rich", "click"))
+    env = hostile_env(tmp_path)
+    listed = subprocess.run(
+        [sys.executable, "-m", "harness", "list"], cwd=folder, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    ran = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--task", "mnist_mlp", "-f", "centroid",
+         "--epochs", "1", "--train-subset", "500", "--no-report", "--out", str(tmp_path / "out")],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert not marker.exists(), marker.read_text()

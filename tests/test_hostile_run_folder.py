@@ -438,3 +438,22 @@ def test_report_against_an_earlier_run_lists_the_cells_it_lost(run_copy, finishe
     markdown = (run_copy / "report.md").read_text()
     assert "Cells lost since" in markdown
     assert "mnist_mlp/centroid/eager/cpu: 1/1 ok there, missing here" in markdown
+
+
+def test_when_every_name_of_the_second_is_taken_no_existing_folder_is_used(tmp_path):
+    """the 999th name of a second was used whether or not it existed (a planted link, say)."""
+    from datetime import datetime
+
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    out = tmp_path / "results"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    base = "20260102-030405-mnist_mlp"
+    (out / base).mkdir()
+    for attempt in range(2, 999):
+        (out / f"{base}-{attempt}").mkdir()
+    (out / f"{base}-999").symlink_to(victim)
+    with pytest.raises(HarnessError, match="998 more names of this second are taken"):
+        RunDir.create(out, "mnist_mlp", now=now)
+    assert list(victim.iterdir()) == []

@@ -24,6 +24,7 @@ import platformdirs
 from harness.data import series
 from harness.data.idx import iter_idx_chunks, parse_idx, read_idx
 from harness.errors import DataError, HarnessError
+from harness.paths import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,13 @@ class DatasetInfo:
     provider: str = "harness"
 
     def __post_init__(self) -> None:
+        # the name and folder become paths (the cache, data folders): nothing may climb out
+        for what, value in (("name", self.name), ("folder", self.folder)):
+            if value and safe_name(value) != value:
+                raise ValueError(
+                    f"dataset {self.name!r}: its {what} may hold only letters, digits and . _ - "
+                    "(it names a folder)"
+                )
         # a file of unknown size could only be capped after it had filled memory
         if self.files and (
             set(self.files) != set(ROLES) or not set(ROLES) <= set(self.sizes or {})

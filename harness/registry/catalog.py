@@ -11,7 +11,6 @@ nothing but the standard library and :mod:`platformdirs`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,10 +208,11 @@ def well_formed(summary: Any) -> bool:
 def write_cache(path: Path, context: dict[str, Any], entries: dict[str, Any]) -> None:
     """Write the cache whole (a temporary file renamed over it); a cache that can't be
     written is no error, the next listing summarises again."""
+    from harness.errors import HarnessError
+    from harness.paths import write_atomically  # never through a link, an exclusive temporary
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"context": context, "tasks": entries}), encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError:
+        write_atomically(path, json.dumps({"context": context, "tasks": entries}))
+    except (OSError, HarnessError):
         pass

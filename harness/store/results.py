@@ -59,10 +59,15 @@ class RunDir:
             for attempt in range(1, 1000):
                 path = out / (base if attempt == 1 else f"{base}-{attempt}")
                 try:
-                    path.mkdir()
+                    path.mkdir()  # ours alone: mkdir fails on anything there, a link included
                     break
                 except FileExistsError:
                     continue
+            else:
+                raise HarnessError(
+                    f"cannot create a run folder in {out}: {base} and 998 more names of this "
+                    "second are taken; wait a second or pass another --out"
+                )
             run = cls(path)
             run.logs.mkdir()
             return run
