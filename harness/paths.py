@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -82,6 +83,29 @@ def open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
                 f"{path} is a symbolic link; harness writes nothing through links: remove it"
             ) from None
         raise
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """:func:`open_no_follow` that also refuses anything but a regular file: a pipe waits for a
+    writer and a device never ends, so reading or locking one would hang the command."""
+    descriptor = open_no_follow(path, flags | os.O_NONBLOCK, mode)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise HarnessError(
+            f"{path} is not a regular file (a pipe, a device or a socket); remove it"
+        )
+    os.set_blocking(descriptor, True)
+    return descriptor
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, never through a link, never more than
+    ``limit`` (a file past it is refused in one line, not read into memory whole)."""
+    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise HarnessError(f"{path}: larger than {limit:,} bytes, more than harness reads")
+    return data
 
 
 def write_new(path: Path, data: bytes | str) -> None:

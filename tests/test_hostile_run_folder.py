@@ -457,3 +457,33 @@ def test_when_every_name_of_the_second_is_taken_no_existing_folder_is_used(tmp_p
     with pytest.raises(HarnessError, match="998 more names of this second are taken"):
         RunDir.create(out, "mnist_mlp", now=now)
     assert list(victim.iterdir()) == []
+
+
+PIPE = "is not a regular file (a pipe, a device or a socket); remove it"
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "message"),
+    [
+        ("results.jsonl", "show", PIPE),
+        ("environment.json", "show", PIPE),
+        (".harness.lock", "report", PIPE),
+        ("run.json", "show", "is not a harness run folder (no run.json)"),
+    ],
+)
+def test_a_pipe_in_place_of_a_file_is_one_line_not_a_hang(run_copy, name, command, message):
+    """a FIFO in place of a file harness reads (or locks) would wait for a writer forever."""
+    target = run_copy / name
+    target.unlink(missing_ok=True)
+    os.mkfifo(target)
+    result = run_harness(command, str(run_copy), env=PLUGINS, timeout=120)
+    assert_one_line(result, 2, message)
+
+
+def test_a_row_from_a_newer_harness_is_refused_not_read_silently(run_copy):
+    results = run_copy / "results.jsonl"
+    rows = results.read_text().splitlines()
+    future = json.loads(rows[0]) | {"schema": 99}
+    results.write_text("\n".join([json.dumps(future), *rows[1:]]) + "\n")
+    result = run_harness("show", str(run_copy), env=PLUGINS)
+    assert_one_line(result, 2, "written by a newer harness (row schema 99", "upgrade harness")

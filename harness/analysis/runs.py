@@ -17,8 +17,15 @@ from pydantic import ValidationError
 
 from harness.analysis.annotate import annotate
 from harness.errors import HarnessError
+from harness.paths import read_regular
 from harness.registry.catalog import known_datasets
-from harness.store.results import ENVIRONMENT_FILE, RUN_FILE, RunDir, results_frame
+from harness.store.results import (
+    ENVIRONMENT_FILE,
+    MAX_RECORD_BYTES,
+    RUN_FILE,
+    RunDir,
+    results_frame,
+)
 from harness.workload.tasks import Target, Task
 
 logger = logging.getLogger(__name__)
@@ -59,7 +66,7 @@ def open_run(path: str | Path) -> Run:
     run_dir, config = RunDir.open(Path(path))
     environment_file = run_dir.path / ENVIRONMENT_FILE
     try:
-        environment = json.loads(environment_file.read_bytes().decode("utf-8"))
+        environment = json.loads(read_regular(environment_file, MAX_RECORD_BYTES).decode("utf-8"))
     except FileNotFoundError:
         environment = {}
     except (OSError, ValueError) as exc:

@@ -35,7 +35,8 @@ import numpy as np
 import platformdirs
 
 from harness.errors import HarnessError
-from harness.store.locking import update_json_file
+from harness.paths import read_regular
+from harness.store.locking import MAX_CACHE_BYTES, update_json_file
 from harness.workload.fairness import parameter_count
 from harness.workload.tasks import Task
 
@@ -391,8 +392,8 @@ def task_digest(task: Task) -> str:
 
 def _load_cache() -> dict[str, Any]:
     try:
-        data = json.loads(cache_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_regular(cache_path(), MAX_CACHE_BYTES).decode("utf-8"))
+    except (OSError, ValueError, HarnessError):  # missing, damaged, or not a file
         return {}
     return data if isinstance(data, dict) else {}
 

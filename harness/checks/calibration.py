@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
+from harness.errors import HarnessError
 from harness.measure.environment import cpu_model, usable_cores
-from harness.store.locking import update_json_file
+from harness.paths import read_regular
+from harness.store.locking import MAX_CACHE_BYTES, update_json_file
 
 DEFAULT_SIZE = {"cpu": 2048, "gpu": 8192}
 
@@ -42,8 +44,8 @@ def entry_key(framework: str, version: str | None, device: str, threads: int | N
 def load() -> dict[str, dict[str, Any]]:
     """This machine's cached calibrations, by :func:`entry_key`."""
     try:
-        data = json.loads(cache_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_regular(cache_path(), MAX_CACHE_BYTES).decode("utf-8"))
+    except (OSError, ValueError, HarnessError):  # missing, damaged, or not a file
         return {}
     machine = data.get(machine_key(), {}) if isinstance(data, dict) else {}
     return machine if isinstance(machine, dict) else {}

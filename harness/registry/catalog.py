@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the catalog's summaries are read without pydantic or NumPy
 
 #: the cache's layout; a cache of another version is ignored and rewritten
 CACHE_VERSION = 1
+#: far more than the summaries of every task file take
+MAX_CACHE_BYTES = 16 << 20
 
 
 def task_files() -> dict[str, Path]:
@@ -174,9 +176,12 @@ def summary_cache_path(context: dict[str, Any]) -> Path:
 def read_cache(path: Path, context: dict[str, Any]) -> dict[str, Any]:
     """The cached summaries, or nothing if the cache is missing, unreadable, damaged or made
     for another context."""
+    from harness.errors import HarnessError
+    from harness.paths import read_regular
+
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        found = json.loads(read_regular(path, MAX_CACHE_BYTES).decode("utf-8"))
+    except (OSError, ValueError, HarnessError):  # a pipe or a link planted there too
         return {}
     if not isinstance(found, dict) or found.get("context") != context:
         return {}

@@ -26,6 +26,8 @@ from harness.errors import HarnessError, unknown_name_message
 
 ENTRY_POINT_GROUP = "harness"
 PLUGINS_ENV = "HARNESS_PLUGINS"
+#: a task file is a few KB (the same cap as ``--task PATH``)
+MAX_TASK_FILE_BYTES = 1 << 20
 STRICT_ENV = "HARNESS_STRICT_PLUGINS"
 
 
@@ -186,12 +188,14 @@ class Registry:
     def _register_task(self, path: Any, plugin: str, source: str) -> None:
         import tomllib
 
+        from harness.paths import read_regular
         from harness.registry.task_files import builtin_task_files
 
         path = Path(path)
         try:
-            name = tomllib.loads(path.read_text(encoding="utf-8")).get("name") or path.stem
-        except (OSError, ValueError) as exc:
+            text = read_regular(path, MAX_TASK_FILE_BYTES).decode("utf-8")
+            name = tomllib.loads(text).get("name") or path.stem
+        except (OSError, ValueError, HarnessError) as exc:
             raise PluginError(
                 f"plugin {plugin!r} registered an unreadable task file {path}: {exc}"
             ) from None

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.paths import open_no_follow, write_atomically
+from harness.paths import open_regular, read_regular, write_atomically
+
+#: far more than a cache of agreement verdicts or calibrations holds
+MAX_CACHE_BYTES = 64 << 20
 
 #: the lock file inside a run folder
 RUN_LOCK_FILE = ".harness.lock"
@@ -36,7 +39,7 @@ def run_folder_lock(folder: Path, purpose: str) -> Iterator[None]:
     """
     path = folder / RUN_LOCK_FILE
     try:
-        descriptor = open_no_follow(path, os.O_RDWR | os.O_CREAT)
+        descriptor = open_regular(path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         raise HarnessError(f"cannot lock {folder}: {exc.strerror or exc}") from None
     try:
@@ -66,12 +69,12 @@ def update_json_file(path: Path, change: Callable[[dict[str, Any]], None]) -> No
     other's entries instead of overwriting them. An unreadable file is started afresh.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = open_no_follow(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT)
+    descriptor = open_regular(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)  # blocks: a cache update takes milliseconds
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_regular(path, MAX_CACHE_BYTES).decode("utf-8"))
+        except (OSError, ValueError, HarnessError):
             data = {}
         if not isinstance(data, dict):
             data = {}

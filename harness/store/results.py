@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.paths import open_no_follow, refuse_links, safe_name, write_atomically
+from harness.paths import (
+    open_no_follow,
+    read_regular,
+    refuse_links,
+    safe_name,
+    write_atomically,
+)
 from harness.store.schema import (
     SCHEMA_VERSION,
     validate_row,
@@ -26,6 +32,10 @@ from harness.store.schema import (
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
+#: a results file past this is refused, not read whole (a row is a few KB: 200,000 rows fit)
+MAX_RESULTS_BYTES = 1 << 30
+#: run.json holds a task and a few settings: a few KB
+MAX_RECORD_BYTES = 16 << 20
 TABLE_FILE = "results.csv"
 ENVIRONMENT_FILE = "environment.json"
 RUN_FILE = "run.json"
@@ -91,7 +101,7 @@ class RunDir:
             )
         refuse_links(path)
         try:
-            config = json.loads(record.read_bytes().decode("utf-8"))
+            config = json.loads(read_regular(record, MAX_RECORD_BYTES).decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HarnessError(
                 f"{record}: unreadable run record ({exc}); start a new run"
@@ -177,7 +187,7 @@ class RunDir:
         if not path.exists() and not path.is_symlink():
             return []
         try:
-            data = path.read_bytes()
+            data = read_regular(path, MAX_RESULTS_BYTES)
         except OSError as exc:
             raise HarnessError(f"{path}: cannot read: {exc.strerror or exc}") from None
         rows = []

@@ -158,6 +158,12 @@ def validate_row(data: object) -> dict[str, Any]:
     """
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+    schema = data.get("schema")
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+        raise ValueError(
+            f"written by a newer harness (row schema {schema}; this one reads up to "
+            f"{SCHEMA_VERSION}): upgrade harness to read it"
+        )
     # checked as JSON, strictly, as the published schema reads it: "2.0" is not a number and
     # true is not 1.0 (pydantic's lax mode would take both)
     row = validate_row_json(json.dumps(data))
