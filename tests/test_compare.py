@@ -91,3 +91,27 @@ def test_runs_are_matched_cell_by_cell(tmp_path):
     assert environment_differences(a, b) == {"framework_versions.torch": ("2.1", "2.2")}
     other = synthetic_run(tmp_path, "c", [1.0], {}, framework="jax")
     assert unmatched(a, other) == (["t/torch/eager/cpu"], ["t/jax/eager/cpu"])
+
+
+def test_the_share_of_worse_pairs_is_counted_without_building_every_pair():
+    """compare of a huge results file built every pair of repeats (it reached 23.7 GB); the
+    share is now counted over sorted repeats, and agrees with the pairwise definition."""
+    import random
+
+    from harness.analysis.compare import _worse_share
+
+    def pairwise(a, b, lower):
+        pairs = [(x, y) for x in a for y in b]
+        worse = sum(
+            1.0 if (y > x if lower else y < x) else 0.5 if y == x else 0.0 for x, y in pairs
+        )
+        return worse / len(pairs)
+
+    rng = random.Random(7)
+    for _ in range(300):
+        a = [rng.choice([1.0, 2.0, rng.random()]) for _ in range(rng.randint(1, 6))]
+        b = [rng.choice([1.0, 2.0, rng.random()]) for _ in range(rng.randint(1, 6))]
+        for lower in (True, False):
+            assert _worse_share(a, b, lower_is_better=lower) == pytest.approx(pairwise(a, b, lower))
+    many = [float(n) for n in range(200_000)]
+    assert _worse_share(many, many, lower_is_better=True) == pytest.approx(0.5)

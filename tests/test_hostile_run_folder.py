@@ -487,3 +487,11 @@ def test_a_row_from_a_newer_harness_is_refused_not_read_silently(run_copy):
     results.write_text("\n".join([json.dumps(future), *rows[1:]]) + "\n")
     result = run_harness("show", str(run_copy), env=PLUGINS)
     assert_one_line(result, 2, "written by a newer harness (row schema 99", "upgrade harness")
+
+
+def test_a_huge_repeats_in_run_json_is_refused_before_planning(run_copy):
+    record = run_copy / "run.json"
+    config = json.loads(record.read_text()) | {"repeats": 10**12}
+    record.write_text(json.dumps(config))
+    result = run_harness("run", "--resume", str(run_copy), env=PLUGINS, timeout=120)
+    assert_one_line(result, 2, "damaged run record", "repeats")

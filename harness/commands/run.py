@@ -42,7 +42,7 @@ from harness.registry.plugins import get_registry
 from harness.runner.executors import EXECUTOR_NAMES
 from harness.store.locking import run_folder_lock
 from harness.store.results import RUN_FILE, RunDir
-from harness.store.schema import first_problem
+from harness.store.schema import MAX_REPEATS, first_problem
 from harness.workload.tasks import Task
 from harness.workload.variants import parse_vary
 
@@ -95,7 +95,7 @@ CONFIG_OPTIONS = (
 @threads_option
 @click.option(
     "--repeats",
-    type=click.IntRange(1, 1000),
+    type=click.IntRange(1, MAX_REPEATS),
     default=1,
     show_default=True,
     help="Run each cell this many times, each in a fresh process.",

@@ -20,6 +20,8 @@ from harness.workload.tasks import Target
 #: the version written into every row (``schema``) and ``run.json``; readers accept this one
 #: and every earlier one
 SCHEMA_VERSION = 1
+#: most repeats of a cell one run may ask for (``--repeats``, run.json)
+MAX_REPEATS = 1000
 
 FiniteFloat = float  # with ``allow_inf_nan=False`` below: NaN and infinities are refused
 
@@ -138,7 +140,8 @@ class RunConfig(_Record):
     frameworks: list[str] = Field(min_length=1)
     device: Literal["cpu", "gpu", "auto"]
     modes: list[Literal["eager", "compiled"]] = Field(["eager"], min_length=1)
-    repeats: int = Field(ge=1)
+    #: the same bound as ``--repeats``: a damaged record can't make planning exhaust memory
+    repeats: int = Field(ge=1, le=MAX_REPEATS)
     threads: int = Field(ge=1)
     timeout: FiniteFloat = Field(gt=0)
     memory_limit: int | None = Field(None, ge=1)
