@@ -345,3 +345,39 @@ def test_rows_with_variants_this_harness_cannot_apply_keep_what_they_carry():
     assert [row["met_target"] for row in annotated] == [True, False]  # judged all the same
     assert [row["agreement"] for row in annotated] == ["pass (9 steps)"] * 2  # kept
     assert analyse(annotated) == []  # no key with two numeric values: nothing to plot
+
+
+def test_a_seed_sweep_makes_no_scaling_section():
+    """a seed is a label, not an amount: rows varied over it get no curves or slopes."""
+    from harness.analysis.scaling import analyse
+
+    def row(seed, fit):
+        metrics = {"fit_seconds": fit, "steady_samples_per_second": 100.0 / fit, "epochs": 1}
+        metrics |= {"train_samples": 512, "steady_epoch_seconds": fit}
+        return {"status": "ok", "framework": "torch", "mode": "eager", "task": "mnist_mlp",
+                "variant": {"seed": seed}, "metrics": metrics}  # fmt: skip
+
+    assert analyse([row(1, 2.0), row(2, 2.2), row(3, 2.1)]) == []
+    assert [a.key for a in analyse([{**row(1, 2.0), "variant": {"training.batch_size": 32}},
+                                    {**row(2, 2.2), "variant": {"training.batch_size": 64}}])] == [
+        "training.batch_size"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("vary", "message"),
+    [
+        ("name=other_task,mnist_mlp", "--vary name: the task's name labels every row"),
+        ("dataset.name=mnist,fashion_mnist", "run once per dataset with --dataset NAME"),
+        ("training.epochs=1\nfoo = 2", "a value holds a line break or a control character"),
+    ],
+)
+def test_a_sweep_that_would_mislabel_or_smuggle_is_refused(vary, message):
+    with pytest.raises(VaryError, match=re.escape(message)):
+        parse_vary(vary)
+
+
+def test_values_that_print_alike_never_share_a_cell_id():
+    close = variant_name("mnist_mlp", {"training.optimizer.learning_rate": 0.0010000001})
+    plain = variant_name("mnist_mlp", {"training.optimizer.learning_rate": 0.001})
+    assert plain == "mnist_mlp[optimizer.learning_rate=0.001]" and close != plain

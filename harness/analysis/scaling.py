@@ -341,10 +341,24 @@ class KeyAnalysis:
         return any(len(p.values) < 2 for s in self.headline.series for p in s.points)
 
 
+def is_label(key: str) -> bool:
+    """Whether a varied key's values name things rather than measure an amount (``seed``)."""
+    return key.rsplit(".", 1)[-1] in LABEL_KEYS
+
+
+#: keys whose numbers are labels: a log-log slope or a fit over them means nothing
+LABEL_KEYS = frozenset({"seed", "name", "kind", "activation", "padding", "loss"})
+
+
 def analyse(rows: list[dict[str, Any]], threshold: float = THRESHOLD) -> list[KeyAnalysis]:
-    """One analysis per varied key with at least two numeric values among the finished rows."""
+    """One analysis per varied key with at least two numeric values among the finished rows,
+    for keys whose values measure an amount (a seed is a label, not an amount: no curve)."""
     done = [_with_mean_step(row) for row in rows if row["status"] == "ok" and row.get("variant")]
-    keys = list(dict.fromkeys(key for row in done for key in row["variant"]))
+    keys = [
+        key
+        for key in dict.fromkeys(key for row in done for key in row["variant"])
+        if not is_label(key)
+    ]
     found = []
     for key in keys:
         values = sorted(x for x in {_x(row, key) for row in done} if x is not None)

@@ -51,12 +51,29 @@ def parse_vary(option: str) -> tuple[str, list[Any]]:
     if not sep or not key or not raw.strip():
         raise VaryError(f"--vary {option!r}: write KEY=V1,V2,… (e.g. training.batch_size=32,64)")
     key_path(key)  # the key's spelling is checked here; whether the task has it, later
+    if key in _NOT_VARIED:
+        raise VaryError(f"--vary {key}: {_NOT_VARIED[key]}")
+    if any(not character.isprintable() for character in raw):
+        raise VaryError(f"--vary {key}: a value holds a line break or a control character")
     values = [_value(text.strip()) for text in raw.split(",")]
     if any(text.strip() == "" for text in raw.split(",")):
         raise VaryError(f"--vary {option!r}: an empty value in the list")
     if len(set(map(repr, values))) != len(values):
         raise VaryError(f"--vary {option!r}: a value is given twice")
+    if key == "dataset.name" and len(values) > 1:
+        raise VaryError(
+            "--vary dataset.name: a run trains on one dataset (its files are found and checked "
+            "once); run once per dataset with --dataset NAME, then `harness compare` the runs"
+        )
     return key, values
+
+
+#: keys a sweep may not vary, and why
+_NOT_VARIED = {
+    "name": "the task's name labels every row; it would relabel them as another task",
+    "description": "the description changes nothing that is measured",
+    "source": "the source changes nothing that is measured",
+}
 
 
 def key_path(key: str) -> Path:
@@ -198,7 +215,12 @@ def variant_label(values: Mapping[str, Any] | None) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A value as a variant's name shows it: short (``0.001``, ``1e-05``), yet never the same
+    for two different values (``0.0010000001`` keeps every digit), so cells never share an id."""
+    if not isinstance(value, float):
+        return str(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def row_name(row: Mapping[str, Any]) -> str:
