@@ -129,3 +129,77 @@ def test_a_plugin_that_raises_on_import_is_listed_and_every_other_framework_stil
         ("centroid", "ok"),
         ("torch", "ok"),
     ]
+
+
+class Registers:
+    """A plugin whose framework hook registers ``item`` (or raises it, if an exception)."""
+
+    def __init__(self, item):
+        self.item = item
+
+    @harness.hookimpl
+    def harness_register_frameworks(self, register):
+        if isinstance(self.item, BaseException):
+            raise self.item
+        register(self.item)
+
+
+class StringApi(NothingAdapter):
+    name = "stringapi"
+    api_version = "1"
+
+
+class RaisingAvailability(NothingAdapter):
+    name = "raising"
+    api_version = 1
+
+    def availability(self):
+        raise OSError("licence server down")
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (SystemExit(3), "SystemExit: 3"),
+        ("not an adapter", "registered 'not an adapter', which is not a FrameworkAdapter"),
+        (StringApi(), "declares api_version '1'; it must be a whole number"),
+    ],
+)
+def test_a_misbehaving_plugin_is_its_own_failure_and_the_others_still_register(
+    registry, register_plugin, item, reason
+):
+    register_plugin(Registers(item), "misbehaving")
+    assert reason in registry.failure("misbehaving").reason
+    assert "torch" in registry.frameworks and "stringapi" not in registry.frameworks
+
+
+def test_an_availability_check_that_raises_makes_its_framework_unavailable(register_plugin):
+    from harness.api.adapter import availability_of
+
+    register_plugin(Registers(RaisingAvailability()), "raising_plugin")
+    found = availability_of(RaisingAvailability())
+    assert not found.available
+    assert found.reason == "its availability check raised OSError: licence server down"
+
+
+def test_a_distribution_cannot_take_a_built_in_plugins_name(registry):
+    registry._load("torch", "evil-dist 6.6", lambda: Registers(NothingAdapter()))
+    assert registry.failure("torch").reason.startswith(
+        "PluginError: the plugin name 'torch' is taken by built-in"
+    )
+    assert registry.frameworks["torch"].source == "built-in"
+    assert "nothing" not in registry.frameworks
+
+
+def test_harness_list_lists_a_plugin_whose_hook_exits(tmp_path):
+    (tmp_path / "harness_exits.py").write_text(
+        "import harness, sys\n\n"
+        "@harness.hookimpl\n"
+        "def harness_register_frameworks(register):\n"
+        "    sys.exit('bye')\n"
+    )
+    env = harness_env(HARNESS_PLUGINS="harness_exits", PYTHONPATH=str(tmp_path))
+    listed = run_harness("list", env=env)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "harness_exits" in listed.stdout and "SystemExit: bye" in listed.stdout
+    assert "torch" in listed.stdout

@@ -298,6 +298,18 @@ class FrameworkAdapter(abc.ABC):
 # -- plugin API 0, still accepted -----------------------------------------------------------
 
 
+def availability_of(adapter: FrameworkAdapter) -> Availability:
+    """``adapter.availability()``; a check that raises says so as the reason, so that one
+    plugin's bug makes its framework unavailable, not the command line fail."""
+    try:
+        found = adapter.availability()
+    except Exception as exc:
+        return Availability(False, f"its availability check raised {type(exc).__name__}: {exc}")
+    if not isinstance(found, Availability):
+        return Availability(False, f"its availability check returned {found!r}, not Availability")
+    return found
+
+
 def open_session(adapter: FrameworkAdapter, *, device: str, threads: int, mode: str) -> Session:
     """Set ``adapter`` up for one cell and return its session, whichever plugin API it speaks.
 

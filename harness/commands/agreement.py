@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from harness.api.adapter import availability_of
 from harness.checks import agreement
 from harness.commands.common import (
     EXIT_CODES,
@@ -110,10 +111,10 @@ def _check_one(
     names = list(dict.fromkeys(frameworks)) or sorted(
         name
         for name, entry in registry.frameworks.items()
-        if entry.adapter.availability().available
+        if availability_of(entry.adapter).available
     )
     adapters = [registry.framework(name) for name in names]
-    availability = {adapter.name: adapter.availability() for adapter in adapters}
+    availability = {adapter.name: availability_of(adapter) for adapter in adapters}
     absent = {name: found.reason for name, found in availability.items() if not found.available}
     agreement.require_two(
         task,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from harness.api.adapter import availability_of
 from harness.checks import calibration
 from harness.commands.common import (
     device_option,
@@ -46,7 +47,7 @@ def calibrate(frameworks, device, threads, size, repeats) -> None:
     names = list(dict.fromkeys(frameworks)) or sorted(
         name
         for name, entry in registry.frameworks.items()
-        if entry.adapter.availability().available
+        if availability_of(entry.adapter).available
     )
     for name in names:
         registry.framework(name)

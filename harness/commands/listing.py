@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from harness.api.adapter import API_CHANGES, API_VERSION
+from harness.api.adapter import API_CHANGES, API_VERSION, availability_of
 from harness.present.console import console, styled
 from harness.registry.catalog import task_summaries
 from harness.registry.plugins import get_registry
@@ -63,7 +63,7 @@ def framework_summaries() -> dict[str, list[dict[str, Any]]]:
     registry = get_registry()
     frameworks = []
     for name, entry in sorted(registry.frameworks.items()):
-        availability = entry.adapter.availability()
+        availability = availability_of(entry.adapter)
         api_version = getattr(entry.adapter, "api_version", 0)
         reason = availability.reason
         version = entry.adapter.version()

@@ -35,6 +35,10 @@ class PluginError(HarnessError):
     """A plugin conflicts with another (e.g. two adapters claim one name)."""
 
 
+class FrameworkClash(PluginError):
+    """Two plugins register one framework name: which one a run would use is unknowable."""
+
+
 class UnknownFramework(HarnessError):
     """No registered adapter has the name asked for."""
 
@@ -96,6 +100,7 @@ class Registry:
     # -- loading -----------------------------------------------------------
 
     def load_entry_points(self) -> None:
+        found = []
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist
             if dist is None:
@@ -103,7 +108,11 @@ class Registry:
             else:
                 name, version = name_and_version(dist)
                 source = "built-in" if name == "harness" else f"{name} {version}"
-            self._load(ep.name, source, ep.load)
+            found.append((source != "built-in", ep.name, source, ep))
+        # the built-in plugins first: a distribution can't take their place by naming its
+        # entry point "torch"; it fails, named, instead
+        for _, name, source, ep in sorted(found, key=lambda item: item[:2]):
+            self._load(name, source, ep.load)
 
     def load_env_plugins(self) -> None:
         for module_name in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
@@ -112,10 +121,16 @@ class Registry:
 
     def _load(self, name: str, source: str, load: Any) -> None:
         if self.manager.has_plugin(name):
+            if self._sources.get(name) != source:
+                taken = PluginError(
+                    f"the plugin name {name!r} is taken by {self._sources.get(name)}; "
+                    "give the entry point another name"
+                )
+                self._fail(name, source, taken)
             return
         try:
             plugin = load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end harness
             if self.strict:
                 raise
             self._fail(name, source, exc)
@@ -172,13 +187,17 @@ class Registry:
 
             try:
                 impl.function(**{arg: register for arg in impl.argnames})
-            except PluginError:
+            except FrameworkClash:
                 if reraise:
                     raise
                 self._registration_failures.append(
                     PluginFailure(plugin_name, source, str(sys.exc_info()[1]))
                 )
-            except Exception as exc:
+            except PluginError:
+                self._registration_failures.append(
+                    PluginFailure(plugin_name, source, str(sys.exc_info()[1]))
+                )
+            except (Exception, SystemExit) as exc:  # contained, whatever the plugin raised
                 if self.strict:
                     raise
                 self._registration_failures.append(
@@ -224,9 +243,15 @@ class Registry:
             raise PluginError(
                 f"plugin {plugin!r} registered {adapter!r}, which is not a FrameworkAdapter"
             )
+        declared = getattr(adapter, "api_version", 0)
+        if not isinstance(declared, int) or isinstance(declared, bool) or declared < 0:
+            raise PluginError(
+                f"plugin {plugin!r}: adapter {adapter.name!r} declares api_version "
+                f"{declared!r}; it must be a whole number (1 for this harness's plugin API)"
+            )
         existing = self.frameworks.get(adapter.name)
         if existing is not None:
-            raise PluginError(
+            raise FrameworkClash(
                 f"framework {adapter.name!r} is registered by two plugins: "
                 f"{existing.plugin!r} ({existing.source}) and {plugin!r} ({source}); "
                 "uninstall one of them"

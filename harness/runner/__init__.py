@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.api.adapter import availability_of
 from harness.paths import safe_name, write_new
 from harness.registry.plugins import Registry
 from harness.runner.child_spec import ChildSpec
@@ -190,7 +191,7 @@ def run_cell(
     """Run one cell and return its result row (never raises for a failure of the cell)."""
     adapter = registry.framework(cell.framework)
     row = new_row(cell, settings, run_dir.run_id, adapter.version())
-    availability = adapter.availability()
+    availability = availability_of(adapter)
     if not availability.available:
         row["error"] = availability.reason
         return row

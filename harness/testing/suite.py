@@ -16,6 +16,7 @@ from harness.api.adapter import (
     FrameworkAdapter,
     PluginAPIDeprecationWarning,
     api0_message,
+    availability_of,
 )
 from harness.registry.plugins import get_registry
 from harness.testing.probes import PROBES, Probe
@@ -107,7 +108,7 @@ class ConformanceSuite:
 
     @pytest.fixture
     def report(self, adapter: FrameworkAdapter) -> dict[str, Any]:
-        availability = adapter.availability()
+        availability = availability_of(adapter)
         assert availability.available, availability.reason
         return conformance_report(self.framework)
 
@@ -120,7 +121,7 @@ class ConformanceSuite:
             assert isinstance(value, str) and value, f"set the class attribute {attribute}"
         assert adapter.modes and set(adapter.modes) <= set(MODES), adapter.modes
         assert "eager" in adapter.modes
-        assert adapter.availability().available, adapter.availability().reason
+        assert availability_of(adapter).available, availability_of(adapter).reason
         assert adapter.version(), f"no installed distribution named {adapter.distribution!r}"
 
     def test_speaks_the_current_plugin_api(self, adapter: FrameworkAdapter):
