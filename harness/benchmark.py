@@ -24,7 +24,7 @@ from harness.analysis.annotate import annotate
 from harness.api.adapter import MODES
 from harness.data import datasets
 from harness.errors import HarnessError
-from harness.measure.environment import environment_record, usable_cores
+from harness.measure.environment import environment_record, usable_cores, usable_memory
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import Registry, get_registry
 from harness.runner.executors import get_executor
@@ -112,7 +112,9 @@ def plan_run(
     recorded_dir = Path(config["data_dir"]) if config["data_dir"] else None
     data_paths = datasets.locate(task.dataset_info, recorded_dir)
     for each in variants or [Variant(task, ())]:
-        feasibility.check(each.task, data_paths, memory_limit=config["memory_limit"])
+        feasibility.check(
+            each.task, data_paths, memory_limit=config["memory_limit"], usable=usable_memory()
+        )
     settings = runner.RunSettings(
         threads=config["threads"],
         timeout=config["timeout"],

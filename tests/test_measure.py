@@ -83,3 +83,26 @@ def test_torch_compiled_cells_compile_from_an_empty_cache_unless_the_user_names_
         assert probe["record"] == "empty at the start of the cell"
         assert probe["listing"] == []
         assert not os.path.exists(os.path.dirname(probe["folder"]))
+
+
+def test_the_memory_preflight_heeds_a_cgroup_limit_below_the_machines(tmp_path, monkeypatch):
+    """a container's (or CI runner's) memory limit is what cells get, not the machine's RAM."""
+    from harness.data import datasets
+    from harness.errors import HarnessError
+    from harness.measure import environment, monitor
+    from harness.registry.catalog import load_task
+    from harness.workload import feasibility
+
+    (tmp_path / "memory.events").write_text("oom_kill 0\n")
+    (tmp_path / "memory.max").write_text(f"{64 * 2**20}\n")  # 64 MiB
+    monkeypatch.setattr(monitor, "_cgroup_oom_file", lambda: tmp_path / "memory.events")
+    assert monitor.cgroup_memory_limit() == 64 * 2**20
+    usable = environment.usable_memory()
+    assert usable == (64 * 2**20, "this process's cgroup memory limit")
+
+    task = load_task("mnist_mlp")
+    with pytest.raises(HarnessError, match="more than this process's cgroup memory limit, 64"):
+        feasibility.check(task, datasets.locate("mnist"), memory_limit=None, usable=usable)
+
+    (tmp_path / "memory.max").write_text("max\n")  # cgroup v2's "no limit"
+    assert monitor.cgroup_memory_limit() is None

@@ -22,6 +22,7 @@ from harness.commands.common import (
     threads_option,
 )
 from harness.data import datasets
+from harness.measure.environment import usable_memory
 from harness.present.console import console, styled
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import get_registry
@@ -89,7 +90,7 @@ def check_agreement(
     checks = [(variant.name, variant.task) for variant in variants] or [(task.name, task)]
     paths = datasets.locate(task.dataset_info, data_dir)
     for _, each in checks:  # every variant is checked before any trains
-        feasibility.check(each, paths, memory_limit=None)
+        feasibility.check(each, paths, memory_limit=None, usable=usable_memory())
     results = [
         _check_one(label, each, registry, steps, frameworks, threads, timeout, paths)
         for label, each in checks

@@ -26,6 +26,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_memory() -> tuple[int, str]:
+    """The memory cells may use here, and what sets it: the machine's, or a smaller limit of
+    this process's cgroup (a container's, a CI runner's)."""
+    from harness.measure.monitor import cgroup_memory_limit
+
+    machine = psutil.virtual_memory().total
+    limit = cgroup_memory_limit()
+    if limit is not None and limit < machine:
+        return limit, "this process's cgroup memory limit"
+    return machine, "this machine's memory"
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its affinity), which can be fewer than the machine has."""
     if hasattr(os, "sched_getaffinity"):

@@ -59,6 +59,23 @@ def _cgroup_oom_file() -> Path | None:
     return next((candidate for candidate in candidates if candidate.is_file()), None)
 
 
+def cgroup_memory_limit() -> int | None:
+    """The memory limit of this process's cgroup in bytes (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``); ``None`` where there is none or it can't be read."""
+    events = _cgroup_oom_file()
+    if events is None:
+        return None
+    limit_file = events.with_name(
+        "memory.max" if events.name == "memory.events" else "memory.limit_in_bytes"
+    )
+    try:
+        text = limit_file.read_text().strip()
+    except OSError:
+        return None
+    # v1 writes "no limit" as a page-rounded maximum of about 2**63
+    return int(text) if text.isdigit() and int(text) < 2**60 else None
+
+
 def _counter(path: Path, name: str) -> int | None:
     try:
         for line in path.read_text().splitlines():

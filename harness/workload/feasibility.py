@@ -74,7 +74,13 @@ def largest_layer_output(task: Task) -> int:
     return max(math.prod(shape) for shape in shapes)
 
 
-def check(task: Task, data_paths: dict[str, Path], *, memory_limit: int | None) -> None:
+def check(
+    task: Task,
+    data_paths: dict[str, Path],
+    *,
+    memory_limit: int | None,
+    usable: tuple[int, str] | None = None,
+) -> None:
     """Refuse a task that can't run here, with the figure that rules it out.
 
     The memory figure is a floor every framework needs at once: the weights, gradients and
@@ -101,11 +107,11 @@ def check(task: Task, data_paths: dict[str, Path], *, memory_limit: int | None) 
     activations = batch * largest_layer_output(task) * 4
     data = (train + test) * math.prod(task.model.input_shape) * 4
     needed = state + activations + data
-    machine = psutil.virtual_memory().total
+    machine, where = usable or (psutil.virtual_memory().total, "this machine's memory")
     room, what = (
         (memory_limit, "--memory-limit")
         if memory_limit is not None and memory_limit < machine
-        else (machine, "this machine's memory")
+        else (machine, where)
     )
     if needed > room:
         raise Infeasible(
