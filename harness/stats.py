@@ -24,7 +24,7 @@ class Summary:
 
 def summarize(values: Sequence[float]) -> Summary | None:
     """Median and quartiles (linear interpolation); ``None`` when there are no values."""
-    clean = [float(v) for v in values if v is not None and np.isfinite(v)]
+    clean = [v for v in map(_as_float, values) if v is not None and np.isfinite(v)]
     if not clean:
         return None
     q1, median, q3 = np.percentile(clean, [25, 50, 75])
@@ -44,3 +44,13 @@ def percentiles(
         rank = max(1, int(np.ceil(point / 100 * len(ordered))))
         result[f"p{point:g}"] = float(ordered[rank - 1])
     return result
+
+
+def _as_float(value: object) -> float | None:
+    """``value`` as a float; ``None`` for nothing, or for a number no float holds."""
+    if value is None:
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return None

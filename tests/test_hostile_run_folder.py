@@ -495,3 +495,29 @@ def test_a_huge_repeats_in_run_json_is_refused_before_planning(run_copy):
     record.write_text(json.dumps(config))
     result = run_harness("run", "--resume", str(run_copy), env=PLUGINS, timeout=120)
     assert_one_line(result, 2, "damaged run record", "repeats")
+
+
+@pytest.mark.parametrize(
+    ("metric", "value"),
+    [("fit_seconds", 1e308), ("peak_rss_bytes", 10**300), ("steady_samples_per_second", -1e300)],
+)
+def test_a_figure_no_measurement_could_have_is_refused_in_one_line(run_copy, metric, value):
+    """huge finite figures made show --json and the scaling analysis overflow and raise."""
+    results = run_copy / "results.jsonl"
+    rows = results.read_text().splitlines()
+    row = json.loads(rows[0])
+    row["metrics"][metric] = value
+    results.write_text("\n".join([json.dumps(row), *rows[1:]]) + "\n")
+    for command in (["show", "--json"], ["show", "--scaling", "--json"], ["report"]):
+        result = run_harness(command[0], str(run_copy), *command[1:], env=PLUGINS)
+        assert_one_line(result, 2, f"metrics.{metric}: Input should be")
+
+
+def test_slopes_between_vanishing_figures_are_unknown_not_an_error():
+    from harness.analysis.scaling import Point, Series
+
+    series = Series(
+        "torch (eager)", (Point(32, (1e-308,)), Point(64, (1e300,)), Point(128, (2e300,)))
+    )
+    slopes = series.slopes()
+    assert slopes[0] == (32, 64, None) and slopes[1][2] == pytest.approx(1.0)

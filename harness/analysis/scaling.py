@@ -99,8 +99,9 @@ class Series:
         is not positive (no logarithm)."""
         found: list[tuple[float, float, float | None]] = []
         for a, b in itertools.pairwise(self.points):
-            if a.median > 0 and b.median > 0:
-                slope = math.log(b.median / a.median) / math.log(b.x / a.x)
+            ratio = b.median / a.median if a.median > 0 and b.median > 0 else 0.0
+            if 0 < ratio < math.inf and 0 < b.x / a.x < math.inf and b.x != a.x:
+                slope = math.log(ratio) / math.log(b.x / a.x)
                 found.append((a.x, b.x, slope))
             else:
                 found.append((a.x, b.x, None))

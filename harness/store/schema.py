@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,7 +23,12 @@ SCHEMA_VERSION = 1
 #: most repeats of a cell one run may ask for (``--repeats``, run.json)
 MAX_REPEATS = 1000
 
-FiniteFloat = float  # with ``allow_inf_nan=False`` below: NaN and infinities are refused
+#: a measured figure: finite (``allow_inf_nan=False`` below refuses NaN and infinities) and of
+#: a size some measurement could have (no second, byte or FLOP count past 10**18), so that the
+#: readers' arithmetic (ratios, logarithms, sums) can't overflow on a damaged row
+FiniteFloat = Annotated[float, Field(ge=-1e18, le=1e18)]
+#: a count (samples, epochs, bytes): as bounded
+Count = Annotated[int, Field(ge=0, le=10**18)]
 
 
 class Status(StrEnum):
@@ -54,6 +59,10 @@ class Metrics(_Record):
     test_mse: FiniteFloat | None = None
     test_loss: FiniteFloat | None = None
     peak_rss_bytes: FiniteFloat | None = None
+    steady_samples_per_second: FiniteFloat | None = None
+    train_samples: Count | None = None
+    epochs: Count | None = None
+    batch_size: Count | None = None
     achieved_flops_per_second: FiniteFloat | None = None
     utilisation: FiniteFloat | None = None
     energy_joules: FiniteFloat | None = None
