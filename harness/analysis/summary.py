@@ -71,7 +71,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     """Groups in first-seen order, with the fastest and leanest of each task marked.
 
     A group with a repeat that trained on a busy machine is never marked fastest or leanest, and
-    is not the best row the relative columns divide by: its figures are shown, not crowned.
+    is not the best row the relative columns divide by: its figures are shown, not crowned (and
+    :func:`summary_line` shows ``busy`` in its × cells, not a multiple).
     """
     groups: dict[tuple[str, str, str, str, str], Group] = {}
     for row in rows:
@@ -174,10 +175,16 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         "throughput": "" if throughput is None else f"{throughput:,.0f}",
         "flops": "" if flops is None else f"{flops / 1e9:.1f}",
         "utilisation": "" if utilisation is None else f"{utilisation:.1%}",
-        "relative_time": _ratio(group.relative_time),
-        "relative_memory": _ratio(group.relative_memory),
+        # a busy row's multiple is no measure: its × cells say why instead (at every width,
+        # since × time is never dropped)
+        "relative_time": BUSY_CELL if group.busy else _ratio(group.relative_time),
+        "relative_memory": BUSY_CELL if group.busy else _ratio(group.relative_memory),
         "marks": ", ".join(marks),
     }
+
+
+#: what a busy row's × cells read instead of a multiple
+BUSY_CELL = "busy"
 
 
 def _ratio(value: float | None) -> str:
