@@ -128,6 +128,30 @@ def slowed_copy(run_dir, folder, factor, version="9.9"):
     return copy
 
 
+def busy_copy(run_dir, folder):
+    """The run with the first finished repeat of centroid planted as trained on a busy machine."""
+    copy = folder / "busy"
+    shutil.copytree(run_dir, copy)
+    rows = [json.loads(line) for line in (copy / "results.jsonl").read_text().splitlines()]
+    first = next(row for row in rows if row["status"] == "ok")
+    first["noise"] = {"verdict": "busy", "reason": "planted: other processes used 1.0 of 2 cores"}
+    (copy / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return copy
+
+
+def test_the_reports_show_a_busy_row_as_the_table_does(reported_run, tmp_path):
+    busy = busy_copy(reported_run, tmp_path)
+    result = run_harness("report", str(busy))
+    assert result.returncode == 0, result.stderr
+    html = (busy / "report.html").read_text()
+    [row] = [line for line in html.splitlines() if '<td class="text">centroid</td>' in line]
+    assert row.count("<td>busy</td>") == 2 and "busy 1/2" in row and "×" not in row
+    assert "fastest" not in row and "leanest" not in row
+    markdown = (busy / "report.md").read_text()
+    [line] = [line for line in markdown.splitlines() if line.startswith("| centroid ")]
+    assert line.count("| busy |") == 2 and "busy 1/2" in line and "×" not in line
+
+
 def test_compare_flags_a_planted_slowdown_and_fails_on_request(reported_run, tmp_path):
     baseline = slowed_copy(reported_run, tmp_path, 1.0, version=None)
     slowed = slowed_copy(reported_run, tmp_path, 1.5)
