@@ -80,6 +80,29 @@ def test_markdown_shows_the_summary_failures_and_environment(reported_run):
     assert "| cpu_model |" in markdown and "target_missed" in markdown
 
 
+def test_html_keeps_step_times_on_one_line_and_shows_memory_in_gib(reported_run, tmp_path):
+    copy = tmp_path / "steps"
+    shutil.copytree(reported_run, copy)
+    rows = [json.loads(line) for line in (copy / "results.jsonl").read_text().splitlines()]
+    for row in rows:
+        if row["status"] == "ok":  # planted: the test plugin samples no steps
+            row["metrics"] |= {
+                f"step_seconds_p{p}": s for p, s in ((50, 5e-4), (90, 6e-4), (99, 8e-4))
+            }
+    (copy / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert run_harness("report", str(copy)).returncode == 0
+    html = (copy / "report.html").read_text()
+    # p50 / p90 / p99 in a cell that doesn't wrap
+    assert '<td class="nowrap">0.50 / 0.60 / 0.80</td>' in html
+    assert "td.nowrap { white-space: nowrap; }" in html
+    environment = json.loads((copy / "environment.json").read_text())
+    gib = f"{environment['memory_bytes'] / 2**30:,.1f} GiB"
+    assert f'<th class="text">memory</th><td class="text">{gib}</td>' in html
+    assert str(environment["memory_bytes"]) not in html
+    markdown = (copy / "report.md").read_text()
+    assert f"| memory | {gib} |" in markdown and str(environment["memory_bytes"]) not in markdown
+
+
 def test_load_run_gives_pandas_a_row_per_cell(reported_run):
     frame = load_run(reported_run)
     assert len(frame) == 4 and set(frame["framework"]) == {"centroid", "markup"}
