@@ -145,10 +145,23 @@ def test_compare_will_not_call_a_slower_busy_cell_a_regression_and_show_does_not
     verdicts = {metric["metric"]: metric["verdict"] for metric in cell["metrics"]}
     assert verdicts["fit_seconds"] == "inconclusive: busy machine", verdicts
 
+    assert compare.returncode == 0  # without --fail-on-regression: only reported
     text = run_harness("compare", str(quiet_run), str(busy_run), "--fail-on-regression")
-    assert text.returncode == 0, text.stdout + text.stderr  # not a regression
+    # not a regression, but not a pass either: the gate could not judge the change of time
+    assert text.returncode == 7, text.stdout + text.stderr
     folded = " ".join(text.stdout.split())  # long lines wrap
     assert "inconclusive: busy machine" in folded and "not counted as regressions" in folded
+    assert "exits 7" in folded
+    helped = " ".join(run_harness("compare", "--help").stdout.split())
+    assert "7 with --fail-on-regression when no cell regressed but at least one change" in helped
+    gate = run_harness("compare", str(quiet_run), str(busy_run), "--json", "--fail-on-regression")
+    assert gate.returncode == 7, gate.stdout + gate.stderr  # --json: the same exit codes
+    payload = json.loads(gate.stdout)
+    assert payload["regressions"] == 0 and payload["inconclusive_busy"] >= 1
+    # a quiet rerun of the same change is judged: a regression, exit 4, not 7
+    slow_quiet = plant_run(measured, tmp_path / "slow-quiet", fit_factor=3.0, verdict="quiet")
+    judged = run_harness("compare", str(quiet_run), str(slow_quiet), "--fail-on-regression")
+    assert judged.returncode == 4, judged.stdout + judged.stderr
 
     shown = run_harness("show", str(busy_run))
     folded = " ".join(shown.stdout.split())  # the caption may wrap
