@@ -145,10 +145,23 @@ def test_compare_will_not_call_a_slower_busy_cell_a_regression_and_show_does_not
     verdicts = {metric["metric"]: metric["verdict"] for metric in cell["metrics"]}
     assert verdicts["fit_seconds"] == "inconclusive: busy machine", verdicts
 
+    assert compare.returncode == 0  # without --fail-on-regression: only reported
     text = run_harness("compare", str(quiet_run), str(busy_run), "--fail-on-regression")
-    assert text.returncode == 0, text.stdout + text.stderr  # not a regression
+    # not a regression, but not a pass either: the gate could not judge the change of time
+    assert text.returncode == 7, text.stdout + text.stderr
     folded = " ".join(text.stdout.split())  # long lines wrap
     assert "inconclusive: busy machine" in folded and "not counted as regressions" in folded
+    assert "exits 7" in folded
+    helped = " ".join(run_harness("compare", "--help").stdout.split())
+    assert "7 with --fail-on-regression when no cell regressed but at least one change" in helped
+    gate = run_harness("compare", str(quiet_run), str(busy_run), "--json", "--fail-on-regression")
+    assert gate.returncode == 7, gate.stdout + gate.stderr  # --json: the same exit codes
+    payload = json.loads(gate.stdout)
+    assert payload["regressions"] == 0 and payload["inconclusive_busy"] >= 1
+    # a quiet rerun of the same change is judged: a regression, exit 4, not 7
+    slow_quiet = plant_run(measured, tmp_path / "slow-quiet", fit_factor=3.0, verdict="quiet")
+    judged = run_harness("compare", str(quiet_run), str(slow_quiet), "--fail-on-regression")
+    assert judged.returncode == 4, judged.stdout + judged.stderr
 
     shown = run_harness("show", str(busy_run))
     folded = " ".join(shown.stdout.split())  # the caption may wrap
@@ -191,13 +204,16 @@ def test_harness_doctor_reports_every_check_as_json():
     assert findings["memory"]["data"] > 0
 
 
-def row(framework: str, fit: float, verdict: str) -> dict:
+def row(framework: str, fit: float, verdict: str, steady: float | None = None) -> dict:
+    metrics = {"fit_seconds": fit, "peak_rss_bytes": 2**30}
+    if steady is not None:
+        metrics["steady_epoch_seconds"] = steady
     return {
         "task": "mnist_mlp",
         "framework": framework,
         "device": "cpu",
         "status": "ok",
-        "metrics": {"fit_seconds": fit, "peak_rss_bytes": 2**30},
+        "metrics": metrics,
         "noise": {"verdict": verdict, "reason": "planted"},
     }
 
@@ -214,3 +230,26 @@ def test_a_busy_row_is_neither_crowned_nor_the_row_others_are_measured_against()
     # the quiet row is the measure: the busy one is shown against it, not the other way
     assert [group.relative_time for group in busy] == [pytest.approx(4 / 6), 1.0]
     assert [group.busy for group in busy] == [1, 0]
+
+    # what the tables show of it: no multiple on the busy row, and every × against the quiet ones
+    from harness.analysis.summary import summary_line
+    from harness.workload.tasks import Target
+
+    target = Target(metric="test_accuracy", min=0.9)
+    busy = summarise([row("jax", 4.0, "busy"), row("torch", 6.0, "quiet"), row("tf", 9.0, "quiet")])
+    lines = [summary_line(group, target) for group in busy]
+    assert [line["relative_time"] for line in lines] == ["busy", "1.00×", "1.50×"]
+    assert [line["relative_memory"] for line in lines] == ["busy", "1.00×", "1.00×"]
+    assert [line["marks"] for line in lines] == ["busy 1/1", "", ""]
+
+
+def test_the_fastest_row_is_the_one_the_time_multiples_are_measured_against():
+    """Crowned by the figure × time divides (the steady epochs), never one × time calls slower:
+    a row with the shorter fit (its first epoch compiled less) is not fastest at 1.74×."""
+    from harness.analysis.summary import summarise
+
+    groups = summarise(
+        [row("jax", 5.0, "quiet", steady=1.0), row("torch", 4.0, "quiet", steady=1.74)]
+    )
+    assert [group.relative_time for group in groups] == [1.0, pytest.approx(1.74)]
+    assert [group.fastest for group in groups] == [True, False]

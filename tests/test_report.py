@@ -80,6 +80,29 @@ def test_markdown_shows_the_summary_failures_and_environment(reported_run):
     assert "| cpu_model |" in markdown and "target_missed" in markdown
 
 
+def test_html_keeps_step_times_on_one_line_and_shows_memory_in_gib(reported_run, tmp_path):
+    copy = tmp_path / "steps"
+    shutil.copytree(reported_run, copy)
+    rows = [json.loads(line) for line in (copy / "results.jsonl").read_text().splitlines()]
+    for row in rows:
+        if row["status"] == "ok":  # planted: the test plugin samples no steps
+            row["metrics"] |= {
+                f"step_seconds_p{p}": s for p, s in ((50, 5e-4), (90, 6e-4), (99, 8e-4))
+            }
+    (copy / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert run_harness("report", str(copy)).returncode == 0
+    html = (copy / "report.html").read_text()
+    # p50 / p90 / p99 in a cell that doesn't wrap
+    assert '<td class="nowrap">0.50 / 0.60 / 0.80</td>' in html
+    assert "td.nowrap { white-space: nowrap; }" in html
+    environment = json.loads((copy / "environment.json").read_text())
+    gib = f"{environment['memory_bytes'] / 2**30:,.1f} GiB"
+    assert f'<th class="text">memory</th><td class="text">{gib}</td>' in html
+    assert str(environment["memory_bytes"]) not in html
+    markdown = (copy / "report.md").read_text()
+    assert f"| memory | {gib} |" in markdown and str(environment["memory_bytes"]) not in markdown
+
+
 def test_load_run_gives_pandas_a_row_per_cell(reported_run):
     frame = load_run(reported_run)
     assert len(frame) == 4 and set(frame["framework"]) == {"centroid", "markup"}
@@ -126,6 +149,33 @@ def slowed_copy(run_dir, folder, factor, version="9.9"):
         environment["framework_versions"]["centroid"] = version
         (copy / "environment.json").write_text(json.dumps(environment))
     return copy
+
+
+def busy_copy(run_dir, folder):
+    """The run with the first finished repeat of centroid planted as trained on a busy machine
+    and the others as quiet, whatever the machine did while the tests ran."""
+    copy = folder / "busy"
+    shutil.copytree(run_dir, copy)
+    rows = [json.loads(line) for line in (copy / "results.jsonl").read_text().splitlines()]
+    finished = [row for row in rows if row["status"] == "ok"]
+    for row in finished:
+        row["noise"] = {"verdict": "quiet", "reason": "planted"}
+    finished[0]["noise"] = {"verdict": "busy", "reason": "planted: others used 1.0 of 2 cores"}
+    (copy / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return copy
+
+
+def test_the_reports_show_a_busy_row_as_the_table_does(reported_run, tmp_path):
+    busy = busy_copy(reported_run, tmp_path)
+    result = run_harness("report", str(busy))
+    assert result.returncode == 0, result.stderr
+    html = (busy / "report.html").read_text()
+    [row] = [line for line in html.splitlines() if '<td class="text">centroid</td>' in line]
+    assert row.count("<td>busy</td>") == 2 and "busy 1/2" in row and "×" not in row
+    assert "fastest" not in row and "leanest" not in row
+    markdown = (busy / "report.md").read_text()
+    [line] = [line for line in markdown.splitlines() if line.startswith("| centroid ")]
+    assert line.count("| busy |") == 2 and "busy 1/2" in line and "×" not in line
 
 
 def test_compare_flags_a_planted_slowdown_and_fails_on_request(reported_run, tmp_path):

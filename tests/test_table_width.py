@@ -4,6 +4,9 @@ terminal. Columns are dropped by priority, never a framework name cut or a row w
 from __future__ import annotations
 
 import io
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -27,8 +30,8 @@ FRAMEWORKS = {
 
 
 @pytest.fixture(scope="module")
-def real_rows(tmp_path_factory) -> list[dict]:
-    """Rows of a real run, renamed to the five frameworks in two modes (ten rows)."""
+def real_run(tmp_path_factory) -> Path:
+    """A real run of one cell, the source of the planted rows."""
     out = tmp_path_factory.mktemp("width")
     result = run_harness(
         "run",
@@ -47,7 +50,13 @@ def real_rows(tmp_path_factory) -> list[dict]:
     )
     assert result.returncode == 0, result.stderr
     [run_dir] = out.iterdir()
-    [row] = open_run(run_dir).rows
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def real_rows(real_run) -> list[dict]:
+    """Rows of a real run, renamed to the five frameworks in two modes (ten rows)."""
+    [row] = open_run(real_run).rows
     rows = []
     for index, (name, version) in enumerate(FRAMEWORKS.items()):
         for mode in ("eager", "compiled"):
@@ -144,3 +153,54 @@ def test_off_a_terminal_the_table_is_whole_at_a_fixed_width(tmp_path):
     ]
     assert max(len(line) for line in table.splitlines()) <= 120
     assert sum(line.startswith(("centroid ", "tempfolder ")) for line in table.splitlines()) == 2
+
+
+def with_a_busy_row(rows: list[dict]) -> list[dict]:
+    """The planted rows, compiled tensorflow's trained while other processes took the CPU."""
+    busy = {"verdict": "busy", "reason": "planted: other processes used 1.0 of 2 cores"}
+    return [
+        row | {"noise": busy}
+        if (row["framework"], row["mode"]) == ("tensorflow", "compiled")
+        else row
+        for row in rows
+    ]
+
+
+def busy_line(lines: list[str]) -> str:
+    [line] = [line for line in lines if line.split()[:2] == ["tensorflow", "compiled"]]
+    return line
+
+
+def header_cell(lines: list[str], line: str, heading: str) -> str:
+    """The text of ``line`` under ``heading`` (right-aligned, as the × columns are)."""
+    header = next(text for text in lines if heading in text)
+    end = header.index(heading) + len(heading)
+    return line[:end].split()[-1]
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 200])
+def test_a_busy_row_is_marked_at_every_width(real_rows, width):
+    lines = render(with_a_busy_row(real_rows), width)
+    assert max(len(line.rstrip()) for line in lines) <= width
+    busy = busy_line(lines)
+    # × time is never dropped, and a busy row's multiple is no measure: the cell says why
+    assert header_cell(lines, busy, "× time") == "busy", lines
+    assert "4.00×" not in busy
+    rows = [line for line in lines if line.split() and line.split()[0] in FRAMEWORKS]
+    assert sum("busy" in line for line in rows) == 1
+    assert "so the row is not ranked and has no ×" in " ".join(" ".join(lines).split())
+
+
+def test_a_busy_row_is_marked_off_a_terminal(real_run, real_rows, tmp_path):
+    planted = tmp_path / "planted"
+    shutil.copytree(real_run, planted)
+    rows = with_a_busy_row(real_rows)
+    (planted / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    env = dict(PLUGINS)
+    env.pop("COLUMNS")
+    result = run_harness("show", str(planted), env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert max(len(line) for line in lines) <= 120
+    busy = busy_line(lines)
+    assert header_cell(lines, busy, "× time") == "busy", result.stdout

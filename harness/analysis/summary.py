@@ -21,7 +21,8 @@ class Group:
     device: str
     host: str
     rows: list[dict[str, Any]]
-    #: set by :func:`summarise`: lowest median fit time / peak RSS among the task's groups
+    #: set by :func:`summarise`: lowest median time per epoch (the figure ``relative_time``
+    #: divides: steady epochs, or the fit where a row has none) / peak RSS among the task's groups
     fastest: bool = False
     leanest: bool = False
     #: set by :func:`summarise`: time per epoch and peak memory as multiples of the task's best
@@ -71,7 +72,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     """Groups in first-seen order, with the fastest and leanest of each task marked.
 
     A group with a repeat that trained on a busy machine is never marked fastest or leanest, and
-    is not the best row the relative columns divide by: its figures are shown, not crowned.
+    is not the best row the relative columns divide by: its figures are shown, not crowned (and
+    :func:`summary_line` shows ``busy`` in its × cells, not a multiple).
     """
     groups: dict[tuple[str, str, str, str, str], Group] = {}
     for row in rows:
@@ -87,13 +89,15 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     for group in groups.values():
         by_task.setdefault(group.task, []).append(group)
     for members in by_task.values():
-        for metric, flag in (("fit_seconds", "fastest"), ("peak_rss_bytes", "leanest")):
+        time_metric = _time_metric(members)
+        # fastest by the figure × time divides, so the fastest row is the one at 1.00×
+        for metric, flag in ((time_metric, "fastest"), ("peak_rss_bytes", "leanest")):
             ranked = [(value, g) for g in members if (value := g.median(metric)) is not None]
             best = min(ranked, key=lambda pair: pair[0])[1] if len(ranked) > 1 else None
             # a win is only a win when neither the winner nor a loser ran on a busy machine
             if best is not None and not any(g.busy for _, g in ranked):
                 setattr(best, flag, True)
-        _set_relative(members, _time_metric(members), "relative_time")
+        _set_relative(members, time_metric, "relative_time")
         _set_relative(members, "peak_rss_bytes", "relative_memory")
     return list(groups.values())
 
@@ -174,10 +178,16 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         "throughput": "" if throughput is None else f"{throughput:,.0f}",
         "flops": "" if flops is None else f"{flops / 1e9:.1f}",
         "utilisation": "" if utilisation is None else f"{utilisation:.1%}",
-        "relative_time": _ratio(group.relative_time),
-        "relative_memory": _ratio(group.relative_memory),
+        # a busy row's multiple is no measure: its × cells say why instead (at every width,
+        # since × time is never dropped)
+        "relative_time": BUSY_CELL if group.busy else _ratio(group.relative_time),
+        "relative_memory": BUSY_CELL if group.busy else _ratio(group.relative_memory),
         "marks": ", ".join(marks),
     }
+
+
+#: what a busy row's × cells read instead of a multiple
+BUSY_CELL = "busy"
 
 
 def _ratio(value: float | None) -> str:

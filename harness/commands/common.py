@@ -25,6 +25,8 @@ Exit codes:
   5  harness check-agreement: frameworks disagree beyond the task's tolerance
   6  harness compare: the runs have no cell in common (another task, other frameworks),
      or no cell of the first run finished: nothing could be compared
+  7  harness compare --fail-on-regression: no regression, but a change of time could not
+     be judged because a machine was busy ("inconclusive: busy machine"): rerun it quiet
 """
 
 

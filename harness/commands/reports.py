@@ -120,7 +120,8 @@ def run_summary(run: Run | UnreadableRun) -> dict[str, Any]:
     "--fail-on-regression",
     is_flag=True,
     help="Exit with code 4 when a cell regressed: worse beyond the threshold, or failed, "
-    "skipped or missing where RUN_A finished it (for CI).",
+    "skipped or missing where RUN_A finished it (for CI); with code 7 when nothing regressed "
+    "but a change of time could not be judged because a machine was busy.",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the comparison as JSON (same exit codes)."
@@ -135,7 +136,9 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
     (in either run) is "inconclusive: busy machine", never a regression: rerun it on a quiet
     machine (see `harness doctor`). Exit codes: 0; 4 with --fail-on-regression when a
     cell regressed; 6 when the runs have no cell in common (another task, other frameworks) or
-    no cell of RUN_A finished, so nothing could be compared.
+    no cell of RUN_A finished, so nothing could be compared; 7 with --fail-on-regression when
+    no cell regressed but at least one change of time was "inconclusive: busy machine", so the
+    gate judged less than it was asked to (--json exits with the same codes).
     """
     first, second = open_run(run_a), open_run(run_b)
     check_comparable(first, second)
@@ -144,8 +147,7 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
     if as_json:
         payload = comparison_json(first, second, comparisons, lost, threshold)
         click.echo(json.dumps(payload, indent=2, allow_nan=False))
-        if fail_on_regression and payload["regressions"]:
-            raise SystemExit(4)
+        _gate(fail_on_regression, payload["regressions"], payload["inconclusive_busy"])
         return
     console.print(comparison_table(first, second, comparisons, lost))
     for gone in lost:
@@ -174,8 +176,24 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
         parts += [f"{len(slower)} metric(s) worse beyond {threshold:.0%}"] if slower else []
         count = f"{len(lost) + len(slower)} regression(s)"
         console.print(styled((count, "bold red"), f": {'; '.join(parts)}"))
-        if fail_on_regression:
-            raise SystemExit(4)
+    _gate(fail_on_regression, len(lost) + len(slower), sum(len(c.spoiled) for c in comparisons))
+
+
+#: --fail-on-regression: a cell regressed
+REGRESSION_EXIT = 4
+#: --fail-on-regression: nothing regressed, but a busy machine left a change of time unjudged
+UNJUDGED_EXIT = 7
+
+
+def _gate(fail_on_regression: bool, regressions: int, inconclusive_busy: int) -> None:
+    """The CI gate's exit: 4 on a regression; 7 when none, but a busy machine left some
+    change of time unjudged (a gate that passed would have judged nothing there)."""
+    if not fail_on_regression:
+        return
+    if regressions:
+        raise SystemExit(REGRESSION_EXIT)
+    if inconclusive_busy:
+        raise SystemExit(UNJUDGED_EXIT)
 
 
 VERDICT_STYLES = {
@@ -226,7 +244,8 @@ def print_busy_cells(first: Run, second: Run, comparisons, fail_on_regression: b
                 f"{first.run_id} and {busy[1]} of {second.run_id}; their times changed, but "
                 "that says nothing of the code"
                 + (
-                    " (not counted as regressions by --fail-on-regression)"
+                    " (not counted as regressions by --fail-on-regression; without a "
+                    "regression it exits 7: not judged)"
                     if fail_on_regression
                     else ""
                 ),

@@ -3,7 +3,8 @@
 Each column names the key of :func:`harness.analysis.summary.summary_line` it shows, its header, and how
 it behaves when space is short: the terminal drops columns of the highest ``priority`` number
 first, and priority 0 is never dropped (the framework, and the verdicts: quality against the
-target, fit time, time per epoch and its ratio to the best, peak memory).
+target, fit time, time per epoch and its ratio to the best, peak memory). A busy row's ×
+cells read ``busy``, so the row is marked whatever else is dropped.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ COLUMNS: tuple[Column, ...] = (
         "relative_time",
         "× time",
         0,
-        description="time per epoch as a multiple of the best row of the task",
+        description="time per epoch as a multiple of the best quiet row of the task",
     ),
     Column("steps", "step ms", 6, description="p50 / p90 / p99 of the sampled steps"),
     Column("to_target", "to target s", 3, description="training time to reach the target"),
@@ -57,7 +58,7 @@ COLUMNS: tuple[Column, ...] = (
         "relative_memory",
         "× mem",
         1,
-        description="peak memory as a multiple of the leanest row of the task",
+        description="peak memory as a multiple of the leanest quiet row of the task",
     ),
     Column("flops", "GFLOP/s", 7),
     Column("utilisation", "util", 7, description="GFLOP/s against the calibrated peak"),

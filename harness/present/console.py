@@ -139,7 +139,8 @@ def results_table(
     The table fits ``width`` (the console's): a column with the same value on every row moves
     into the title, empty columns are left out, and then the columns of highest ``priority``
     number (:mod:`harness.present.columns`) are dropped until it fits; the caption says how many, and
-    ``wide`` shows them all. Cells are never wrapped, so a row is always one line.
+    ``wide`` shows them all. Cells are never wrapped, so a row is always one line. A busy row's
+    × cells read ``busy`` (× time is never dropped), so it is marked at every width.
     """
     from harness.analysis.summary import summarise, summary_line
 
@@ -166,21 +167,27 @@ def results_table(
             shared.append(f"{SHARED_LABELS.get(column.key, '')}{value}")
             shown.remove(column)
     title = " · ".join([title, *shared]) if title else " · ".join(shared)
+    varied = _bare_variants(lines)
     hidden = 0
     limit = width or console.width
-    varied = _bare_variants(lines)
     while not wide and _table_width(_table(shown, lines, target, title, "", varied), limit) > limit:
         droppable = [column for column in shown if column.priority > 0]
         if not droppable:
             break
         shown.remove(max(reversed(droppable), key=lambda column: column.priority))
         hidden += 1
+    busy = any(group.busy for group in groups)
+    return _table(shown, lines, target, title, _caption(hidden, busy), varied)
+
+
+def _caption(hidden: int, busy: bool) -> str:
+    """What the table leaves out, and how to read it."""
     notes = ["median over repeats ± half the IQR", "×: multiple of the best row"]
-    if any(group.busy for group in groups):
-        notes.append("busy: other processes took the CPU, so the row is not ranked")
+    if busy:
+        notes.append("busy: other processes took the CPU, so the row is not ranked and has no ×")
     if hidden:
         notes.insert(0, f"+{hidden} column{'s' if hidden > 1 else ''}: --wide")
-    return _table(shown, lines, target, title, " · ".join(notes), varied)
+    return " · ".join(notes)
 
 
 def _bare_variants(lines: list[dict[str, str | Text]]) -> str:

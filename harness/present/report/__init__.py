@@ -164,6 +164,9 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
         "flagged": flagged_rows(run.rows),
         "busy": [row for row in run.rows if is_busy(row)],
         "environment": run.environment,
+        "environment_shown": environment_shown(run.environment),
+        # figures with spaces in them (``0.52 / 0.61 / 0.80``) stay on one line
+        "nowrap": NOWRAP,
         "config": run.config,
         "comparison": None,
         "threshold": threshold,
@@ -201,6 +204,33 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
     write_atomically(folder / MARKDOWN_FILE, markdown.render(**context, charts_dir=CHARTS_DIR))
     write_atomically(folder / HTML_FILE, html.render(**context))
     return folder / MARKDOWN_FILE, folder / HTML_FILE
+
+
+#: summary columns whose figures hold spaces and must not wrap in report.html
+NOWRAP = frozenset({"steps", "fit", "first_epoch", "steady_epoch", "to_target", "memory"})
+
+
+def environment_shown(environment: dict[str, Any]) -> dict[str, Any]:
+    """The recorded environment as the reports show it: byte counts in GiB or MiB
+    (``memory_bytes`` 25275990016 is ``memory`` 23.5 GiB)."""
+    shown: dict[str, Any] = {}
+    for key, value in environment.items():
+        if key.endswith("_bytes") and _is_count(value):
+            shown[key.removesuffix("_bytes")] = format_bytes(value)
+        else:
+            shown[key] = value
+    return shown
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def format_bytes(count: float) -> str:
+    """``23.5 GiB`` from 1 GiB up, else ``578 MiB`` (the MiB the results table shows)."""
+    if count >= 2**30:
+        return f"{count / 2**30:,.1f} GiB"
+    return f"{count / 2**20:,.0f} MiB"
 
 
 def chart_file_name(task: str, stem: str) -> str:
