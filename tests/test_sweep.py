@@ -164,7 +164,8 @@ def test_show_prints_the_scaling_section_and_its_json(swept_run):
         ("training.batch_size", "write KEY=V1,V2,…"),
         ("training..batch_size=3", "not a key like training.batch_size"),
         ("model.layers[7].units=8", "model.layers[7] does not exist (3 entries)"),
-        ("model.layers=8", "model.layers is a table or list"),
+        ("model.layers=8", "model.layers is a list: give lists ([8, 8]), or vary one of its values"),
+        ("training=8", "training is a table, or vary one of its values"),
         ("model.layers[1].units=64,64", "a value is given twice"),
         ("dataset.train_samples=60000", "dataset.train_samples is 60,000"),
     ],
@@ -381,3 +382,13 @@ def test_values_that_print_alike_never_share_a_cell_id():
     close = variant_name("mnist_mlp", {"training.optimizer.learning_rate": 0.0010000001})
     plain = variant_name("mnist_mlp", {"training.optimizer.learning_rate": 0.001})
     assert plain == "mnist_mlp[optimizer.learning_rate=0.001]" and close != plain
+
+
+def test_a_list_value_can_be_varied_whole():
+    """--vary model.input_shape=[28,28,1]: commas inside brackets belong to the list."""
+    assert parse_vary("model.input_shape=[28,28,1],[28,28]") == (
+        "model.input_shape",
+        [[28, 28, 1], [28, 28]],
+    )
+    base, _ = sweep(load_task("mnist_mlp"), [parse_vary("model.input_shape=[28,28,1]")])
+    assert list(base.model.input_shape) == [28, 28, 1]

@@ -85,3 +85,10 @@ def test_a_changed_task_file_is_summarised_again(cache_home, tmp_path, monkeypat
     os.utime(task, ns=(0, 0))  # whatever its times say, its size and change time differ
     [broken] = task_summaries()
     assert broken["problem"]
+
+
+def test_the_cache_is_keyed_on_files_that_exist():
+    """a moved module left the cache keyed on a path that no longer existed: summaries made by
+    older validating code would have been served after an upgrade."""
+    code = validation_context()["code"]
+    assert code and all(identity is not None for identity in code.values()), code

@@ -231,3 +231,11 @@ def test_an_accuracy_target_for_another_dataset_is_at_most_one():
         Target(min=0.97, by_dataset={"fashion_mnist": 88})
     with pytest.raises(ValueError, match='set metric = "test_mse"'):
         Target(max=0.004)
+
+
+def test_a_dataset_of_another_shape_says_what_would_work():
+    with pytest.raises(TaskError) as raised:
+        load_task("mnist_mlp").with_dataset("sine_waves")
+    message = str(raised.value)
+    assert "pick a dataset of that shape" in message
+    assert "--vary model.input_shape=[50,1]" in message

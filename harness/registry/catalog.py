@@ -156,7 +156,7 @@ def validation_context() -> dict[str, Any]:
     from harness.registry.plugins import get_registry
 
     package = Path(__file__).parent.parent
-    validating = ("spec/tasks.py", "registry/catalog.py", "data/datasets.py", "data/series.py")
+    validating = ("workload/tasks.py", "registry/catalog.py", "data/datasets.py", "data/series.py")
     code = {name: file_identity(package / name) for name in validating}
     datasets = {name: entry.source for name, entry in get_registry().datasets.items()}
     return {"version": CACHE_VERSION, "code": code, "datasets": datasets}

@@ -593,7 +593,12 @@ class Task(_Spec):
         if model_input not in (dataset.input_shape, (*dataset.input_shape, 1)):
             raise ValueError(
                 f"model.input_shape {model_input} does not match dataset {dataset.name!r}, whose "
-                f"inputs have shape {dataset.input_shape} (a trailing channel axis of 1 may be added)"
+                f"inputs have shape {dataset.input_shape} (a trailing channel axis of 1 may be "
+                "added); a task is made for one input shape: pick a dataset of that shape, or "
+                "set model.input_shape (--vary model.input_shape=["
+                + ",".join(map(str, dataset.input_shape))
+                + "]) and "
+                "whatever in the model depends on it"
             )
         try:
             output = self.model.output_shapes()[-1]

@@ -55,8 +55,9 @@ def parse_vary(option: str) -> tuple[str, list[Any]]:
         raise VaryError(f"--vary {key}: {_NOT_VARIED[key]}")
     if any(not character.isprintable() for character in raw):
         raise VaryError(f"--vary {key}: a value holds a line break or a control character")
-    values = [_value(text.strip()) for text in raw.split(",")]
-    if any(text.strip() == "" for text in raw.split(",")):
+    texts = _split_values(raw)
+    values = [_value(text.strip()) for text in texts]
+    if any(text.strip() == "" for text in texts):
         raise VaryError(f"--vary {option!r}: an empty value in the list")
     if len(set(map(repr, values))) != len(values):
         raise VaryError(f"--vary {option!r}: a value is given twice")
@@ -74,6 +75,18 @@ _NOT_VARIED = {
     "description": "the description changes nothing that is measured",
     "source": "the source changes nothing that is measured",
 }
+
+
+def _split_values(raw: str) -> list[str]:
+    """``"32,64"`` → ``["32", "64"]``; commas inside brackets belong to a list value
+    (``"[8,8],[16,4]"`` → ``["[8,8]", "[16,4]"]``)."""
+    texts, depth, start = [], 0, 0
+    for index, character in enumerate(raw):
+        depth += {"[": 1, "]": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            texts.append(raw[start:index])
+            start = index + 1
+    return [*texts, raw[start:]]
 
 
 def key_path(key: str) -> Path:
@@ -184,8 +197,11 @@ def _set(data: dict[str, Any], key: str, value: Any) -> None:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
             raise VaryError(f"--vary {key}: the task has no {where} (known here: {known})")
         if last:
-            if isinstance(node[part], dict | list):
-                raise VaryError(f"--vary {key}: {where} is a table or list; vary one of its values")
+            if isinstance(node[part], dict) or (
+                isinstance(node[part], list) and not isinstance(value, list)
+            ):
+                kind = "a table" if isinstance(node[part], dict) else "a list: give lists ([8, 8])"
+                raise VaryError(f"--vary {key}: {where} is {kind}, or vary one of its values")
             node[part] = value
         else:
             node = node[part]
