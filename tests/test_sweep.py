@@ -331,6 +331,33 @@ def test_resume_finishes_a_sweep_with_its_recorded_variants(tmp_path):
     assert rows[1]["metrics"]["train_samples"] == 300
 
 
+@pytest.mark.parametrize("stop", ["TERM", "INT"])
+def test_a_cell_stopped_from_outside_in_the_second_variant_is_run_again_by_resume(tmp_path, stop):
+    """``kill`` of the cell's process is the run being stopped, not a result: no row for it."""
+    out = tmp_path / "results"
+    env = {
+        **PLUGINS,
+        "HARNESS_TEST_STOP_MARKER": str(tmp_path / "stopped"),
+        "HARNESS_TEST_STOP_SIGNAL": stop,
+    }
+    sweep_options = ["--vary", "training.batch_size=32,64", "--vary", "training.epochs=1"]
+    first = run_harness(
+        "run", "--task", "mnist_mlp", "-f", "stopped-once", "--train-subset", "300",
+        *sweep_options, "--out", str(out), "--no-report", env=env,
+    )  # fmt: skip
+    assert first.returncode == (143 if stop == "TERM" else 130), first.stderr
+    assert "1 of 2 cell(s) done; finish the run with: harness run --resume" in first.stderr
+    [run_dir] = run_folders(out)
+    assert [row["variant"] for row in read_rows(run_dir)] == [{"training.batch_size": 32}]
+
+    resumed = run_harness("run", "--resume", str(run_dir), "--no-report", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 of 2 cell(s) already have a result" in resumed.stdout
+    rows = read_rows(run_dir)
+    assert [row["variant"]["training.batch_size"] for row in rows] == [32, 64]
+    assert {row["status"] for row in rows} == {"ok"}
+
+
 def test_rows_with_variants_this_harness_cannot_apply_keep_what_they_carry():
     """A row from a foreign or damaged run folder: an unknown key, a value of the wrong kind."""
     from harness.analysis.annotate import annotate

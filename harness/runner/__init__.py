@@ -7,6 +7,7 @@ saying how to install it, and the run goes on either way.
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from harness.paths import safe_name, write_new
 from harness.registry.plugins import Registry
 from harness.runner.child_spec import ChildSpec
 from harness.runner.process import ChildOutcome, EventHandler, Limits, run_child
+from harness.signals import Terminated
 from harness.store.results import RunDir
 from harness.workload.tasks import Task
 from harness.workload.variants import Values, Variant, variant_name
@@ -188,7 +190,12 @@ def run_cell(
     *,
     launch: Launcher = run_child,
 ) -> dict[str, Any]:
-    """Run one cell and return its result row (never raises for a failure of the cell)."""
+    """Run one cell and return its result row (never raises for a failure of the cell).
+
+    :raises KeyboardInterrupt: (:class:`~harness.signals.Terminated` for SIGTERM) when the
+        cell's process was stopped from outside; the run stops as if it had been, and the
+        cell, having no row, is run again by ``--resume``
+    """
     adapter = registry.framework(cell.framework)
     row = new_row(cell, settings, run_dir.run_id, adapter.version())
     availability = availability_of(adapter)
@@ -216,6 +223,9 @@ def run_cell(
         gpu=cell.device in ("gpu", "auto"),
         on_event=(lambda event: observer.cell_event(cell, event)) if observer else None,
     )
+    if outcome.stopped_from_outside:
+        # as if the run itself had been stopped: no row, so ``--resume`` runs the cell again
+        raise Terminated() if outcome.returncode == -signal.SIGTERM else KeyboardInterrupt()
     row["log"] = str(log_path.relative_to(run_dir.path))
     row["wall_seconds"] = outcome.wall_seconds
     if outcome.noise is not None:

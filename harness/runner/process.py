@@ -68,6 +68,9 @@ _BOOTSTRAP = textwrap.dedent(
 #: so no framework gets more threads than another through a library it happens to use.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
+#: a child's return code when one of the signals that stop a run (not a crash) ended it
+_STOP_SIGNALS = frozenset(-sig for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+
 
 @dataclass
 class ChildOutcome:
@@ -92,6 +95,19 @@ class ChildOutcome:
     noise: dict[str, Any] | None = None
     #: joules over the fit and their source, or why there are none (harness.measure.energy)
     energy: dict[str, Any] | None = None
+
+    @property
+    def stopped_from_outside(self) -> bool:
+        """The child ended on a signal that stops a run (SIGTERM, SIGINT, SIGHUP) without a
+        result: harness never sends those to a cell (it kills with SIGKILL), so someone stopped
+        the work, and the cell has no result to record, not a failure."""
+        return (
+            self.result is None
+            and self.error is None
+            and not self.timed_out
+            and self.over_memory_bytes is None
+            and self.returncode in _STOP_SIGNALS
+        )
 
     def failure(self, limits: Limits, log_path: Path) -> tuple[str, str] | None:
         """``(kind, one-line reason)`` when the child failed, ``None`` when it reported a result."""

@@ -385,3 +385,23 @@ class PostNormTorchAdapter(SloppyTorchAdapter):
 harness_register_frameworks = _registering_also(
     harness_register_frameworks, TanhGeluTorchAdapter, PostNormTorchAdapter
 )
+
+
+class StoppedOnceAdapter(CentroidAdapter):
+    """At batch size 64, its cell's process sends itself ``HARNESS_TEST_STOP_SIGNAL`` (TERM by
+    default) the first time, as ``kill`` or ``pkill`` from outside would; it leaves
+    ``HARNESS_TEST_STOP_MARKER`` behind, so a second run (``--resume``) trains."""
+
+    name = "stopped-once"
+
+    def build(self, task, weights, x, y):
+        marker = os.environ["HARNESS_TEST_STOP_MARKER"]
+        if task.training.batch_size == 64 and not os.path.exists(marker):
+            open(marker, "w").close()
+            name = os.environ.get("HARNESS_TEST_STOP_SIGNAL", "TERM")
+            os.kill(os.getpid(), getattr(signal, "SIG" + name))
+            time.sleep(60)
+        return super().build(task, weights, x, y)
+
+
+harness_register_frameworks = _registering_also(harness_register_frameworks, StoppedOnceAdapter)
