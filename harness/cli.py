@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "list": (
         "harness.commands.listing:list_command",
-        "List the tasks, and the frameworks with their version and availability.",
+        "List the tasks, the datasets, and the frameworks with their version and availability.",
     ),
     "doctor": (
         "harness.commands.doctor:doctor_command",

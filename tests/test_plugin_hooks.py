@@ -20,6 +20,16 @@ def test_a_plugins_task_and_dataset_are_listed_and_train_end_to_end(tmp_path):
     listed = json.loads(run_harness("list", "--json", env=TINY).stdout)
     task = next(task for task in listed["tasks"] if task["name"] == "tiny_blobs_mlp")
     assert task["dataset"] == "tiny_blobs" and task["problem"] is None
+    dataset = next(found for found in listed["datasets"] if found["name"] == "tiny_blobs")
+    assert dataset == {
+        "name": "tiny_blobs",
+        "provider": "plugin 'harness_tiny_plugin' (HARNESS_PLUGINS)",
+        "kind": "generated",
+        "input_shape": [4],
+        "num_classes": 2,
+        "tasks": ["tiny_blobs_mlp"],
+    }
+    assert "tiny_blobs" in run_harness("list", env=TINY).stdout  # and in the table
 
     ran = run_harness(
         "run",

@@ -164,7 +164,10 @@ def test_show_prints_the_scaling_section_and_its_json(swept_run):
         ("training.batch_size", "write KEY=V1,V2,…"),
         ("training..batch_size=3", "not a key like training.batch_size"),
         ("model.layers[7].units=8", "model.layers[7] does not exist (3 entries)"),
-        ("model.layers=8", "model.layers is a list: give lists ([8, 8]), or vary one of its values"),
+        (
+            "model.layers=8",
+            "model.layers is a list: give lists ([8, 8]), or vary one of its values",
+        ),
         ("training=8", "training is a table, or vary one of its values"),
         ("model.layers[1].units=64,64", "a value is given twice"),
         ("dataset.train_samples=60000", "dataset.train_samples is 60,000"),

@@ -12,7 +12,12 @@ import sys
 import pytest
 
 from harness.registry import catalog as task_catalog
-from harness.registry.catalog import summary_cache_path, task_summaries, validation_context
+from harness.registry.catalog import (
+    dataset_summaries,
+    summary_cache_path,
+    task_summaries,
+    validation_context,
+)
 
 from .conftest import harness_env
 
@@ -52,6 +57,34 @@ def test_summaries_from_the_cache_equal_fresh_ones(cache_home):
     assert task_summaries() == fresh
     mlp = next(summary for summary in fresh if summary["name"] == "mnist_mlp")
     assert mlp["layers"] == ["flatten", "dense(128)", "dense(10)"] and mlp["problem"] is None
+
+
+def test_the_datasets_from_the_cache_equal_fresh_ones_and_name_their_tasks(cache_home):
+    fresh = dataset_summaries(use_cache=False)
+    dataset_summaries()  # writes the cache
+    assert dataset_summaries() == fresh
+    by_name = {summary["name"]: summary for summary in fresh}
+    assert {"mnist", "fashion_mnist", "sine_waves"} <= set(by_name)
+    assert by_name["mnist"]["kind"] == "files" and by_name["mnist"]["input_shape"] == [28, 28]
+    assert "mnist_mlp" in by_name["mnist"]["tasks"]
+    assert by_name["sine_waves"] == {
+        "name": "sine_waves",
+        "provider": "harness",
+        "kind": "generated",
+        "input_shape": [50, 1],
+        "num_classes": 0,
+        "tasks": ["series_rnn"],
+    }
+
+
+def test_a_damaged_dataset_entry_in_the_cache_is_described_afresh(cache_home):
+    fresh = dataset_summaries(use_cache=False)
+    dataset_summaries()
+    path = summary_cache_path(validation_context())
+    cache = json.loads(path.read_text())
+    cache["datasets"][0]["input_shape"] = ["28", None]
+    path.write_text(json.dumps(cache))
+    assert dataset_summaries() == fresh
 
 
 def test_a_damaged_or_hostile_cache_is_summarised_afresh(cache_home):

@@ -1,4 +1,5 @@
-"""``harness list``: the tasks, and the frameworks with their version and availability."""
+"""``harness list``: the tasks, the datasets, and the frameworks with their version and
+availability."""
 
 from __future__ import annotations
 
@@ -10,22 +11,30 @@ from rich.table import Table
 
 from harness.api.adapter import API_CHANGES, API_VERSION, availability_of
 from harness.present.console import console, styled
-from harness.registry.catalog import task_summaries
+from harness.registry.catalog import catalog_summaries
 from harness.registry.plugins import get_registry
 
 
 @click.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print tasks and frameworks as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print tasks, datasets and frameworks as JSON."
+)
 def list_command(as_json: bool) -> None:
-    """List the tasks, and the frameworks with their version and availability."""
-    found = {"tasks": task_summaries(), **framework_summaries()}
+    """List the tasks, the datasets, and the frameworks with their version and availability."""
+    found = {**catalog_summaries(), **framework_summaries()}
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
+    print_tasks(found["tasks"])
+    print_datasets(found["datasets"])
+    print_frameworks(found["frameworks"], found["broken_plugins"])
+
+
+def print_tasks(summaries: list[dict[str, Any]]) -> None:
     tasks = Table(title="tasks")
     for column in ("name", "dataset", "model", "epochs", "target"):
         tasks.add_column(column)
-    for task in found["tasks"]:
+    for task in summaries:
         if task["problem"]:
             tasks.add_row(task["name"], "", styled((f"invalid: {task['problem']}", "red")), "", "")
         else:
@@ -35,10 +44,28 @@ def list_command(as_json: bool) -> None:
             )
     console.print(tasks)
 
+
+def print_datasets(summaries: list[dict[str, Any]]) -> None:
+    datasets = Table(title="datasets")
+    for column in ("name", "kind", "input", "classes", "provider", "tasks"):
+        datasets.add_column(column)
+    for dataset in summaries:
+        datasets.add_row(
+            dataset["name"],
+            dataset["kind"],
+            "×".join(map(str, dataset["input_shape"])),
+            str(dataset["num_classes"]) if dataset["num_classes"] else "(regression)",
+            dataset["provider"],
+            ", ".join(dataset["tasks"]),
+        )
+    console.print(datasets)
+
+
+def print_frameworks(summaries: list[dict[str, Any]], broken: list[dict[str, Any]]) -> None:
     frameworks = Table(title="frameworks")
     for column in ("name", "version", "available", "source", "note"):
         frameworks.add_column(column)
-    for framework in found["frameworks"]:
+    for framework in summaries:
         available = framework["available"]
         frameworks.add_row(
             framework["name"],
@@ -47,7 +74,7 @@ def list_command(as_json: bool) -> None:
             framework["source"],
             framework["reason"],
         )
-    for failure in found["broken_plugins"]:
+    for failure in broken:
         frameworks.add_row(
             failure["plugin"],
             "",

@@ -1,8 +1,9 @@
-"""Which task files there are, and a one-line summary of each, without loading a task.
+"""Which tasks and datasets there are, and a one-line summary of each, without loading them.
 
-``harness list`` shows every task. Validating a task file (:mod:`harness.workload.tasks`) imports
+``harness list`` shows every task and dataset. Validating a task file (:mod:`harness.workload.tasks`) imports
 pydantic and NumPy, which alone take longer than the whole command should; so the summaries
-are cached in the user's cache folder, each keyed by its file's size and times, in a file
+(and those of the built-in datasets, whose module imports NumPy) are cached in the user's
+cache folder, each task keyed by its file's size and times, in a file
 named after what validation depends on (the validating code's files, the datasets plugins
 registered). A changed file, a new harness or a new dataset plugin summarises afresh. This module imports
 nothing but the standard library and :mod:`platformdirs`.
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # the catalog's summaries are read without pydantic or NumPy
     from harness.workload.tasks import Task
 
 #: the cache's layout; a cache of another version is ignored and rewritten
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: far more than the summaries of every task file take
 MAX_CACHE_BYTES = 16 << 20
 
@@ -98,12 +99,39 @@ def load_task(name_or_path: str) -> Task:
     return load_task_file(known[name_or_path], known_datasets())
 
 
-def task_summaries(*, use_cache: bool = True) -> list[dict[str, Any]]:
-    """Each task (built-in or from a plugin): its dataset, layers, epochs and target, or the
-    reason its file is invalid (``problem``), sorted by name."""
+def catalog_summaries(*, use_cache: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """``tasks``: :func:`task_summaries`; ``datasets``: :func:`dataset_summaries`. One read
+    and at most one write of the cache for both."""
     context = validation_context()
     cache_path = summary_cache_path(context)
     cached = read_cache(cache_path, context) if use_cache else {}
+    tasks, fresh = _summarise_tasks(cached.get("tasks", {}))
+    builtin = cached.get("datasets") or builtin_dataset_summaries()
+    if use_cache and (fresh != cached.get("tasks") or builtin != cached.get("datasets")):
+        write_cache(cache_path, context, {"tasks": fresh, "datasets": builtin})
+    datasets = sorted(builtin + plugged_dataset_summaries(), key=lambda found: found["name"])
+    for dataset in datasets:
+        dataset["tasks"] = [
+            task["name"] for task in tasks if task.get("dataset") == dataset["name"]
+        ]
+    return {"tasks": tasks, "datasets": datasets}
+
+
+def task_summaries(*, use_cache: bool = True) -> list[dict[str, Any]]:
+    """Each task (built-in or from a plugin): its dataset, layers, epochs and target, or the
+    reason its file is invalid (``problem``), sorted by name."""
+    return catalog_summaries(use_cache=use_cache)["tasks"]
+
+
+def dataset_summaries(*, use_cache: bool = True) -> list[dict[str, Any]]:
+    """Each dataset (built-in or from a plugin): its provider, kind (``files`` read and
+    verified against SHA-256 sums, or ``generated`` from the task's seed), input shape,
+    classes (0 for regression) and the tasks that train on it, sorted by name."""
+    return catalog_summaries(use_cache=use_cache)["datasets"]
+
+
+def _summarise_tasks(cached: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The task summaries, from ``cached`` where a file is unchanged; the entries to cache."""
     summaries, fresh = [], {}
     for name, path in sorted(task_files().items()):
         identity = file_identity(path)
@@ -115,9 +143,33 @@ def task_summaries(*, use_cache: bool = True) -> list[dict[str, Any]]:
         summaries.append({"name": name, "path": str(path), **summary})
         if identity is not None:
             fresh[str(path)] = {"identity": identity, "summary": summary}
-    if use_cache and fresh != cached:
-        write_cache(cache_path, context, fresh)
-    return summaries
+    return summaries, fresh
+
+
+def builtin_dataset_summaries() -> list[dict[str, Any]]:
+    """The built-in datasets described (this imports NumPy, hence the cache)."""
+    from harness.data.datasets import DATASETS
+
+    return [describe_dataset(info) for info in DATASETS.values()]
+
+
+def plugged_dataset_summaries() -> list[dict[str, Any]]:
+    """The datasets plugins registered (their plugins are imported already)."""
+    from harness.registry.plugins import get_registry
+
+    entries = get_registry().datasets.values()
+    return [describe_dataset(entry.info) for entry in entries]
+
+
+def describe_dataset(info: DatasetInfo) -> dict[str, Any]:
+    """What ``harness list`` says of a dataset (``provider``: ``harness``, or the plugin)."""
+    return {
+        "name": info.name,
+        "provider": info.provider,
+        "kind": "generated" if info.generate is not None else "files",
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+    }
 
 
 def summarise(path: Path) -> dict[str, Any]:
@@ -174,8 +226,8 @@ def summary_cache_path(context: dict[str, Any]) -> Path:
 
 
 def read_cache(path: Path, context: dict[str, Any]) -> dict[str, Any]:
-    """The cached summaries, or nothing if the cache is missing, unreadable, damaged or made
-    for another context."""
+    """The cached summaries (``tasks`` by file, the built-in ``datasets``), or nothing if the
+    cache is missing, unreadable, damaged or made for another context."""
     from harness.errors import HarnessError
     from harness.paths import read_regular
 
@@ -185,14 +237,17 @@ def read_cache(path: Path, context: dict[str, Any]) -> dict[str, Any]:
         return {}
     if not isinstance(found, dict) or found.get("context") != context:
         return {}
-    entries = found.get("tasks")
+    entries, datasets = found.get("tasks"), found.get("datasets")
     if not isinstance(entries, dict):
         return {}
-    return {
+    tasks = {
         key: entry
         for key, entry in entries.items()
         if isinstance(entry, dict) and well_formed(entry.get("summary"))
     }
+    if not (isinstance(datasets, list) and all(map(well_formed_dataset, datasets))):
+        return {"tasks": tasks}
+    return {"tasks": tasks, "datasets": datasets}
 
 
 def well_formed(summary: Any) -> bool:
@@ -210,6 +265,18 @@ def well_formed(summary: Any) -> bool:
     )
 
 
+def well_formed_dataset(summary: Any) -> bool:
+    """A dataset summary as :func:`describe_dataset` writes it."""
+    return (
+        isinstance(summary, dict)
+        and set(summary) == {"name", "provider", "kind", "input_shape", "num_classes"}
+        and all(isinstance(summary[key], str) for key in ("name", "provider", "kind"))
+        and isinstance(summary["input_shape"], list)
+        and all(type(size) is int for size in summary["input_shape"])
+        and type(summary["num_classes"]) is int
+    )
+
+
 def write_cache(path: Path, context: dict[str, Any], entries: dict[str, Any]) -> None:
     """Write the cache whole (a temporary file renamed over it); a cache that can't be
     written is no error, the next listing summarises again."""
@@ -218,6 +285,6 @@ def write_cache(path: Path, context: dict[str, Any], entries: dict[str, Any]) ->
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps({"context": context, "tasks": entries}))
+        write_atomically(path, json.dumps({"context": context, **entries}))
     except (OSError, HarnessError):
         pass
