@@ -143,7 +143,10 @@ def write_run_files(planned: PlannedRun, run_dir: RunDir) -> None:
         for name in planned.config["frameworks"]
     }
     record = environment_record(
-        threads=planned.settings.threads, seed=planned.task.seed, frameworks=versions
+        threads=planned.settings.threads,
+        seed=planned.task.seed,
+        frameworks=versions,
+        plugins=planned.registry.contributions(),
     )
     run_dir.write_json(ENVIRONMENT_FILE, record)
 

@@ -102,6 +102,25 @@ def test_a_verdict_is_cached_per_task_definition_and_framework_version(tmp_path,
     assert agreement.status_for(task.with_dataset("fashion_mnist"), "b", "2.0") is None
 
 
+def test_a_verdict_holds_only_for_the_data_it_was_checked_on(tmp_path, monkeypatch):
+    """A plugin's dataset changing under the same name (a new version) voids the verdict."""
+    monkeypatch.setattr(agreement, "cache_path", lambda: tmp_path / "agreement.json")
+    task = load_task("mnist_mlp")
+    checked_on, changed = "a" * 64, "b" * 64
+    traces = [
+        agreement.Trace(name, "1", losses=[1.0, 0.5], parameters=101_770, data_sha256=checked_on)
+        for name in ("x", "y")
+    ]
+    pairs = [agreement.compare(*traces, task)]
+    agreement.record(
+        agreement.Check(task=task.without_dropout(), steps=2, traces=traces, pairs=pairs)
+    )
+
+    assert agreement.status_for(task, "x", "1", checked_on) == "pass (2 steps)"
+    assert agreement.status_for(task, "x", "1", changed) is None
+    assert agreement.status_for(task, "x", "1") is None  # a row that doesn't say what it loaded
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_the_built_in_frameworks_agree_on_the_first_steps_of_every_task(task, tmp_path):
     result = run_harness(

@@ -49,7 +49,7 @@ def test_a_later_check_and_calibration_show_up_in_an_older_run(tmp_path, monkeyp
     agreement_cache.write_text(
         json.dumps(
             {
-                agreement.task_digest(task): {
+                agreement.task_digest(task, before["dataset"]["sha256"]): {
                     "task": "mnist_mlp",
                     "steps": 7,
                     "frameworks": {"centroid": {"version": version, "status": "pass"}},

@@ -6,6 +6,7 @@ import re
 import pandas as pd
 import pytest
 
+from harness.data import datasets
 from harness.testing.fixtures import read_rows
 
 from .conftest import run_harness
@@ -118,6 +119,10 @@ def test_fashion_mnist_is_a_drop_in_for_an_mnist_task(tmp_path):
     config = json.loads((run_dir / "run.json").read_text())
     assert config["task"]["dataset"]["name"] == "fashion_mnist"
     assert config["task"]["target"]["min"] == 0.85
+    # the row names what it loaded: Fashion-MNIST's four verified files, not MNIST's
+    fashion, mnist = (datasets.DATASETS[name] for name in ("fashion_mnist", "mnist"))
+    assert row["dataset"]["sha256"] == datasets.digest_of_files(datasets.file_sums(fashion))
+    assert row["dataset"]["sha256"] != datasets.digest_of_files(datasets.file_sums(mnist))
 
 
 def test_frameworks_start_from_the_same_weights_and_batches(tmp_path):

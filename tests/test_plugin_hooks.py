@@ -16,7 +16,7 @@ from .conftest import SUPPORT, harness_env, run_harness
 TINY = harness_env(HARNESS_PLUGINS="harness_tiny_plugin,harness_test_plugins")
 
 
-def test_a_plugins_task_and_dataset_are_listed_and_train_end_to_end(tmp_path):
+def test_a_plugins_task_and_dataset_are_listed_and_train_end_to_end(tmp_path, monkeypatch):
     listed = json.loads(run_harness("list", "--json", env=TINY).stdout)
     task = next(task for task in listed["tasks"] if task["name"] == "tiny_blobs_mlp")
     assert task["dataset"] == "tiny_blobs" and task["problem"] is None
@@ -56,6 +56,25 @@ def test_a_plugins_task_and_dataset_are_listed_and_train_end_to_end(tmp_path):
     providers = {row["dataset"]["provider"] for row in rows}
     assert {row["dataset"]["name"] for row in rows} == {"tiny_blobs"}
     assert providers == {"plugin 'harness_tiny_plugin' (HARNESS_PLUGINS)"}, providers
+    # the run's environment names the plugins and what each provided
+    environment = json.loads((run_dir / "environment.json").read_text())
+    tiny = next(each for each in environment["plugins"] if each["plugin"] == "harness_tiny_plugin")
+    assert tiny == {
+        "plugin": "harness_tiny_plugin",
+        "source": "HARNESS_PLUGINS",
+        "frameworks": [],
+        "tasks": ["tiny_blobs_mlp"],
+        "datasets": ["tiny_blobs"],
+    }
+    # and what it loaded: the arrays the plugin generates from the task's seed
+    from harness.data.datasets import Arrays, Split, digest_of_arrays
+
+    monkeypatch.syspath_prepend(str(SUPPORT))
+    from harness_tiny_plugin import tiny_blobs
+
+    (x, y), (x_test, y_test) = tiny_blobs(rows[0]["seed"])
+    generated = digest_of_arrays(Split(Arrays(x, y), Arrays(x_test, y_test)))
+    assert {row["dataset"]["sha256"] for row in rows} == {generated}
 
 
 def test_a_taken_name_is_the_plugins_failure_not_a_crash(registry, register_plugin):

@@ -60,7 +60,9 @@ def _annotated(
 ) -> dict[str, Any]:
     row = {**row, "metrics": dict(row.get("metrics") or {})}
     if task is not None:
-        verdict = agreement.status_for(task, row["framework"], row.get("framework_version"))
+        loaded = (row.get("dataset") or {}).get("sha256")
+        version = row.get("framework_version")
+        verdict = agreement.status_for(task, row["framework"], version, loaded)
         row["agreement"] = verdict if verdict is not None else row.get("agreement")
     if row["status"] != "ok":
         row["agreement"] = None  # a cell that didn't train has nothing a verdict could vouch for

@@ -66,6 +66,8 @@ class Trace:
     weights: list[dict[str, np.ndarray]] | None = None
     #: why it failed or was skipped, as in a result row: ``unsupported``, ``not_installed``, ...
     kind: str | None = None
+    #: what it loaded (:attr:`harness.data.datasets.Split.sha256`)
+    data_sha256: str | None = None
 
     @property
     def skipped(self) -> bool:
@@ -134,6 +136,11 @@ class Check:
     def ran(self) -> list[Trace]:
         """The frameworks that tried the steps (and finished them or failed), in order."""
         return [trace for trace in self.traces if not trace.skipped]
+
+    @property
+    def data_sha256(self) -> str | None:
+        """What the frameworks that trained loaded (the same data for every one)."""
+        return next((t.data_sha256 for t in self.ran if t.data_sha256 is not None), None)
 
     @property
     def skipped(self) -> list[Trace]:
@@ -243,6 +250,7 @@ def trace(
     failure = outcome.failure(limits, log)
     if failure is not None:
         return Trace(framework, version, status="failed", error=f"{failure[0]}: {failure[1]}")
+    loaded = outcome.data_sha256
     assert outcome.result is not None
     if outcome.result["status"] != "ok":
         return Trace(
@@ -251,6 +259,7 @@ def trace(
             status=outcome.result["status"],
             error=outcome.result["error"],
             kind=outcome.result.get("kind"),
+            data_sha256=loaded,
         )
     metrics = outcome.result["metrics"]
     return Trace(
@@ -259,6 +268,7 @@ def trace(
         losses=[float(value) for value in metrics["losses"]],
         parameters=metrics.get("parameters"),
         weights=load_weights(weights_path) if weights_path.exists() else None,
+        data_sha256=loaded,
     )
 
 
@@ -377,16 +387,22 @@ def cache_path() -> Path:
     return Path(platformdirs.user_cache_dir("harness")) / "agreement.json"
 
 
-def task_digest(task: Task) -> str:
+def task_digest(task: Task, data_sha256: str | None = None) -> str:
     """Identifies what the check trained: a change to the model, data, seed or training
     settings voids a verdict; the task's wording, target, tolerances and epoch count (the
-    first steps are the same however many epochs follow) don't."""
+    first steps are the same however many epochs follow) don't.
+
+    :param data_sha256: what was loaded (:attr:`harness.data.datasets.Split.sha256`): data
+        that changed under the same dataset name (a plugin's new version) voids it too
+    """
     data = task.model_dump(mode="json", exclude={"description", "source", "target", "agreement"})
     del data["training"]["epochs"], data["training"]["eval_batch_size"]
     if data["dataset"].get("train_samples") is None:  # digests from before the field existed
         data["dataset"].pop("train_samples", None)
     if task.dataset_info.provider != "harness":  # a new version of a plugin's data voids it
         data["dataset"]["provider"] = task.dataset_info.provider
+    if data_sha256 is not None:
+        data["dataset"]["sha256"] = data_sha256
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -408,14 +424,18 @@ def record(check: Check) -> Path:
         "pairs": [asdict(pair) | {"passed": pair.passed} for pair in check.pairs],
     }
     path = cache_path()
-    update_json_file(path, lambda data: data.__setitem__(task_digest(check.task), entry))
+    key = task_digest(check.task, check.data_sha256)
+    update_json_file(path, lambda data: data.__setitem__(key, entry))
     return path
 
 
-def status_for(task: Task, framework: str, version: str | None) -> str | None:
-    """``"pass (N steps)"``/``"fail (N steps)"`` from the latest check of this exact task and
-    framework version, or ``None`` when it hasn't been checked."""
-    entry = _load_cache().get(task_digest(task.without_dropout()))
+def status_for(
+    task: Task, framework: str, version: str | None, data_sha256: str | None = None
+) -> str | None:
+    """``"pass (N steps)"``/``"fail (N steps)"`` from the latest check of this exact task,
+    data (``data_sha256``, as a row records it) and framework version, or ``None`` when it
+    hasn't been checked."""
+    entry = _load_cache().get(task_digest(task.without_dropout(), data_sha256))
     if not entry:
         return None
     verdict = entry.get("frameworks", {}).get(framework)
@@ -444,7 +464,8 @@ def run_agreement(spec: ChildSpec, events: Events) -> None:
     if prepared is None:
         return
     _, session, runtime_fields = prepared
-    _, train, _ = worker.load_data(task, spec)
+    split, train, _ = worker.load_data(task, spec)
+    events.send("data", sha256=split.sha256)
     try:
         trainer = session.build(task, initial_weights(task), train.x, train.y)
     except UnsupportedSpec as exc:

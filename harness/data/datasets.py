@@ -141,6 +141,9 @@ class Arrays:
 class Split:
     train: Arrays
     test: Arrays
+    #: identifies what was loaded, before any preprocessing (:func:`digest_of_files`,
+    #: :func:`digest_of_arrays`); rows and the agreement cache record it
+    sha256: str | None = None
 
 
 def builtin_dataset(dataset: str | DatasetInfo) -> DatasetInfo:
@@ -219,16 +222,11 @@ def locate(
     info = builtin_dataset(dataset)
     if info.generate is not None:
         return {}  # made from the task's seed in each cell
-    sums = canonical_sums()
+    sums = file_sums(info)
     dirs = [*search_dirs(data_dir), *info.system_dirs]
     located = {}
     for role, stem in info.files.items():
-        expected = (info.sha256 or {}).get(role) or sums.get(f"{info.subfolder}/{stem}")
-        if expected is None:
-            raise HarnessError(
-                f"dataset {info.name!r} gives no SHA-256 for its {role} file, so it can't be "
-                "verified; its plugin must give sha256 for each file"
-            )
+        expected = sums[role]
         path = _find_local(dirs, info, stem)
         if path is None:
             path = _download(info, stem, mirrors if mirrors is not None else info.mirrors)
@@ -236,6 +234,25 @@ def locate(
         logger.debug("%s %s: %s", info.name, role, path)
         located[role] = path
     return located
+
+
+def file_sums(info: DatasetInfo) -> dict[str, str]:
+    """The SHA-256 of each of a file dataset's files, by role: the plugin's own, or the
+    canonical ones shipped in ``SHA256SUMS``.
+
+    :raises HarnessError: for a file without one (it could not be verified)
+    """
+    canonical = canonical_sums()
+    sums = {}
+    for role, stem in info.files.items():
+        expected = (info.sha256 or {}).get(role) or canonical.get(f"{info.subfolder}/{stem}")
+        if expected is None:
+            raise HarnessError(
+                f"dataset {info.name!r} gives no SHA-256 for its {role} file, so it can't be "
+                "verified; its plugin must give sha256 for each file"
+            )
+        sums[role] = expected
+    return sums
 
 
 def _find_local(dirs: list[Path], info: DatasetInfo, stem: str) -> Path | None:
@@ -288,7 +305,7 @@ def shaped_for(task: Any, split: Split) -> Split:
     def reshape(arrays: Arrays) -> Arrays:
         return Arrays(arrays.x.reshape(len(arrays.x), *shape), arrays.y)
 
-    return Split(train=reshape(split.train), test=reshape(split.test))
+    return Split(train=reshape(split.train), test=reshape(split.test), sha256=split.sha256)
 
 
 def load(
@@ -306,7 +323,8 @@ def load(
         split = Split(train=Arrays(x_train, y_train), test=Arrays(x_test, y_test))
         check_loaded(info, split)
         # the task's preprocessing applies to every dataset, generated ones too
-        return Split(*(Arrays(_divided(a.x, divide_by), a.y) for a in (split.train, split.test)))
+        train, test = (Arrays(_divided(a.x, divide_by), a.y) for a in (split.train, split.test))
+        return Split(train, test, sha256=digest_of_arrays(split))
 
     limits = info.sizes or {}
 
@@ -320,9 +338,28 @@ def load(
     split = Split(
         train=Arrays(inputs("train_images"), labels("train_labels")),
         test=Arrays(inputs("test_images"), labels("test_labels")),
+        sha256=digest_of_files(file_sums(info)),
     )
     check_loaded(info, split)
     return split
+
+
+def digest_of_files(sums: dict[str, str]) -> str:
+    """What a file dataset loaded, identified by its files' SHA-256 sums: :func:`locate`
+    verified each file's decompressed bytes against them, so they name those bytes exactly
+    (and cost nothing to combine)."""
+    text = "".join(f"{role} {sums[role]}\n" for role in sorted(sums))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def digest_of_arrays(split: Split) -> str:
+    """What a generated dataset made: the SHA-256 of its arrays' types, shapes and bytes."""
+    hasher = hashlib.sha256()
+    for array in (split.train.x, split.train.y, split.test.x, split.test.y):
+        contiguous = np.ascontiguousarray(array)
+        hasher.update(f"{contiguous.dtype.str} {contiguous.shape}\n".encode())
+        hasher.update(memoryview(contiguous).cast("B"))
+    return hasher.hexdigest()
 
 
 def _divided(x: np.ndarray, divide_by: float) -> np.ndarray:

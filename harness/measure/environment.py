@@ -46,8 +46,14 @@ def usable_cores() -> int:
 
 
 def environment_record(
-    *, threads: int, seed: int, frameworks: dict[str, str | None]
+    *,
+    threads: int,
+    seed: int,
+    frameworks: dict[str, str | None],
+    plugins: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """What a run's ``environment.json`` records: this machine, the versions, and the plugins
+    (``plugins``: each plugin's source and the frameworks, tasks and datasets it provided)."""
     return {
         "harness_version": harness.__version__,
         "python_version": platform.python_version(),
@@ -62,6 +68,7 @@ def environment_record(
         "threads": threads,
         "seed": seed,
         "framework_versions": frameworks,
+        "plugins": plugins or [],
         "command": " ".join(["harness", *sys.argv[1:]]),
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -150,6 +150,22 @@ class Registry:
         """Plugins that failed to import or to register, with the reason."""
         return self._load_failures + self._registration_failures
 
+    def contributions(self) -> list[dict[str, Any]]:
+        """Each plugin other than the built-in ones, its source, and the frameworks, tasks
+        and datasets it registered (what a run's ``environment.json`` records)."""
+        kinds = {"frameworks": self.frameworks, "tasks": self.tasks, "datasets": self.datasets}
+        found: dict[str, dict[str, Any]] = {}
+        for kind, entries in kinds.items():
+            for name, entry in sorted(entries.items()):
+                if entry.source == "built-in":
+                    continue
+                plugin = found.setdefault(
+                    entry.plugin,
+                    {"plugin": entry.plugin, "source": entry.source} | {each: [] for each in kinds},
+                )
+                plugin[kind].append(name)
+        return [found[name] for name in sorted(found)]
+
     # -- in-process registration -------------------------------------------
 
     def add_plugin(self, plugin: object, *, name: str, source: str = "in-process") -> None:

@@ -232,6 +232,8 @@ def run_cell(
         row["noise"] = outcome.noise
     if outcome.energy is not None:
         row["energy"] = outcome.energy
+    if outcome.data_sha256 is not None:
+        row["dataset"]["sha256"] = outcome.data_sha256
     runtime = next((e for e in outcome.events if e.get("event") == "runtime"), None)
     for source in (runtime, outcome.result):
         if source:

@@ -97,6 +97,13 @@ class ChildOutcome:
     energy: dict[str, Any] | None = None
 
     @property
+    def data_sha256(self) -> str | None:
+        """What the child loaded, as its ``data`` event identified it (``None`` before that)."""
+        loaded = next((e for e in self.events if e.get("event") == "data"), None)
+        digest = loaded.get("sha256") if loaded is not None else None
+        return digest if isinstance(digest, str) else None
+
+    @property
     def stopped_from_outside(self) -> bool:
         """The child ended on a signal that stops a run (SIGTERM, SIGINT, SIGHUP) without a
         result: harness never sends those to a cell (it kills with SIGKILL), so someone stopped

@@ -143,6 +143,7 @@ def run_cell(spec: ChildSpec, events: Events) -> None:
 
     started = time.perf_counter()
     split, train, validation = load_data(task, spec)
+    events.send("data", sha256=split.sha256)
     if spec.train_subset:
         train = datasets.Arrays(train.x[: spec.train_subset], train.y[: spec.train_subset])
     timings["data_seconds"] = time.perf_counter() - started

@@ -100,6 +100,9 @@ class DatasetRecord(_Record):
     name: str
     #: ``harness`` for a built-in dataset; a plugin's name and distribution otherwise
     provider: str
+    #: SHA-256 identifying what the cell loaded (its files' verified sums combined, or a
+    #: generated dataset's arrays); absent when the cell stopped before loading
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
 class ResultRow(_Record):
