@@ -54,7 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plugin": (
         "harness.commands.plugin:plugin_group",
-        "Write framework plugins: see docs/writing-a-plugin.md.",
+        "Write plugins (frameworks, datasets, tasks): see docs/writing-a-plugin.md.",
     ),
 }
 

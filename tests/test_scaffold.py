@@ -133,6 +133,72 @@ def test_a_filled_in_scaffold_passes_the_conformance_kit(tmp_path):
     assert "95 passed" in kit.stdout and "warning" not in kit.stdout
 
 
+FILLED_IN_DATA = """
+import numpy as np
+
+
+def generate(seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2, (2, 8)).astype(np.float32)
+
+    def draw(count):
+        labels = rng.integers(0, 2, count)
+        points = centres[labels] + rng.normal(0, 0.5, (count, 8)).astype(np.float32)
+        return points.astype(np.float32), labels
+
+    return draw(1000), draw(200)
+"""
+
+
+def run_kit(folder, env):
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "tests")],
+        capture_output=True, text=True, env=env, cwd=folder, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_dataset_plugin_from_the_scaffold_is_listed_checked_and_trains(tmp_path):
+    made = run_harness("plugin", "new", "mydata", "--kind", "dataset", "--dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    folder = tmp_path / "harness-mydata"
+    env = install(folder, tmp_path)
+    listed = json.loads(run_harness("list", "--json", env=env).stdout)
+    assert {"mydata"} == {d["name"] for d in listed["datasets"] if d["provider"] != "harness"}
+    assert "mydata_mlp" in {task["name"] for task in listed["tasks"]}
+
+    skeleton = run_kit(folder, env)
+    assert skeleton.returncode == 1
+    assert "fill in generate(): return the train and test arrays" in skeleton.stdout
+
+    (folder / "harness_mydata" / "data.py").write_text(FILLED_IN_DATA)
+    env = install(folder, tmp_path / "filled_in")  # pip --target doesn't replace a package
+    kit = run_kit(folder, env)
+    assert kit.returncode == 0, kit.stdout[-3000:]
+    assert "7 passed" in kit.stdout
+    ran = run_harness(
+        "run", "--task", "mydata_mlp", "-f", "torch", "--no-report",
+        "--out", str(tmp_path / "results"), env=env,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    [row] = [json.loads(line) for line in next(tmp_path.rglob("results.jsonl")).open()]
+    assert (
+        row["status"] == "ok"
+        and row["dataset"]["provider"] == "plugin 'mydata' (harness-mydata 0.1.0)"
+    )
+
+
+def test_a_task_plugin_from_the_scaffold_passes_its_kit_as_written(tmp_path):
+    made = run_harness("plugin", "new", "mytask", "--kind", "task", "--dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    folder = tmp_path / "harness-mytask"
+    env = install(folder, tmp_path)
+    kit = run_kit(folder, env)
+    assert kit.returncode == 0, kit.stdout[-3000:]
+    assert "2 passed" in kit.stdout
+    shown = run_harness("list", env=env).stdout
+    assert "mytask" in shown
+
+
 def test_a_bad_name_or_an_existing_folder_is_one_line(tmp_path):
     bad = run_harness("plugin", "new", "My-FW", "--dir", str(tmp_path))
     assert bad.returncode == 2
@@ -142,4 +208,8 @@ def test_a_bad_name_or_an_existing_folder_is_one_line(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
     taken = run_harness("plugin", "new", "torch", "--dir", str(tmp_path))
     assert taken.returncode == 2 and "'torch' is taken" in taken.stderr
+    task_taken = run_harness("plugin", "new", "mnist_mlp", "--kind", "task", "--dir", str(tmp_path))
+    assert task_taken.returncode == 2 and "'mnist_mlp' is taken" in task_taken.stderr
+    wrong = run_harness("plugin", "new", "x", "--kind", "task", "--distribution", "y")
+    assert wrong.returncode == 2 and "are for --kind framework" in wrong.stderr
     assert "Traceback" not in bad.stderr + again.stderr + taken.stderr

@@ -227,6 +227,18 @@ def run_cell(
         # as if the run itself had been stopped: no row, so ``--resume`` runs the cell again
         raise Terminated() if outcome.returncode == -signal.SIGTERM else KeyboardInterrupt()
     row["log"] = str(log_path.relative_to(run_dir.path))
+    _record_circumstances(row, outcome)
+    failure = outcome.failure(limits, log_path)
+    if failure is not None:
+        _record_failure(row, failure, outcome, cell, run_dir)
+    else:
+        _record_result(row, outcome, cell)
+    return row
+
+
+def _record_circumstances(row: dict[str, Any], outcome: ChildOutcome) -> None:
+    """What every cell that ran reports, failed or not: its time, the noise and energy around
+    it, what it loaded, and its device and settings."""
     row["wall_seconds"] = outcome.wall_seconds
     if outcome.noise is not None:
         row["noise"] = outcome.noise
@@ -240,13 +252,6 @@ def run_cell(
             row["device"] = source.get("device", row["device"])
             row["device_name"] = source.get("device_name", row["device_name"])
             row["settings"] = source.get("settings", row["settings"])
-
-    failure = outcome.failure(limits, log_path)
-    if failure is not None:
-        _record_failure(row, failure, outcome, cell, run_dir)
-    else:
-        _record_result(row, outcome, cell)
-    return row
 
 
 def _record_failure(

@@ -14,11 +14,14 @@ numpy reference (:mod:`harness.testing.reference_training`), what ``train_epoch`
 ``evaluate`` return, and a clear ``UnsupportedSpec`` for a layer kind the plugin doesn't know.
 A plugin may declare layer kinds it deliberately leaves out; their probes must then raise
 ``UnsupportedSpec`` (a ``skipped`` cell in a run), never build something else.
+
+Dataset and task plugins have kits of their own, :class:`DatasetConformanceSuite` and
+:class:`TaskConformanceSuite` (:mod:`harness.testing.data_suite`).
 """
 
 from typing import Any
 
-__all__ = ["ConformanceSuite"]
+__all__ = ["ConformanceSuite", "DatasetConformanceSuite", "TaskConformanceSuite"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +31,8 @@ def __getattr__(name: str) -> Any:
         from harness.testing.suite import ConformanceSuite
 
         return ConformanceSuite
+    if name in ("DatasetConformanceSuite", "TaskConformanceSuite"):
+        from harness.testing import data_suite
+
+        return getattr(data_suite, name)
     raise AttributeError(f"module 'harness.testing' has no attribute {name!r}")
