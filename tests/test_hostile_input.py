@@ -187,7 +187,7 @@ def test_a_model_over_the_memory_limit_is_refused(tmp_path):
         "centroid",
         "--memory-limit",
         "1M",
-        fragments=("101,770 parameters", "--memory-limit"),
+        fragments=("101,770 parameters", "209.4 MiB for the data", "--memory-limit, 1.0 MiB"),
     )
 
 

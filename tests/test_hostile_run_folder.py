@@ -152,6 +152,21 @@ def test_writers_never_follow_a_link_planted_after_the_check(run_copy, tmp_path)
     assert victim.read_text() == "precious\n"
 
 
+def test_a_cells_log_is_never_written_through_a_link(tmp_path):
+    """symbolic links in a run folder: a link planted at a cell's log is refused, not followed."""
+    from harness.runner.child_spec import ChildSpec
+    from harness.runner.process import Limits, run_child
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    log = tmp_path / "cell.log"
+    log.symlink_to(victim)
+    spec = ChildSpec(entry="harness.testing.checks:run_conformance", framework="x", threads=1)
+    with pytest.raises(HarnessError, match="symbolic link"):
+        run_child(spec, threads=1, limits=Limits(60), log_path=log)
+    assert victim.read_text() == "precious\n"
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [

@@ -35,6 +35,7 @@ from typing import Any
 from harness.measure.energy import EnergyMeter
 from harness.measure.monitor import ProcessMonitor, oom_kill_counts, oom_kills_between
 from harness.measure.noise import NoiseSampler
+from harness.paths import open_no_follow
 from harness.runner.child_spec import ChildSpec
 
 logger = logging.getLogger(__name__)
@@ -298,7 +299,8 @@ def _start_child(
     events_fd: int, env: dict[str, str], cwd: Path, log_path: Path
 ) -> subprocess.Popen[bytes]:
     """The worker process, its output to ``log_path``, its events to ``events_fd``."""
-    with open(log_path, "wb") as log:
+    descriptor = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with os.fdopen(descriptor, "wb") as log:
         return subprocess.Popen(
             worker_command(events_fd),
             stdin=subprocess.PIPE,

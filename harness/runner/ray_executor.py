@@ -27,7 +27,7 @@ from typing import Any
 from harness.data import datasets
 from harness.errors import HarnessError
 from harness.measure.environment import environment_record
-from harness.paths import safe_name
+from harness.paths import safe_name, write_new
 from harness.registry.plugins import get_registry
 from harness.runner import Cell, Observer, RunSettings, new_row, run_cell
 from harness.runner.process import remove_stale_folders, safe_pythonpath
@@ -164,13 +164,13 @@ def _keep(payload: dict[str, Any], run_dir: RunDir) -> dict[str, Any]:
     for name, text in payload["files"].items():
         target = (run_dir.path / name).resolve()
         if run_dir.path.resolve() in target.parents:  # a node can't write outside the run
-            target.write_text(text, encoding="utf-8")
+            write_new(target, text)
     row = payload["row"]
     hosts = run_dir.path / HOSTS_DIR
     hosts.mkdir(exist_ok=True)
     host_file = hosts / f"{safe_name(row['host'], fallback='unknown')}.json"
     if not host_file.exists():
-        host_file.write_text(json.dumps(payload["environment"], indent=2) + "\n", encoding="utf-8")
+        write_new(host_file, json.dumps(payload["environment"], indent=2) + "\n")
     return row
 
 

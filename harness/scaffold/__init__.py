@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from harness.errors import HarnessError
+from harness.paths import write_new
 
 NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
 
@@ -92,7 +93,7 @@ def new_plugin(
         for template, target in {**COMMON, **FILES[kind]}.items():
             path = folder / target.format(package=package, name=name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(environment.get_template(template).render(context), encoding="utf-8")
+            write_new(path, environment.get_template(template).render(context))
     except OSError as exc:
         raise HarnessError(f"cannot write the plugin into {parent}: {exc.strerror}") from None
     return folder
