@@ -47,7 +47,7 @@ DEVICE_KINDS = ("cpu", "gpu")
 #: ``eager``: the framework's default way of running; ``compiled``: its whole-graph compiler
 MODES = ("eager", "compiled")
 #: the plugin API this harness speaks (see :attr:`FrameworkAdapter.api_version`)
-API_VERSION = 1
+API_VERSION = 2
 #: where the guide says what changed between plugin API versions
 API_CHANGES = "docs/writing-a-plugin.md#plugin-api-versions"
 
@@ -238,8 +238,10 @@ class FrameworkAdapter(abc.ABC):
     install_hint: ClassVar[str] = ""
     #: The execution modes (of :data:`MODES`) this adapter implements.
     modes: ClassVar[tuple[str, ...]] = ("eager",)
-    #: The plugin API the adapter was written against: ``1`` (:data:`API_VERSION`) for
-    #: ``setup`` returning a :class:`Session`. An adapter that doesn't say is taken as API 0.
+    #: The plugin API the adapter was written against: ``1`` for ``setup`` returning a
+    #: :class:`Session`; ``2`` (:data:`API_VERSION`) when it also builds the ResNet layers
+    #: (``batch_norm``, ``global_avg_pool2d``, ``residual_block``: an API 1 adapter may refuse
+    #: them with :class:`UnsupportedSpec`). An adapter that doesn't say is taken as API 0.
     api_version: ClassVar[int] = 0
 
     def availability(self) -> Availability:
@@ -333,7 +335,7 @@ def api0_message(adapter: FrameworkAdapter) -> str:
     return (
         f"the {adapter.name!r} adapter speaks plugin API 0 (setup() returns RuntimeInfo and the "
         f"adapter builds): it still works, but will stop in a later harness. Declare "
-        f"api_version = {API_VERSION} and return a harness.api.adapter.Session (see {API_CHANGES})"
+        f"api_version = 1 or later and return a harness.api.adapter.Session (see {API_CHANGES})"
     )
 
 

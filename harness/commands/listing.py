@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from harness.api.adapter import API_CHANGES, API_VERSION, availability_of
+from harness.api.adapter import API_CHANGES, availability_of
 from harness.present.console import console, styled
 from harness.registry.catalog import catalog_summaries
 from harness.registry.plugins import get_registry
@@ -99,7 +99,7 @@ def framework_summaries() -> dict[str, list[dict[str, Any]]]:
                 f"no installed distribution {entry.adapter.distribution!r}: results would "
                 "record no version; set the adapter's `distribution`"
             )
-        elif availability.available and api_version < API_VERSION:
+        elif availability.available and api_version < 1:
             reason = f"plugin API {api_version}, deprecated: see {API_CHANGES}"
         frameworks.append(
             {

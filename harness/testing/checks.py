@@ -140,6 +140,42 @@ def check_training(session: Session, kind: str, probe: Probe, loss: Loss) -> dic
     return report | {"status": "ok"}
 
 
+#: a batch norm first (so its input is the batch itself) with a momentum whose two
+#: conventions differ: 0.9 of the old statistics kept (Keras's), or 0.1 (PyTorch's)
+BATCH_NORM_PROBE = Probe(
+    "batch_norm_statistics",
+    (3,),
+    ({"kind": "batch_norm", "momentum": 0.9}, {"kind": "dense", "units": 1}),
+)
+
+
+def check_batch_norm_statistics(session: Session) -> dict[str, Any]:
+    """Train one batch and compare the batch norm's moving mean and variance with the task's
+    update (:func:`harness.workload.reference.moving_statistics`): a framework's own momentum
+    convention passed through unconverted, or an unbiased batch variance, shows here."""
+    from harness.workload.reference import moving_statistics
+
+    task = probe_task(BATCH_NORM_PROBE, batch_size=TRAINING_BATCH)
+    weights = probe_weights(task)
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((TRAINING_BATCH, 3)) * 2 + 1).astype(np.float32)
+    y = rng.standard_normal(TRAINING_BATCH).astype(np.float32)
+    expected = moving_statistics(task.model.layers[0], weights[0], x)
+    try:
+        trainer = session.build(task, weights, x, y)
+        trainer.train_epoch(np.arange(TRAINING_BATCH))
+        got = trainer.weights()[0]
+        differences = {
+            name: max_relative_difference(expected[name], np.asarray(got[name]))
+            for name in expected
+        }
+    except UnsupportedSpec as exc:
+        return {"status": "unsupported", "error": str(exc)}
+    except Exception as exc:
+        return {"status": "error", **_error(exc)}
+    return {"status": "ok", "differences": differences}
+
+
 class FutureLayer(_Spec):
     """A layer kind no plugin knows."""
 
@@ -177,6 +213,7 @@ def run_all(session: Session) -> dict[str, Any]:
             for kind, probe, loss in TRAINING_PROBES
         },
         "unknown_layer": check_unknown_layer(session),
+        "batch_norm_statistics": check_batch_norm_statistics(session),
     }
     try:
         memory = session.peak_device_memory_bytes()

@@ -109,6 +109,25 @@ PROBES: tuple[Probe, ...] = (
         ),
         ENCODER_RTOL,
     ),
+    # the ResNet layers (plugin API 2): moving statistics random, so evaluation must use them
+    _one("batch_norm", (5,), kind="batch_norm", momentum=0.9),
+    _one("batch_norm_image_relu", (4, 3, 2), kind="batch_norm", activation="relu"),
+    _one("global_avg_pool2d", (4, 3, 2), kind="global_avg_pool2d"),
+    _one("residual_block_identity", (5, 4, 3), kind="residual_block", filters=3),
+    # odd sizes, stride 2: a projection shortcut, and "same" padding as TensorFlow pads
+    _one("residual_block_projection", (5, 4, 2), kind="residual_block", filters=3, strides=2),
+    Probe(
+        "small_resnet",
+        (6, 6, 1),
+        (
+            {"kind": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
+            {"kind": "batch_norm", "activation": "relu"},
+            {"kind": "residual_block", "filters": 4},
+            {"kind": "residual_block", "filters": 6, "strides": 2},
+            {"kind": "global_avg_pool2d"},
+            {"kind": "dense", "units": 3, "activation": "softmax"},
+        ),
+    ),
     Probe(
         "stacked_rnn_dense",
         (5, 2),
@@ -158,17 +177,21 @@ def probe_task(
 
 
 def probe_weights(task: Task, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """The harness's initial weights, with biases, layer-norm scales and offsets and position
-    embeddings made random and large enough to matter (zeros and ones would hide a lost bias, a
-    swapped scale and offset; an embedding drawn at 0.02 would barely move the output)."""
+    """The harness's initial weights, with biases, normalisation scales and offsets, batch
+    norms' moving statistics and position embeddings made random and large enough to matter
+    (zeros and ones would hide a lost bias, a swapped scale and offset, or batch statistics
+    used where the moving ones belong; an embedding drawn at 0.02 would barely move the
+    output)."""
     rng = np.random.default_rng([seed, 3])
     weights = initial_weights(task)
     for layer in weights:
         for name, array in layer.items():
-            if name.endswith(("bias", "beta", "embedding")):
+            if name.endswith(("bias", "beta", "embedding", "moving_mean")):
                 layer[name] = rng.uniform(-0.5, 0.5, array.shape).astype(np.float32)
             elif name.endswith("gamma"):
                 layer[name] = rng.uniform(0.5, 1.5, array.shape).astype(np.float32)
+            elif name.endswith("moving_variance"):
+                layer[name] = rng.uniform(0.5, 2.0, array.shape).astype(np.float32)
     return weights
 
 

@@ -37,6 +37,24 @@ LAYERS_SINCE_API_1 = frozenset(
 #: probes of an older layer kind used in a way that came with plugin API 1
 PROBES_SINCE_API_1 = frozenset({"dense_sequence"})
 
+#: layer kinds that came with plugin API 2 (the ResNet's): an adapter of an older API may
+#: refuse them with ``UnsupportedSpec`` (its cells of such a task are then skipped)
+LAYERS_SINCE_API_2 = frozenset({"batch_norm", "global_avg_pool2d", "residual_block"})
+
+#: how far the moving statistics may be from the task's update (float32 arithmetic); PyTorch's
+#: momentum unconverted is off by about 1, its unbiased variance by about 1e-2
+MOVING_STATISTICS_RTOL = 1e-5
+
+
+def api_of(kinds: set[str], probe_name: str) -> int:
+    """The plugin API that brought the layer kinds (or the use of them) a probe needs."""
+    if kinds & LAYERS_SINCE_API_2:
+        return 2
+    if kinds & LAYERS_SINCE_API_1 or probe_name in PROBES_SINCE_API_1:
+        return 1
+    return 0
+
+
 _reports: dict[str, dict[str, Any]] = {}
 #: why a framework's checks could not run, kept so the other tests fail at once with it
 _failures: dict[str, str] = {}
@@ -130,7 +148,7 @@ class ConformanceSuite:
         assert version <= API_VERSION, (
             f"written for plugin API {version}; this harness speaks API {API_VERSION}"
         )
-        if version < API_VERSION:
+        if version < 1:  # API 0 is deprecated; API 1 is older, not deprecated
             warnings.warn(api0_message(adapter), PluginAPIDeprecationWarning, stacklevel=1)
 
     def test_keeps_per_cell_state_on_its_session(self, report: dict[str, Any]):
@@ -160,13 +178,11 @@ class ConformanceSuite:
     def _probe(self, report: dict[str, Any], probe: Probe) -> dict[str, Any]:
         result = report["probes"][probe.name]
         kinds = {layer["kind"] for layer in probe.layers}
-        newer = sorted(kinds & LAYERS_SINCE_API_1) or (
-            ["dense on a sequence"] if probe.name in PROBES_SINCE_API_1 else []
-        )
-        if result["status"] != "ok" and newer and report.get("api_version", 0) < 1:
+        since, declared = api_of(kinds, probe.name), report.get("api_version", 0)
+        if result["status"] != "ok" and declared < since:
             # an adapter written before these layers (or uses of a layer) existed can't know
             # them: a task that needs them is one it can't run, which its cells say
-            pytest.skip(f"{', '.join(newer)}: newer than the adapter's plugin API 0")
+            pytest.skip(f"{probe.name}: plugin API {since}, newer than the adapter's {declared}")
         if kinds & self.unsupported_layers:
             assert result["status"] == "unsupported", (
                 f"{probe.name}: declared unsupported, so build must raise UnsupportedSpec"
@@ -207,6 +223,25 @@ class ConformanceSuite:
         assert unknown["raised"] == "UnsupportedSpec", (
             f"build raised {unknown['raised']} ({unknown['message']}) for an unknown layer kind"
         )
+
+    def test_batch_norm_keeps_its_moving_statistics_as_the_task_says(self, report):
+        """Keras's momentum convention and the biased batch variance (harness.workload.tasks
+        .BatchNorm): a plugin converts its framework's own."""
+        result = report["batch_norm_statistics"]
+        if result["status"] != "ok" and report.get("api_version", 0) < 2:
+            pytest.skip("batch_norm: plugin API 2, newer than the adapter's")
+        if "batch_norm" in self.unsupported_layers:
+            assert result["status"] == "unsupported", result
+            pytest.skip("batch_norm declared unsupported")
+        assert result["status"] == "ok", (
+            f"{result.get('error_type', 'UnsupportedSpec')}: {result.get('error')}\n"
+            f"{result.get('traceback', '')}"
+        )
+        for name, difference in result["differences"].items():
+            assert difference <= MOVING_STATISTICS_RTOL, (
+                f"{name} after one step is {difference:.2e} of its scale from "
+                "momentum * old + (1 - momentum) * batch (Keras's momentum, the biased variance)"
+            )
 
     # -- training ------------------------------------------------------------------
 

@@ -20,6 +20,11 @@ gru           ``kernel (features, 3 units)``, ``recurrent_kernel (units, 3 units
 position_     ``embedding (steps, features)``
 embedding
 layer_norm    ``gamma (features,)``, ``beta (features,)``
+batch_norm    ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``, each ``(channels,)``
+              (the moving statistics are not trained; every trainer returns them too)
+residual_     ``conv1_kernel (3, 3, in, filters)``, ``bn1_`` + the four batch-norm arrays,
+block         ``conv2_kernel (3, 3, filters, filters)``, ``bn2_`` + the four; with a
+              projection, ``shortcut_kernel (1, 1, in, filters)`` and ``shortcut_bn_`` + the four
 transformer_  ``norm1_gamma``, ``norm1_beta`` ``(width,)``; ``query_kernel``, ``key_kernel``,
 encoder       ``value_kernel`` ``(width, heads, key_dim)`` with ``query_bias``, ``key_bias``,
               ``value_bias`` ``(heads, key_dim)``; ``output_kernel (heads, key_dim, width)``,
@@ -45,10 +50,12 @@ import numpy as np
 from harness.workload.tasks import (
     GRU,
     LSTM,
+    BatchNorm,
     Conv2D,
     Dense,
     LayerNorm,
     PositionEmbedding,
+    ResidualBlock,
     SimpleRNN,
     Task,
     TransformerEncoder,
@@ -108,10 +115,39 @@ def initial_weights(task: Task) -> list[dict[str, np.ndarray]]:
             weights.append({"embedding": embedding.astype(np.float32)})
         elif isinstance(layer, LayerNorm):
             weights.append(_layer_norm(in_shape[-1]))
+        elif isinstance(layer, BatchNorm):
+            weights.append(batch_norm_weights(in_shape[-1]))
+        elif isinstance(layer, ResidualBlock):
+            weights.append(residual_weights(rng, layer, in_shape[-1]))
         elif isinstance(layer, TransformerEncoder):
             weights.append(encoder_weights(rng, layer, in_shape[-1]))
         else:
             weights.append({})
+    return weights
+
+
+def batch_norm_weights(channels: int, prefix: str = "") -> dict[str, np.ndarray]:
+    ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+    return {
+        f"{prefix}gamma": ones,
+        f"{prefix}beta": zeros,
+        f"{prefix}moving_mean": zeros.copy(),
+        f"{prefix}moving_variance": ones.copy(),
+    }
+
+
+def residual_weights(
+    rng: np.random.Generator, layer: ResidualBlock, in_channels: int
+) -> dict[str, np.ndarray]:
+    """A residual block's arrays, drawn in the order listed in the module doc."""
+    width = layer.filters
+    weights = {"conv1_kernel": glorot_uniform(rng, (3, 3, in_channels, width))}
+    weights |= batch_norm_weights(width, "bn1_")
+    weights["conv2_kernel"] = glorot_uniform(rng, (3, 3, width, width))
+    weights |= batch_norm_weights(width, "bn2_")
+    if layer.projects(in_channels):
+        weights["shortcut_kernel"] = glorot_uniform(rng, (1, 1, in_channels, width))
+        weights |= batch_norm_weights(width, "shortcut_bn_")
     return weights
 
 

@@ -10,7 +10,16 @@ as is usual for model-FLOP-utilisation figures.
 from __future__ import annotations
 
 from harness.workload.fairness import GATES
-from harness.workload.tasks import GRU, LSTM, Conv2D, Dense, SimpleRNN, Task, TransformerEncoder
+from harness.workload.tasks import (
+    GRU,
+    LSTM,
+    Conv2D,
+    Dense,
+    ResidualBlock,
+    SimpleRNN,
+    Task,
+    TransformerEncoder,
+)
 
 #: forward + backward (gradients for inputs and for weights)
 TRAINING_MULTIPLIER = 3
@@ -37,6 +46,21 @@ def forward_flops_per_sample(task: Task) -> int:
             total += 2 * steps * (features + layer.units) * width  # input and recurrent products
         elif isinstance(layer, TransformerEncoder):
             total += encoder_flops(layer, *in_shape)
+        elif isinstance(layer, ResidualBlock):
+            total += residual_flops(layer, in_shape, out_shape)
+    return total
+
+
+def residual_flops(
+    layer: ResidualBlock, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> int:
+    """A residual block on one sample: its two 3x3 convolutions and, with a projection, the
+    1x1 one. Batch norms, ReLUs and the addition are elementwise and left out."""
+    height, width, filters = out_shape
+    positions = height * width
+    total = 2 * positions * filters * 9 * in_shape[2] + 2 * positions * filters * 9 * filters
+    if layer.projects(in_shape[2]):
+        total += 2 * positions * filters * in_shape[2]
     return total
 
 

@@ -14,10 +14,12 @@ import numpy as np
 from harness.workload.tasks import (
     GRU,
     LSTM,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     Layer,
     LayerNorm,
     MaxPool2D,
@@ -25,6 +27,7 @@ from harness.workload.tasks import (
     ModelSpec,
     Patches,
     PositionEmbedding,
+    ResidualBlock,
     SimpleRNN,
     TransformerEncoder,
 )
@@ -69,6 +72,68 @@ def conv2d(layer: Conv2D, weights: dict[str, np.ndarray], x: np.ndarray) -> np.n
             patch = x[:, i : i + sh * out_h : sh, j : j + sw * out_w : sw, :]
             out += patch @ kernel[i, j]
     return activate(layer.activation, out + weights["bias"])
+
+
+def convolve(x: np.ndarray, kernel: np.ndarray, strides: tuple[int, int]) -> np.ndarray:
+    """A ``same``-padded convolution without a bias (a residual block's)."""
+    kh, kw = kernel.shape[:2]
+    sh, sw = strides
+    x = np.pad(
+        x, ((0, 0), _same_padding(x.shape[1], kh, sh), _same_padding(x.shape[2], kw, sw), (0, 0))
+    )
+    out_h, out_w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[3]))
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, i : i + sh * out_h : sh, j : j + sw * out_w : sw, :] @ kernel[i, j]
+    return out
+
+
+def batch_norm(
+    x: np.ndarray, weights: dict[str, np.ndarray], epsilon: float, prefix: str = ""
+) -> np.ndarray:
+    """Evaluation behaviour: normalised with the moving mean and variance."""
+    mean, variance = weights[prefix + "moving_mean"], weights[prefix + "moving_variance"]
+    scale = weights[prefix + "gamma"] / np.sqrt(variance.astype(np.float64) + epsilon)
+    return (x - mean) * scale + weights[prefix + "beta"]
+
+
+def batch_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A training batch's mean and biased variance over every axis but the channels."""
+    axes = tuple(range(x.ndim - 1))
+    return x.mean(axis=axes), x.var(axis=axes)
+
+
+def moving_statistics(
+    layer: BatchNorm, weights: dict[str, np.ndarray], x: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The moving mean and variance after one training step on input ``x`` (the update of
+    :class:`~harness.workload.tasks.BatchNorm`, Keras's momentum, the biased variance)."""
+    mean, variance = batch_statistics(np.asarray(x, np.float64))
+    keep = layer.momentum
+    return {
+        "moving_mean": keep * weights["moving_mean"] + (1 - keep) * mean,
+        "moving_variance": keep * weights["moving_variance"] + (1 - keep) * variance,
+    }
+
+
+def residual_block(
+    layer: ResidualBlock, weights: dict[str, np.ndarray], x: np.ndarray
+) -> np.ndarray:
+    """Evaluation behaviour of :class:`~harness.workload.tasks.ResidualBlock`."""
+    strides = tuple(layer.strides)
+    inner = np.maximum(
+        batch_norm(convolve(x, weights["conv1_kernel"], strides), weights, layer.epsilon, "bn1_"),
+        0,
+    )
+    inner = batch_norm(
+        convolve(inner, weights["conv2_kernel"], (1, 1)), weights, layer.epsilon, "bn2_"
+    )
+    shortcut = x
+    if layer.projects(x.shape[-1]):
+        projected = convolve(x, weights["shortcut_kernel"], strides)
+        shortcut = batch_norm(projected, weights, layer.epsilon, "shortcut_bn_")
+    return np.maximum(inner + shortcut, 0)
 
 
 def max_pool2d(layer: MaxPool2D, x: np.ndarray) -> np.ndarray:
@@ -167,6 +232,12 @@ def layer_forward(layer: Layer, weights: dict[str, np.ndarray], x: np.ndarray) -
         return conv2d(layer, weights, x)
     if isinstance(layer, MaxPool2D):
         return max_pool2d(layer, x)
+    if isinstance(layer, BatchNorm):
+        return activate(layer.activation, batch_norm(x, weights, layer.epsilon))
+    if isinstance(layer, GlobalAvgPool2D):
+        return x.mean(axis=(1, 2))
+    if isinstance(layer, ResidualBlock):
+        return residual_block(layer, weights, x)
     if isinstance(layer, Patches):
         return patches(layer, x)
     if isinstance(layer, PositionEmbedding):

@@ -203,6 +203,57 @@ class MaxPool2D(_Spec):
         return self.strides or self.pool_size
 
 
+class BatchNorm(_Spec):
+    """Batch normalisation over every axis but the last (the channels), then the activation.
+
+    Training normalises with the batch's mean and biased variance (divided by the count);
+    evaluation with the moving ones. After each training step::
+
+        moving_mean     = momentum * moving_mean     + (1 - momentum) * batch_mean
+        moving_variance = momentum * moving_variance + (1 - momentum) * batch_variance
+
+    with the *biased* batch variance and ``momentum`` in Keras's convention (the share of the
+    old value kept: PyTorch's ``momentum=0.1`` is this ``0.9``, and PyTorch updates with the
+    unbiased variance; its plugin converts both). ``gamma`` starts at ones, ``beta`` at
+    zeros, the moving mean at zeros and the moving variance at ones.
+    """
+
+    kind: Literal["batch_norm"]
+    momentum: float = Field(default=0.99, ge=0, lt=1)
+    epsilon: float = Field(default=1e-3, gt=0, le=1)
+    activation: Activation = "linear"
+
+
+class GlobalAvgPool2D(_Spec):
+    """The mean over (height, width) of an (h, w, c) input: (c,). Parameter-free."""
+
+    kind: Literal["global_avg_pool2d"]
+
+
+class ResidualBlock(_Spec):
+    """A basic ResNet block (He et al., 2016) on (h, w, c) inputs::
+
+        y = relu(BN2(conv2(relu(BN1(conv1(x))))) + shortcut(x))
+
+    ``conv1`` is 3x3 with ``strides``, ``conv2`` 3x3 with stride 1, both ``same`` (TensorFlow's
+    padding) and without a bias, both ``filters`` wide. ``shortcut`` is the identity when the
+    stride is 1 and the width doesn't change, else a projection: a 1x1 convolution with
+    ``strides`` and no bias, then its own batch norm ``BN_s``. Every batch norm uses
+    ``momentum`` and ``epsilon`` as :class:`BatchNorm` does; kernels are Glorot-uniform.
+    """
+
+    kind: Literal["residual_block"]
+    filters: Positive
+    strides: Pair = (1, 1)
+    momentum: float = Field(default=0.99, ge=0, lt=1)
+    epsilon: float = Field(default=1e-3, gt=0, le=1)
+    kernel_initializer: Literal["glorot_uniform"] = "glorot_uniform"
+
+    def projects(self, in_channels: int) -> bool:
+        """Whether the shortcut is a projection (the stride or the width changes)."""
+        return tuple(self.strides) != (1, 1) or in_channels != self.filters
+
+
 class Dropout(_Spec):
     """Zeroes a ``rate`` share of inputs while training and scales the rest by 1 / (1 - rate);
     the identity when evaluating. Each framework draws its own masks."""
@@ -316,6 +367,9 @@ Layer = Annotated[
     | Conv2D
     | MaxPool2D
     | Dropout
+    | BatchNorm
+    | GlobalAvgPool2D
+    | ResidualBlock
     | SimpleRNN
     | LSTM
     | GRU
@@ -332,6 +386,9 @@ LAYER_KINDS = (
     "conv2d",
     "max_pool2d",
     "dropout",
+    "batch_norm",
+    "global_avg_pool2d",
+    "residual_block",
     "simple_rnn",
     "lstm",
     "gru",
@@ -379,6 +436,8 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
         if min(out) < 1:
             raise ValueError(f"its {kernel[0]}x{kernel[1]} window does not fit input {shape}")
         return (*out, channels)
+    if isinstance(layer, BatchNorm | GlobalAvgPool2D | ResidualBlock):
+        return _image_output_shape(layer, shape)
     if isinstance(layer, Patches | PositionEmbedding | MeanPool | LayerNorm | TransformerEncoder):
         return _sequence_output_shape(layer, shape)
     if layer.kind not in RECURRENT_KINDS:
@@ -388,6 +447,18 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
     if len(shape) != 2:
         raise ValueError(f"needs an input of shape (steps, features), not {shape}")
     return (shape[0], layer.units) if layer.return_sequences else (layer.units,)
+
+
+def _image_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if isinstance(layer, BatchNorm):
+        return shape  # over the last axis, whatever the rank
+    if len(shape) != 3:
+        raise ValueError(f"needs an input of shape (height, width, channels), not {shape}")
+    if isinstance(layer, GlobalAvgPool2D):
+        return (shape[2],)
+    assert isinstance(layer, ResidualBlock)
+    out = tuple(_window(shape[i], 3, layer.strides[i], "same") for i in (0, 1))
+    return (*out, layer.filters)
 
 
 def _sequence_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
