@@ -180,9 +180,19 @@ def encoder_weights(
     return weights
 
 
+#: arrays a model keeps but doesn't train: they are not parameters
+NOT_TRAINED = ("moving_mean", "moving_variance")
+
+
 def count_parameters(weights: list[dict[str, np.ndarray]]) -> int:
-    """The number of values in a model's weights (harness layout)."""
-    return sum(array.size for layer in weights for array in layer.values())
+    """The number of trained values in a model's weights (harness layout): a batch norm's
+    moving statistics are kept, returned and compared, but not counted."""
+    return sum(
+        array.size
+        for layer in weights
+        for name, array in layer.items()
+        if not name.endswith(NOT_TRAINED)
+    )
 
 
 def parameter_count(task: Task) -> int:
