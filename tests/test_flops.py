@@ -35,3 +35,15 @@ def test_vision_transformer_flops_count_the_projections_both_attention_products_
     block = projections + attention + 2 * (2 * tokens * width * mlp)
     head = 2 * width * 10
     assert forward_flops_per_sample(load_task("mnist_vit")) == patch_embedding + 2 * block + head
+
+
+def test_residual_block_flops_count_both_3x3_convolutions_and_the_projection():
+    from harness.testing.probes import Probe, probe_task
+
+    block = {"kind": "residual_block", "filters": 8, "strides": 2}
+    task = probe_task(Probe("block", (6, 6, 4), (block,)))
+    # out 3x3x8: conv1 sees 4 channels, conv2 8, the 1x1 projection 4
+    expected = 2 * 9 * 8 * (9 * 4) + 2 * 9 * 8 * (9 * 8) + 2 * 9 * 8 * 4
+    assert forward_flops_per_sample(task) == expected
+    identity = probe_task(Probe("block", (6, 6, 8), ({"kind": "residual_block", "filters": 8},)))
+    assert forward_flops_per_sample(identity) == 2 * 36 * 8 * (9 * 8) * 2

@@ -1,4 +1,4 @@
-"""The numpy reference's Vision Transformer layers, against the maths written out another way.
+"""The numpy reference's Vision Transformer and ResNet layers, against the maths written out another way.
 
 The conformance kit holds every plugin to :mod:`harness.workload.reference`; these tests hold the
 reference to the task's definitions, so a plugin is never fitted to a wrong reference.
@@ -12,7 +12,7 @@ import pytest
 from harness.testing.probes import Probe, probe_task, probe_weights
 from harness.workload import reference
 from harness.workload.fairness import initial_weights
-from harness.workload.tasks import LayerNorm, Patches
+from harness.workload.tasks import BatchNorm, GlobalAvgPool2D, LayerNorm, Patches, ResidualBlock
 
 
 def test_gelu_is_the_exact_erf_form_not_the_tanh_approximation():
@@ -96,3 +96,79 @@ def test_the_whole_vision_transformer_runs_through_the_reference():
     out = reference.forward(task.model, initial_weights(task), np.ones((2, 4, 4, 1)))
     assert out.shape == (2, 3)
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
+
+
+# -- the ResNet's layers ----------------------------------------------------------------
+
+
+def test_batch_norm_evaluates_with_the_moving_statistics_then_its_activation():
+    x = np.array([[-2.0, 1.0], [3.0, 5.0]])
+    weights = {
+        "gamma": np.array([2.0, 0.5]),
+        "beta": np.array([0.1, -0.2]),
+        "moving_mean": np.array([1.0, 2.0]),
+        "moving_variance": np.array([4.0, 0.25]),
+    }
+    spec = BatchNorm(kind="batch_norm", epsilon=0.5, activation="relu")
+    scaled = (x - [1.0, 2.0]) / np.sqrt([4.5, 0.75]) * [2.0, 0.5]
+    expected = np.maximum(scaled + [0.1, -0.2], 0)
+    np.testing.assert_allclose(reference.layer_forward(spec, weights, x), expected)
+
+
+def test_moving_statistics_keep_momentum_of_the_old_and_take_the_biased_batch_variance():
+    spec = BatchNorm(kind="batch_norm", momentum=0.9)
+    x = np.array([[1.0], [3.0]])  # mean 2, biased variance 1 (the unbiased one is 2)
+    old = {"moving_mean": np.array([10.0]), "moving_variance": np.array([5.0])}
+    moved = reference.moving_statistics(spec, old, x)
+    np.testing.assert_allclose(moved["moving_mean"], [0.9 * 10 + 0.1 * 2])
+    np.testing.assert_allclose(moved["moving_variance"], [0.9 * 5 + 0.1 * 1])
+
+
+def test_batch_statistics_of_images_are_per_channel_over_batch_height_and_width():
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 2))
+    mean, variance = reference.batch_statistics(x)
+    np.testing.assert_allclose(mean, x.reshape(-1, 2).mean(axis=0))
+    np.testing.assert_allclose(variance, x.reshape(-1, 2).var(axis=0))
+
+
+def test_a_residual_block_adds_the_identity_when_shape_and_width_are_kept():
+    spec = ResidualBlock(kind="residual_block", filters=2)
+    assert not spec.projects(2) and spec.projects(3)
+    x = np.random.default_rng(1).standard_normal((2, 3, 3, 2))
+    weights = initial_weights(
+        probe_task(Probe("block", (3, 3, 2), ({"kind": "residual_block", "filters": 2},)))
+    )[0]
+    assert "shortcut_kernel" not in weights
+    weights["bn2_gamma"] = np.zeros(2)  # the inner path then adds only bn2's beta (zero)
+    np.testing.assert_allclose(reference.residual_block(spec, weights, x), np.maximum(x, 0))
+
+
+def test_a_projecting_residual_block_strides_both_paths_with_same_padding():
+    spec = ResidualBlock(kind="residual_block", filters=3, strides=2)
+    task = probe_task(Probe("block", (5, 4, 2), (spec.model_dump(),)))
+    weights = initial_weights(task)[0]
+    assert weights["shortcut_kernel"].shape == (1, 1, 2, 3)
+    assert task.model.output_shapes() == [(3, 2, 3)]  # ceil(5 / 2), ceil(4 / 2)
+    x = np.random.default_rng(2).standard_normal((1, 5, 4, 2))
+    weights["bn2_gamma"] = np.zeros(3)
+    # with the inner path silenced, the output is the projection: x at every second pixel
+    # (a 1x1 kernel with stride 2 starts at the first pixel), through the kernel and bn
+    projected = x[:, ::2, ::2, :] @ weights["shortcut_kernel"][0, 0]
+    expected = np.maximum(projected / np.sqrt(1 + spec.epsilon), 0)
+    np.testing.assert_allclose(reference.residual_block(spec, weights, x), expected)
+
+
+def test_global_average_pooling_is_the_mean_over_height_and_width():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    spec = GlobalAvgPool2D(kind="global_avg_pool2d")
+    np.testing.assert_allclose(reference.layer_forward(spec, {}, x), x.mean(axis=(1, 2)))
+
+
+def test_moving_statistics_are_kept_but_not_counted_as_parameters():
+    from harness.workload.fairness import count_parameters
+
+    task = probe_task(Probe("bn", (4,), ({"kind": "batch_norm"},)))
+    [weights] = initial_weights(task)
+    assert sorted(weights) == ["beta", "gamma", "moving_mean", "moving_variance"]
+    assert count_parameters([weights]) == 8  # gamma and beta
+    np.testing.assert_array_equal(weights["moving_variance"], np.ones(4))
