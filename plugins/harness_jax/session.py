@@ -109,7 +109,9 @@ def _train_functions(model, optimizer, classify: bool, seed: int):
     def loss_fn(params, batch_stats, xb, yb, step, weight):
         rngs = {"dropout": jax.random.fold_in(dropout_key, step)}
         variables = model_variables(params, batch_stats)
-        if batch_stats:  # the batch norms update their moving statistics: carry them on
+        if batch_stats:
+            # the batch norms update their moving statistics (carried on in the state) from
+            # the real samples only: `weight` masks a padded last batch's padding out
             output, updated = model.apply(
                 variables, xb, train=True, weight=weight, rngs=rngs, mutable=["batch_stats"]
             )
