@@ -26,7 +26,7 @@ class JaxAdapter(FrameworkAdapter):
     distribution = "jax"
     install_hint = "pip install 'harness[jax]'"
     modes = ("eager", "compiled")
-    api_version = 1
+    api_version = 2  # builds the ResNet layers: batch_norm, global_avg_pool2d, residual_block
 
     def devices(self) -> list[str]:
         import jax

@@ -11,7 +11,13 @@ The Vision Transformer's layers use Flax's own modules: ``nn.LayerNorm`` (with
 ``use_fast_variance=False``: the variance as the mean of squared deviations, not ``E[x^2] -
 E[x]^2``, which loses digits) and ``nn.MultiHeadDotProductAttention``, whose ``DenseGeneral``
 kernels have the harness's shapes. Their parameters are nested and named by Flax (``scale``,
-``bias``, ``attention/query/kernel``), so :func:`to_params` and :func:`from_params` rename them.
+``bias``, ``attention/query/kernel``), so :func:`to_variables` and :func:`from_variables` rename
+them.
+
+The ResNet's layers use ``nn.BatchNorm``, whose momentum is Keras's (the share of the old
+statistics kept) and whose batch variance is the biased one; its moving statistics live in the
+``batch_stats`` collection (``mean``, ``var``), apart from the trained ``params``. A smaller last
+batch padded to the full size passes a mask, so the padding never enters the batch statistics.
 
 Imported by the adapter's ``build``, after ``setup`` has imported JAX.
 """
@@ -146,6 +152,53 @@ def layer_norm(epsilon: float, name: str) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=epsilon, use_fast_variance=False, name=name)
 
 
+def sample_mask(weight, ndim: int):
+    """A batch's sample weights (1 real, 0 padding) as a mask broadcastable to an input of
+    ``ndim`` axes; ``None`` (every sample counts) without weights."""
+    return None if weight is None else weight.reshape((-1,) + (1,) * (ndim - 1)) > 0
+
+
+def batch_norm(x, spec, name: str, *, train: bool, weight=None):
+    """Flax's batch norm with the task's momentum (Keras's convention, as Flax's) and epsilon;
+    ``use_fast_variance=False``: the biased variance as the mean of squared deviations."""
+    module = nn.BatchNorm(
+        momentum=spec.momentum, epsilon=spec.epsilon, use_fast_variance=False, name=name
+    )
+    return module(x, use_running_average=not train, mask=sample_mask(weight, x.ndim))
+
+
+class ResidualBlock(nn.Module):
+    """``relu(BN2(conv2(relu(BN1(conv1(x))))) + shortcut(x))``; bias-free convolutions padded
+    as TensorFlow pads ``same`` (lax's ``SAME``: the odd pixel at the bottom and right)."""
+
+    spec: object
+
+    def conv(self, x, size: int, strides, name: str):
+        return nn.Conv(
+            self.spec.filters,
+            (size, size),
+            strides=strides,
+            padding="SAME",
+            use_bias=False,
+            kernel_init=nn.initializers.glorot_uniform(),
+            name=name,
+        )(x)
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False, weight=None):
+        spec, strides = self.spec, tuple(self.spec.strides)
+        inner = batch_norm(
+            self.conv(x, 3, strides, "conv1"), spec, "bn1", train=train, weight=weight
+        )
+        inner = self.conv(nn.relu(inner), 3, (1, 1), "conv2")
+        inner = batch_norm(inner, spec, "bn2", train=train, weight=weight)
+        shortcut = x
+        if spec.projects(x.shape[-1]):
+            shortcut = self.conv(x, 1, strides, "shortcut")
+            shortcut = batch_norm(shortcut, spec, "shortcut_bn", train=train, weight=weight)
+        return nn.relu(inner + shortcut)
+
+
 class TransformerEncoder(nn.Module):
     """``x + Dropout(MHA(LN1(x)))``, then ``x + Dropout(MLP(LN2(x)))`` (pre-norm)."""
 
@@ -192,35 +245,65 @@ ENCODER_PATHS = {
     "mlp_output_bias": ("mlp_output", "bias"),
 }
 LAYER_NORM_PATHS = {"gamma": ("scale",), "beta": ("bias",)}
+BATCH_NORM_PATHS = {**LAYER_NORM_PATHS, "moving_mean": ("mean",), "moving_variance": ("var",)}
+
+
+def _batch_norm_paths(prefix: str, module: str) -> dict[str, tuple[str, ...]]:
+    return {prefix + name: (module, *path) for name, path in BATCH_NORM_PATHS.items()}
+
+
+RESIDUAL_PATHS = {
+    "conv1_kernel": ("conv1", "kernel"),
+    **_batch_norm_paths("bn1_", "bn1"),
+    "conv2_kernel": ("conv2", "kernel"),
+    **_batch_norm_paths("bn2_", "bn2"),
+    "shortcut_kernel": ("shortcut", "kernel"),
+    **_batch_norm_paths("shortcut_bn_", "shortcut_bn"),
+}
+#: modules only a projecting residual block has (an identity shortcut has no arrays)
+OPTIONAL_MODULES = ("shortcut", "shortcut_bn")
+#: the arrays Flax keeps in the "batch_stats" collection: the moving statistics, not trained
+MOVING_STATISTICS = ("moving_mean", "moving_variance")
+
+
+def collection(name: str) -> str:
+    """The Flax variable collection that holds the harness array ``name``."""
+    return "batch_stats" if name.endswith(MOVING_STATISTICS) else "params"
 
 
 def _paths(kind: str) -> dict[str, tuple[str, ...]] | None:
-    return {"transformer_encoder": ENCODER_PATHS, "layer_norm": LAYER_NORM_PATHS}.get(kind)
+    return {
+        "transformer_encoder": ENCODER_PATHS,
+        "layer_norm": LAYER_NORM_PATHS,
+        "batch_norm": BATCH_NORM_PATHS,
+        "residual_block": RESIDUAL_PATHS,
+    }.get(kind)
 
 
-def to_params(spec, weights: dict) -> dict:
-    """One layer's harness-layout arrays as its Flax params subtree."""
-    paths = _paths(spec.kind)
-    if paths is None:
-        return dict(weights)
-    tree: dict = {}
+def to_variables(spec, weights: dict) -> dict[str, dict]:
+    """One layer's harness-layout arrays as its Flax subtrees: ``{"params": ...,
+    "batch_stats": ...}`` (the moving statistics go to the second; either may be empty)."""
+    paths = _paths(spec.kind) or {name: (name,) for name in weights}
+    variables: dict[str, dict] = {"params": {}, "batch_stats": {}}
     for name, array in weights.items():
         *parents, leaf = paths[name]
-        node = tree
+        node = variables[collection(name)]
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = array
-    return tree
+    return variables
 
 
-def from_params(spec, tree: dict) -> dict:
-    """The inverse of :func:`to_params`: one layer's params subtree in the harness's layout."""
+def from_variables(spec, variables: dict[str, dict]) -> dict:
+    """The inverse of :func:`to_variables`: one layer's arrays in the harness's layout."""
     paths = _paths(spec.kind)
     if paths is None:
-        return dict(tree)
+        return dict(variables["params"])
     weights = {}
     for name, path in paths.items():
-        node = tree
+        node = variables[collection(name)]
+        if path[0] in OPTIONAL_MODULES and path[0] not in node:
+            continue
         for part in path:
             node = node[part]
         weights[name] = node
@@ -239,6 +322,9 @@ SUPPORTED = (
     "mean_pool",
     "layer_norm",
     "transformer_encoder",
+    "batch_norm",
+    "global_avg_pool2d",
+    "residual_block",
 )
 
 
@@ -260,7 +346,9 @@ class Sequential(nn.Module):
     logits: bool = False
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, weight=None):
+        """``weight``: the batch's sample weights while training (padding weighs 0), which
+        batch norms leave out of their statistics."""
         last = len(self.layers) - 1
         for index, spec in enumerate(self.layers):
             name = layer_name(index)
@@ -291,6 +379,12 @@ class Sequential(nn.Module):
                 x = layer_norm(spec.epsilon, name)(x)
             elif spec.kind == "transformer_encoder":
                 x = TransformerEncoder(spec, name=name)(x, train=train)
+            elif spec.kind == "batch_norm":
+                x = batch_norm(x, spec, name, train=train, weight=weight)
+            elif spec.kind == "global_avg_pool2d":
+                x = x.mean(axis=(1, 2))
+            elif spec.kind == "residual_block":
+                x = ResidualBlock(spec, name=name)(x, train=train, weight=weight)
             else:
                 x = RECURRENT[spec.kind](spec.units, spec.return_sequences, name=name)(x)
             activation = getattr(spec, "activation", "linear")

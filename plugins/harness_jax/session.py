@@ -29,7 +29,7 @@ class JaxSession(Session):
             raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax last layer")
         # a classifier's model stops at the logits: optax's cross-entropy applies the softmax
         model = Sequential(layers, logits=classify)
-        params = _initial_params(layers, weights)
+        params, batch_stats = _initial_variables(layers, weights)
         adam = task.training.optimizer
         optimizer = optax.adam(
             learning_rate=adam.learning_rate, b1=adam.beta_1, b2=adam.beta_2, eps=adam.epsilon
@@ -38,6 +38,7 @@ class JaxSession(Session):
         eval_step, predict_step = _eval_functions(model, classify)
         return JaxTrainer(
             params=params,
+            batch_stats=batch_stats,
             opt_state=optimizer.init(params),
             x=x,
             y=y.astype(np.int32 if classify else np.float32),
@@ -71,19 +72,28 @@ class JaxSession(Session):
         return time.perf_counter() - start
 
 
-def _initial_params(layers, weights) -> dict:
-    """The harness's initial weights as the model's params, one entry per layer that has any."""
+def _initial_variables(layers, weights) -> tuple[dict, dict]:
+    """The harness's initial weights as the model's ``(params, batch_stats)``, one entry per
+    layer that has any: the batch norms' moving statistics go to ``batch_stats``."""
     import jax
     import jax.numpy as jnp
 
-    from harness_jax.model import layer_name, to_params
+    from harness_jax.model import layer_name, to_variables
 
     # the modules keep the harness's names and shapes, so the weights load as they are
-    return {
-        layer_name(index): jax.tree_util.tree_map(jnp.asarray, to_params(spec, layer_weights))
-        for index, (spec, layer_weights) in enumerate(zip(layers, weights, strict=True))
-        if layer_weights
-    }
+    collections: dict[str, dict] = {"params": {}, "batch_stats": {}}
+    for index, (spec, layer_weights) in enumerate(zip(layers, weights, strict=True)):
+        for collection, tree in to_variables(spec, layer_weights).items():
+            if tree:
+                collections[collection][layer_name(index)] = jax.tree_util.tree_map(
+                    jnp.asarray, tree
+                )
+    return collections["params"], collections["batch_stats"]
+
+
+def model_variables(params, batch_stats) -> dict:
+    """What ``model.apply`` takes; a model without batch norms has no ``batch_stats``."""
+    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
 def _train_functions(model, optimizer, classify: bool, seed: int):
@@ -96,23 +106,34 @@ def _train_functions(model, optimizer, classify: bool, seed: int):
     # and both modes draw the same masks
     dropout_key = jax.random.key(seed)
 
-    def loss_fn(params, xb, yb, step, weight):
+    def loss_fn(params, batch_stats, xb, yb, step, weight):
         rngs = {"dropout": jax.random.fold_in(dropout_key, step)}
-        output = model.apply({"params": params}, xb, train=True, rngs=rngs)
+        variables = model_variables(params, batch_stats)
+        if batch_stats:
+            # the batch norms update their moving statistics (carried on in the state) from
+            # the real samples only: `weight` masks a padded last batch's padding out
+            output, updated = model.apply(
+                variables, xb, train=True, weight=weight, rngs=rngs, mutable=["batch_stats"]
+            )
+            batch_stats = updated["batch_stats"]
+        else:
+            output = model.apply(variables, xb, train=True, rngs=rngs)
         if classify:
             losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
         else:
             # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
             losses = (output.reshape(-1) - yb) ** 2
         # the mean over the batch's real samples: padding (see train_epoch) weighs 0
-        return jnp.sum(losses * weight) / jnp.sum(weight)
+        return jnp.sum(losses * weight) / jnp.sum(weight), batch_stats
 
     def update(state, xb, yb, step, weight):
-        params, opt_state, loss_sum = state
-        loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, step, weight)
+        params, batch_stats, opt_state, loss_sum = state
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, batch_stats, xb, yb, step, weight
+        )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         # the epoch's loss is summed on the device: no extra dispatch, no sync per step
-        return optax.apply_updates(params, updates), opt_state, loss_sum + loss
+        return optax.apply_updates(params, updates), batch_stats, opt_state, loss_sum + loss
 
     @jax.jit
     def train_step(state, xb, yb, step, weight):
@@ -137,17 +158,18 @@ def _eval_functions(model, classify: bool):
     import jax
     import optax
 
+    # evaluation normalises with the moving statistics (train=False: use_running_average)
     @jax.jit
-    def eval_step(params, xb, yb):
-        output = model.apply({"params": params}, xb)
+    def eval_step(variables, xb, yb):
+        output = model.apply(variables, xb)
         if classify:
             losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
             return losses.sum(), (output.argmax(axis=-1) == yb).sum()
         return ((output.reshape(-1) - yb) ** 2).sum(), 0
 
     @jax.jit
-    def predict_step(params, xb):
-        output = model.apply({"params": params}, xb)
+    def predict_step(variables, xb):
+        output = model.apply(variables, xb)
         return jax.nn.softmax(output) if classify else output
 
     return eval_step, predict_step
@@ -158,6 +180,7 @@ class JaxTrainer:
         self,
         *,
         params,
+        batch_stats,
         opt_state,
         x,
         y,
@@ -170,6 +193,7 @@ class JaxTrainer:
         layers,
     ) -> None:
         self.params = params
+        self.batch_stats = batch_stats  # the batch norms' moving statistics; {} without any
         self.opt_state = opt_state
         self.x = x
         self.y = y
@@ -192,7 +216,7 @@ class JaxTrainer:
         import jax.numpy as jnp
 
         batch_size = self.training.batch_size
-        state = (self.params, self.opt_state, jnp.zeros((), jnp.float32))
+        state = (self.params, self.batch_stats, self.opt_state, jnp.zeros((), jnp.float32))
         steps = -(-len(batch_order) // batch_size)
         first = 0
         if self.train_steps is not None:
@@ -205,7 +229,7 @@ class JaxTrainer:
         for step in range(first, steps):
             timed = clock is not None and clock.wants(step)
             if timed:
-                state[2].block_until_ready()
+                state[-1].block_until_ready()
                 began = time.perf_counter()
             # batches are gathered on the host and transferred, as in Flax's MNIST example
             index = batch_order[step * batch_size : (step + 1) * batch_size]
@@ -220,9 +244,9 @@ class JaxTrainer:
             number = np.int32(self.steps_taken + step)
             state = self.train_step(state, self.x[index], self.y[index], number, weight)
             if timed:
-                state[2].block_until_ready()
+                state[-1].block_until_ready()
                 clock.record(time.perf_counter() - began)
-        self.params, self.opt_state, loss_sum = state
+        self.params, self.batch_stats, self.opt_state, loss_sum = state
         self.steps_taken += steps
         return float(loss_sum) / steps  # float() waits for the device
 
@@ -232,7 +256,7 @@ class JaxTrainer:
         loss_sum, correct = 0.0, 0
         for start in range(0, len(x), batch):
             batch_loss, batch_correct = self.eval_step(
-                self.params, x[start : start + batch], y[start : start + batch]
+                self.variables(), x[start : start + batch], y[start : start + batch]
             )
             loss_sum += float(batch_loss)
             correct += int(batch_correct)
@@ -243,23 +267,31 @@ class JaxTrainer:
     def predict(self, x: np.ndarray) -> np.ndarray:
         batch = self.training.eval_batch_size
         outputs = [
-            np.asarray(self.predict_step(self.params, x[start : start + batch]))
+            np.asarray(self.predict_step(self.variables(), x[start : start + batch]))
             for start in range(0, len(x), batch)
         ]
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
-    def weights(self) -> list[dict[str, np.ndarray]]:
-        from harness_jax.model import from_params, layer_name
+    def variables(self) -> dict:
+        return model_variables(self.params, self.batch_stats)
 
-        return [
-            {
-                name: np.array(array)
-                for name, array in from_params(spec, self.params.get(layer_name(i), {})).items()
+    def weights(self) -> list[dict[str, np.ndarray]]:
+        """Every layer's arrays in the harness's layout, the moving statistics included."""
+        from harness_jax.model import from_variables, layer_name
+
+        weights = []
+        for index, spec in enumerate(self.layers):
+            name = layer_name(index)
+            variables = {
+                "params": self.params.get(name, {}),
+                "batch_stats": self.batch_stats.get(name, {}),
             }
-            for i, spec in enumerate(self.layers)
-        ]
+            arrays = from_variables(spec, variables)
+            weights.append({key: np.array(array) for key, array in arrays.items()})
+        return weights
 
     def parameter_count(self) -> int:
+        """The trained values: the moving statistics (``batch_stats``) are not counted."""
         import jax
 
         return sum(leaf.size for leaf in jax.tree_util.tree_leaves(self.params))
