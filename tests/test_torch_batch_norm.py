@@ -15,8 +15,9 @@ from .conftest import harness_env
 
 pytest.importorskip("torch")
 
+#: no biased layer before a batch norm: that bias's gradient is zero but for rounding, which
+#: Adam scales to full steps, so eager and compiled runs would differ there by design
 MODEL = [
-    {"kind": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same"},
     {"kind": "batch_norm", "momentum": 0.8, "activation": "relu"},
     {"kind": "residual_block", "filters": 4, "strides": 2, "momentum": 0.7},
     {"kind": "global_avg_pool2d"},
