@@ -130,7 +130,7 @@ def test_a_filled_in_scaffold_passes_the_conformance_kit(tmp_path):
         capture_output=True, text=True, env=env, cwd=folder, timeout=600,
     )  # fmt: skip
     assert kit.returncode == 0, kit.stdout[-3000:]
-    assert "95 passed" in kit.stdout and "warning" not in kit.stdout
+    assert "114 passed" in kit.stdout and "warning" not in kit.stdout
 
 
 FILLED_IN_DATA = """

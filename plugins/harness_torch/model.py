@@ -20,6 +20,11 @@ Where torch's conventions differ from the harness's (Keras's):
   projections into one ``in_proj_weight (3 width, width)``: the harness's ``(width, heads,
   key_dim)`` kernels are flattened to ``(width, heads * key_dim)``, transposed and stacked. It
   needs ``heads * key_dim`` to equal the width; another shape is declined.
+* A ``batch_norm`` is not ``nn.BatchNorm``: that one's momentum is the share of the new value
+  and it updates its running variance with the unbiased batch variance, where the task keeps
+  ``momentum`` of the old value and uses the biased variance. :class:`_BatchNorm` normalises
+  with ``F.batch_norm`` and updates its moving statistics itself.
+* A ``residual_block``'s convolutions have no bias and are padded as TensorFlow pads.
 """
 
 from __future__ import annotations
@@ -36,15 +41,18 @@ from harness.api import (
     GRU,
     LAYER_KINDS,
     LSTM,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     LayerNorm,
     MaxPool2D,
     MeanPool,
     Patches,
     PositionEmbedding,
+    ResidualBlock,
     SimpleRNN,
     TransformerEncoder,
     UnsupportedSpec,
@@ -84,7 +92,7 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
         zip(specs, weights, model_spec.input_shapes(), strict=True)
     ):
         last = index == len(specs) - 1
-        if isinstance(spec, Conv2D | MaxPool2D) and not channels_first:
+        if _wants_channels_first(spec, in_shape) and not channels_first:
             modules.append(_Permute(0, 3, 1, 2))
             channels_first = True
         elif isinstance(spec, Flatten | Patches) and channels_first:
@@ -94,6 +102,8 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
             spec, in_shape, fold_softmax=last and fold_final_softmax
         )
         modules.extend(layer_modules)
+        if isinstance(spec, GlobalAvgPool2D):
+            channels_first = False  # (n, c): no image left to permute back
         if holder is not None:
             load_weights(spec, holder, params)
         holders.append(holder)
@@ -103,6 +113,13 @@ def build_model(model_spec, weights, *, fold_final_softmax: bool) -> BuiltModel:
         fold_final_softmax and isinstance(specs[-1], Dense) and specs[-1].activation == "softmax"
     )
     return BuiltModel(nn.Sequential(*modules), holders, folded)
+
+
+def _wants_channels_first(spec, in_shape) -> bool:
+    """Whether a layer computes on a channels-first image (a batch norm only on an image)."""
+    if isinstance(spec, BatchNorm):
+        return len(in_shape) == 3
+    return isinstance(spec, Conv2D | MaxPool2D | GlobalAvgPool2D | ResidualBlock)
 
 
 def _layer_modules(
@@ -149,9 +166,22 @@ def _layer_modules(
     elif isinstance(spec, TransformerEncoder):
         holder = _encoder(spec, in_shape[-1])
         modules.append(holder)
+    elif isinstance(spec, BatchNorm | GlobalAvgPool2D | ResidualBlock):
+        return _resnet_modules(spec, in_shape)
     else:
         raise UnsupportedSpec(f"layer kind {spec.kind!r}")
     return modules, holder
+
+
+def _resnet_modules(spec, in_shape) -> tuple[list[nn.Module], nn.Module | None]:
+    """A ResNet layer's modules; an image comes channels-first, other inputs channels-last."""
+    if isinstance(spec, GlobalAvgPool2D):
+        return [_GlobalAvgPool()], None
+    if isinstance(spec, ResidualBlock):
+        holder = _ResidualBlock(spec, in_shape)
+        return [holder], holder
+    holder = _BatchNorm(in_shape[-1], spec.momentum, spec.epsilon, channels_last=len(in_shape) != 3)
+    return [holder, *_activation(spec.activation, dim=1)], holder
 
 
 def _activation(name: str, dim: int) -> list[nn.Module]:
@@ -169,8 +199,13 @@ def _conv_padding(spec: Conv2D, in_shape) -> tuple[tuple[int, ...] | None, tuple
     """
     if spec.padding == "valid":
         return None, (0, 0)
+    return _same_padding(in_shape, spec.kernel_size, spec.strides)
+
+
+def _same_padding(in_shape, kernel_size, strides) -> tuple[tuple[int, ...] | None, tuple[int, int]]:
+    """TensorFlow's ``same`` for an ``(h, w, ...)`` input: the odd pixel after (bottom, right)."""
     sides = []
-    for size, kernel, stride in zip(in_shape[:2], spec.kernel_size, spec.strides, strict=True):
+    for size, kernel, stride in zip(in_shape[:2], kernel_size, strides, strict=True):
         out = -(-size // stride)
         total = max((out - 1) * stride + kernel - size, 0)
         sides.append((total // 2, total - total // 2))
@@ -224,6 +259,141 @@ class _PositionEmbedding(nn.Module):
 class _MeanPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=1)
+
+
+class _GlobalAvgPool(nn.Module):
+    """(n, c, h, w) -> (n, c)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+#: a batch norm's arrays in the harness's layout, and where :class:`_BatchNorm` keeps them
+_BATCH_NORM_ARRAYS = {
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "moving_mean",
+    "moving_variance": "moving_variance",
+}
+
+
+class _BatchNorm(nn.Module):
+    """The task's batch norm over every axis but the channels (axis 1, or the last one when
+    ``channels_last``): Keras's momentum, the biased batch variance in the moving variance.
+
+    The moving statistics are buffers, so ``parameters()`` (the optimizer, the count) leaves
+    them out, and ``model.train()`` / ``model.eval()`` choose which statistics normalise.
+    """
+
+    def __init__(self, channels: int, momentum: float, epsilon: float, channels_last: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("moving_mean", torch.zeros(channels))
+        self.register_buffer("moving_variance", torch.ones(channels))
+        self.momentum = momentum  # the share of the old statistics kept (Keras's convention)
+        self.epsilon = epsilon
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        moved = self.channels_last and x.dim() > 2  # F.batch_norm wants the channels at axis 1
+        if moved:
+            x = x.movedim(-1, 1)
+        if self.training:
+            self._update(x)
+            # no running statistics given: normalised with the batch's, variance biased
+            y = F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.epsilon)
+        else:
+            y = F.batch_norm(
+                x, self.moving_mean, self.moving_variance, self.weight, self.bias,
+                False, 0.0, self.epsilon,
+            )  # fmt: skip
+        return y.movedim(1, -1) if moved else y
+
+    def _update(self, x: torch.Tensor) -> None:
+        """moving = momentum * moving + (1 - momentum) * batch, the variance biased."""
+        with torch.no_grad():
+            axes = [axis for axis in range(x.dim()) if axis != 1]
+            variance, mean = torch.var_mean(x, dim=axes, correction=0)
+            self.moving_mean.lerp_(mean, 1 - self.momentum)
+            self.moving_variance.lerp_(variance, 1 - self.momentum)
+
+    def load(self, params: dict[str, np.ndarray], prefix: str = "") -> None:
+        with torch.no_grad():
+            for name, attribute in _BATCH_NORM_ARRAYS.items():
+                getattr(self, attribute).copy_(torch.from_numpy(params[prefix + name]))
+
+    def read(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {
+            prefix + name: _numpy(getattr(self, attribute))
+            for name, attribute in _BATCH_NORM_ARRAYS.items()
+        }
+
+
+class _SameConv(nn.Module):
+    """A convolution without a bias, padded as TensorFlow pads ``same``."""
+
+    def __init__(self, in_shape, filters: int, kernel: int, strides) -> None:
+        super().__init__()
+        self.padding, conv_padding = _same_padding(in_shape, (kernel, kernel), strides)
+        self.conv = nn.Conv2d(
+            in_shape[-1], filters, kernel, tuple(strides), conv_padding, bias=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x if self.padding is None else F.pad(x, self.padding))
+
+    def load(self, kernel: np.ndarray) -> None:
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+
+    def read(self) -> np.ndarray:
+        return np.ascontiguousarray(_numpy(self.conv.weight).transpose(2, 3, 1, 0))
+
+
+class _ResidualBlock(nn.Module):
+    """``relu(BN2(conv2(relu(BN1(conv1(x))))) + shortcut(x))`` on channels-first images."""
+
+    def __init__(self, spec: ResidualBlock, in_shape) -> None:
+        super().__init__()
+        filters, strides = spec.filters, tuple(spec.strides)
+        self.conv1 = _SameConv(in_shape, filters, 3, strides)
+        inner_shape = (-(-in_shape[0] // strides[0]), -(-in_shape[1] // strides[1]), filters)
+        self.conv2 = _SameConv(inner_shape, filters, 3, (1, 1))
+        self.bn1, self.bn2 = (_BatchNorm(filters, spec.momentum, spec.epsilon, False) for _ in "12")
+        self.shortcut: _SameConv | None = None
+        self.shortcut_bn: _BatchNorm | None = None
+        if spec.projects(in_shape[-1]):
+            self.shortcut = _SameConv(in_shape, filters, 1, strides)
+            self.shortcut_bn = _BatchNorm(filters, spec.momentum, spec.epsilon, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inner = F.relu(self.bn1(self.conv1(x)))
+        inner = self.bn2(self.conv2(inner))
+        if self.shortcut is not None and self.shortcut_bn is not None:
+            x = self.shortcut_bn(self.shortcut(x))
+        return F.relu(inner + x)
+
+    def load(self, params: dict[str, np.ndarray]) -> None:
+        for kernel, prefix, conv, bn in self._parts():
+            conv.load(params[kernel])
+            bn.load(params, prefix)
+
+    def read(self) -> dict[str, np.ndarray]:
+        """In the harness's order: conv1, bn1, conv2, bn2, then the shortcut's."""
+        weights: dict[str, np.ndarray] = {}
+        for kernel, prefix, conv, bn in self._parts():
+            weights[kernel] = conv.read()
+            weights |= bn.read(prefix)
+        return weights
+
+    def _parts(self) -> list[tuple[str, str, _SameConv, _BatchNorm]]:
+        """(kernel's name, batch norm's prefix, convolution, batch norm), in the harness's order."""
+        parts = [("conv1_kernel", "bn1_", self.conv1, self.bn1)]
+        parts.append(("conv2_kernel", "bn2_", self.conv2, self.bn2))
+        if self.shortcut is not None and self.shortcut_bn is not None:
+            parts.append(("shortcut_kernel", "shortcut_bn_", self.shortcut, self.shortcut_bn))
+        return parts
 
 
 def _encoder(spec: TransformerEncoder, width: int) -> nn.TransformerEncoderLayer:
@@ -341,6 +511,8 @@ def load_weights(spec, holder: Any, params: dict[str, np.ndarray]) -> None:
         elif isinstance(spec, TransformerEncoder):
             state = {k: torch.from_numpy(v.copy()) for k, v in _encoder_to_torch(params).items()}
             holder.load_state_dict(state, strict=True)
+        elif isinstance(spec, BatchNorm | ResidualBlock):
+            holder.load(params)
         else:
             layer = holder.layer
             kernel, recurrent_kernel, bias = (
@@ -378,6 +550,8 @@ def read_weights(spec, holder: Any) -> dict[str, np.ndarray]:
         return {"gamma": _numpy(holder.weight), "beta": _numpy(holder.bias)}
     if isinstance(spec, TransformerEncoder):
         return _encoder_from_torch(holder)
+    if isinstance(spec, BatchNorm | ResidualBlock):
+        return holder.read()  # the moving statistics too
     layer = holder.layer
     kernel = _numpy(layer.weight_ih_l0).T
     recurrent_kernel = _numpy(layer.weight_hh_l0).T

@@ -43,12 +43,15 @@ class TorchSession(Session):
         )
         forward: Any = model
         step = optimizer.step if optimizer is not None else None
+        # padding a smaller last batch would change a batch norm's batch statistics (and its
+        # moving ones): such a model runs that batch as it is, a second static graph compiled
+        pad = self.mode == "compiled" and not _has_batch_statistics(task)
         if self.mode == "compiled":
             # dynamo's shape guesses are kept per code object, and every model shares
             # nn.Sequential.forward: after several models in one process it would trace sizes
             # such as channel counts as symbols, which inductor fails on for convolutions
             torch.compiler.reset()
-            forward = torch.compile(model)
+            forward = torch.compile(model, dynamic=None if pad else False)
             if optimizer is not None:
                 # left eager, Adam's per-tensor loop of small kernels costs more than
                 # compiling the model saves (PyTorch's recipe for a compiled optimizer)
@@ -66,7 +69,7 @@ class TorchSession(Session):
             self.device,
             # a compiled model meeting a smaller last batch would recompile inside the first
             # epoch, for a graph with a symbolic batch size that later batches then run too
-            pad_partial_batch=self.mode == "compiled",
+            pad_partial_batch=pad,
         )
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -87,6 +90,11 @@ class TorchSession(Session):
             c = a @ b
         c.sum().item()
         return time.perf_counter() - start
+
+
+def _has_batch_statistics(task) -> bool:
+    """Whether the model computes with statistics over the batch (a batch norm's)."""
+    return any(layer.kind in ("batch_norm", "residual_block") for layer in task.model.layers)
 
 
 def _synchronize(device) -> None:

@@ -405,3 +405,30 @@ class StoppedOnceAdapter(CentroidAdapter):
 
 
 harness_register_frameworks = _registering_also(harness_register_frameworks, StoppedOnceAdapter)
+
+
+# -- appended: a batch norm with PyTorch's momentum convention, for the moving-statistics check --
+
+
+class TorchMomentumAdapter(SloppyTorchAdapter):
+    """The built-in PyTorch adapter with the task's momentum passed through as PyTorch's own
+    (``nn.BatchNorm``'s share of the new value): ``moving = (1 - m) * moving + m * batch``,
+    where the task keeps ``m`` of the old statistics. Outputs and parameters are right; only
+    the moving statistics drift."""
+
+    name = "torch_momentum"
+    api_version = 2
+
+    @staticmethod
+    def tweaked_build(inner, task, weights, x, y):
+        from harness_torch.model import _BatchNorm
+
+        trainer = inner.build(task, weights, x, y)
+        for module in trainer.model.modules():
+            if isinstance(module, _BatchNorm):
+                # its update keeps `momentum` of the old value: keep PyTorch's 1 - m instead
+                module.momentum = 1 - module.momentum
+        return trainer
+
+
+harness_register_frameworks = _registering_also(harness_register_frameworks, TorchMomentumAdapter)
