@@ -262,9 +262,9 @@ def _batch_norm_class() -> type:
         Keras's layer has no setting for."""
 
         def __init__(self, momentum, epsilon, activation="linear", **kwargs) -> None:
-            super().__init__(
-                axis=-1, momentum=momentum, epsilon=epsilon, center=True, scale=True, **kwargs
-            )
+            # the settings spelled out as defaults, so from_config can pass them back
+            settings = {"axis": -1, "center": True, "scale": True, **kwargs}
+            super().__init__(momentum=momentum, epsilon=epsilon, **settings)
             self.activation_name = activation
             self.activation = keras.activations.get(activation)
 
