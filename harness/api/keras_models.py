@@ -38,7 +38,16 @@ PARAMETER_NAMES = {
     "gru": ("kernel", "recurrent_kernel", "bias"),
     "position_embedding": ("embedding",),
     "layer_norm": ("gamma", "beta"),
+    # the moving statistics too: not trained, but part of the model's state (and the harness's)
+    "batch_norm": ("gamma", "beta", "moving_mean", "moving_variance"),
 }
+
+#: a residual block's sublayers and their variables, in the harness's array order: each array
+#: is named ``<sublayer>_<variable>`` (``bn1_moving_mean``); the shortcut's only with a projection
+RESIDUAL_PARTS = tuple(
+    (part, ("kernel",) if part in ("conv1", "conv2", "shortcut") else PARAMETER_NAMES["batch_norm"])
+    for part in ("conv1", "bn1", "conv2", "bn2", "shortcut", "shortcut_bn")
+)
 
 
 # -- the model ----------------------------------------------------------------
@@ -90,6 +99,12 @@ def keras_layer(spec: Layer, *, use_cudnn: bool | str = "auto") -> keras.layers.
         return keras_vit.transformer_encoder(spec)
     if spec.kind == "simple_rnn" or spec.kind == "lstm" or spec.kind == "gru":
         return _recurrent_layer(spec, use_cudnn)
+    if spec.kind == "batch_norm":
+        return _batch_norm_class()(spec.momentum, spec.epsilon, spec.activation)
+    if spec.kind == "global_avg_pool2d":
+        return keras.layers.GlobalAveragePooling2D(data_format="channels_last", keepdims=False)
+    if spec.kind == "residual_block":
+        return _residual_block_class()(spec)
     raise UnsupportedSpec(f"layer kind {spec.kind!r}")
 
 
@@ -153,13 +168,20 @@ def _variables(spec: Layer, layer: keras.layers.Layer) -> dict[str, Any]:
 
     :raises UnsupportedSpec: when this Keras keeps them under other names than the harness's.
     """
-    if hasattr(layer, "harness_variables"):  # a composite layer of harness.api.keras_vit
+    if hasattr(layer, "harness_variables"):  # a composite layer (ViT encoder, residual block)
         return layer.harness_variables()
-    names = PARAMETER_NAMES.get(spec.kind, ())
+    return _variables_named(spec.kind, layer, PARAMETER_NAMES.get(spec.kind, ()))
+
+
+def _variables_named(what: str, layer: keras.layers.Layer, names: tuple[str, ...]) -> dict:
+    """The layer's variables by name, which must be ``names`` in that order.
+
+    :raises UnsupportedSpec: when this Keras keeps them under other names than the harness's.
+    """
     # Keras names its variables as the harness does: a mismatch is a changed Keras
     got = tuple(variable.name for variable in layer.weights)
     if got != names:
-        raise UnsupportedSpec(f"this Keras keeps {spec.kind} weights as {got}, not {names}")
+        raise UnsupportedSpec(f"this Keras keeps {what} weights as {got}, not {names}")
     return dict(zip(names, layer.weights, strict=True))
 
 
@@ -225,6 +247,96 @@ def _sequential_class() -> type:
             return [self.batch_mean_loss]
 
     return BatchMeanSequential
+
+
+# -- the ResNet's layers -------------------------------------------------------
+
+
+@functools.cache
+def _batch_norm_class() -> type:
+    import keras
+
+    class ActivatedBatchNorm(keras.layers.BatchNormalization):
+        """Keras's batch norm (the task's momentum convention and biased batch variance, as
+        :class:`harness.workload.tasks.BatchNorm` defines it), then the task's activation, which
+        Keras's layer has no setting for."""
+
+        def __init__(self, momentum, epsilon, activation="linear", **kwargs) -> None:
+            # the settings spelled out as defaults, so from_config can pass them back
+            settings = {"axis": -1, "center": True, "scale": True, **kwargs}
+            super().__init__(momentum=momentum, epsilon=epsilon, **settings)
+            self.activation_name = activation
+            self.activation = keras.activations.get(activation)
+
+        def call(self, inputs, training=None, mask=None):
+            return self.activation(super().call(inputs, training=training, mask=mask))
+
+        def get_config(self):
+            return {**super().get_config(), "activation": self.activation_name}
+
+    return ActivatedBatchNorm
+
+
+def _block_conv(filters: int, size: int, strides, name: str) -> keras.layers.Layer:
+    """A residual block's convolution: ``same`` padding (TensorFlow's), no bias."""
+    import keras
+
+    return keras.layers.Conv2D(
+        filters, size, strides=strides, padding="same", use_bias=False, name=name
+    )
+
+
+@functools.cache
+def _residual_block_class() -> type:
+    import keras
+    from keras import ops
+
+    class ResidualBlock(keras.layers.Layer):
+        """``relu(BN2(conv2(relu(BN1(conv1(x))))) + shortcut(x))``; the shortcut is a 1x1
+        convolution and its batch norm when the stride or the width changes, else ``x``."""
+
+        def __init__(self, spec, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.spec = spec
+            self.conv1 = _block_conv(spec.filters, 3, spec.strides, "conv1")
+            self.bn1 = _batch_norm_class()(spec.momentum, spec.epsilon, name="bn1")
+            self.conv2 = _block_conv(spec.filters, 3, 1, "conv2")
+            self.bn2 = _batch_norm_class()(spec.momentum, spec.epsilon, name="bn2")
+            self.shortcut = self.shortcut_bn = None  # made in build: they need the input width
+
+        def build(self, input_shape):
+            spec = self.spec
+            self.conv1.build(input_shape)
+            output_shape = self.conv1.compute_output_shape(input_shape)
+            self.bn1.build(output_shape)
+            self.conv2.build(output_shape)
+            self.bn2.build(output_shape)
+            if spec.projects(input_shape[-1]):
+                self.shortcut = _block_conv(spec.filters, 1, spec.strides, "shortcut")
+                self.shortcut_bn = _batch_norm_class()(
+                    spec.momentum, spec.epsilon, name="shortcut_bn"
+                )
+                self.shortcut.build(input_shape)
+                self.shortcut_bn.build(output_shape)
+
+        def call(self, x, training=None):
+            inner = ops.relu(self.bn1(self.conv1(x), training=training))
+            inner = self.bn2(self.conv2(inner), training=training)
+            if self.shortcut is not None:
+                x = self.shortcut_bn(self.shortcut(x), training=training)
+            return ops.relu(inner + x)
+
+        def harness_variables(self) -> dict[str, Any]:
+            """Every array by its harness name: the sublayer's prefix and the variable's name."""
+            found = {}
+            for part, names in RESIDUAL_PARTS:
+                sublayer = getattr(self, part)
+                if sublayer is not None:
+                    variables = _variables_named(f"residual_block {part}", sublayer, names)
+                    found |= {f"{part}_{name}": v for name, v in variables.items()}
+            return found
+
+    return ResidualBlock
 
 
 # -- the optimizer ------------------------------------------------------------
