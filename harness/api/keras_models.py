@@ -328,7 +328,7 @@ def _residual_block_class() -> type:
 
         def harness_variables(self) -> dict[str, Any]:
             """Every array by its harness name: the sublayer's prefix and the variable's name."""
-            found = {}
+            found: dict[str, Any] = {}
             for part, names in RESIDUAL_PARTS:
                 sublayer = getattr(self, part)
                 if sublayer is not None:

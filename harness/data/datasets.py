@@ -358,7 +358,7 @@ def digest_of_arrays(split: Split) -> str:
     for array in (split.train.x, split.train.y, split.test.x, split.test.y):
         contiguous = np.ascontiguousarray(array)
         hasher.update(f"{contiguous.dtype.str} {contiguous.shape}\n".encode())
-        hasher.update(memoryview(contiguous).cast("B"))
+        hasher.update(contiguous.data.cast("B"))
     return hasher.hexdigest()
 
 

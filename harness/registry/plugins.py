@@ -153,7 +153,11 @@ class Registry:
     def contributions(self) -> list[dict[str, Any]]:
         """Each plugin other than the built-in ones, its source, and the frameworks, tasks
         and datasets it registered (what a run's ``environment.json`` records)."""
-        kinds = {"frameworks": self.frameworks, "tasks": self.tasks, "datasets": self.datasets}
+        kinds: dict[str, dict[str, Any]] = {
+            "frameworks": self.frameworks,
+            "tasks": self.tasks,
+            "datasets": self.datasets,
+        }
         found: dict[str, dict[str, Any]] = {}
         for kind, entries in kinds.items():
             for name, entry in sorted(entries.items()):

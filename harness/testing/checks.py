@@ -26,7 +26,7 @@ from harness.testing.probes import (
     probe_weights,
 )
 from harness.workload.fairness import parameter_count
-from harness.workload.tasks import Dense, Loss, _Spec
+from harness.workload.tasks import BatchNorm, Dense, Loss, _Spec
 
 #: the training probes: (reference kind, model, loss)
 TRAINING_PROBES: tuple[tuple[str, Probe, Loss], ...] = (
@@ -160,7 +160,9 @@ def check_batch_norm_statistics(session: Session) -> dict[str, Any]:
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((TRAINING_BATCH, 3)) * 2 + 1).astype(np.float32)
     y = rng.standard_normal(TRAINING_BATCH).astype(np.float32)
-    expected = moving_statistics(task.model.layers[0], weights[0], x)
+    layer = task.model.layers[0]
+    assert isinstance(layer, BatchNorm)
+    expected = moving_statistics(layer, weights[0], x)
     try:
         trainer = session.build(task, weights, x, y)
         trainer.train_epoch(np.arange(TRAINING_BATCH))

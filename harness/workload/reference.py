@@ -121,7 +121,7 @@ def residual_block(
     layer: ResidualBlock, weights: dict[str, np.ndarray], x: np.ndarray
 ) -> np.ndarray:
     """Evaluation behaviour of :class:`~harness.workload.tasks.ResidualBlock`."""
-    strides = tuple(layer.strides)
+    strides = (layer.strides[0], layer.strides[1])
     inner = np.maximum(
         batch_norm(convolve(x, weights["conv1_kernel"], strides), weights, layer.epsilon, "bn1_"),
         0,
