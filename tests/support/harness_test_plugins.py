@@ -398,8 +398,11 @@ class StoppedOnceAdapter(CentroidAdapter):
         marker = os.environ["HARNESS_TEST_STOP_MARKER"]
         if task.training.batch_size == 64 and not os.path.exists(marker):
             open(marker, "w").close()
-            name = os.environ.get("HARNESS_TEST_STOP_SIGNAL", "TERM")
-            os.kill(os.getpid(), getattr(signal, "SIG" + name))
+            stop = getattr(signal, "SIG" + os.environ.get("HARNESS_TEST_STOP_SIGNAL", "TERM"))
+            # as a process with the default handler gets it (a suite started in the
+            # background, `pytest &`, hands its children SIGINT ignored)
+            signal.signal(stop, signal.SIG_DFL)
+            os.kill(os.getpid(), stop)
             time.sleep(60)
         return super().build(task, weights, x, y)
 
