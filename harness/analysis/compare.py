@@ -40,6 +40,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "peak_rss_bytes": ("peak RSS", True),
     "test_accuracy": ("test accuracy", False),
     "test_mse": ("test MSE", True),
+    "test_bits_per_char": ("test bits per character", True),
 }
 #: metrics that other processes' use of the CPU changes (a busy repeat spoils them)
 TIME_METRICS = frozenset(

@@ -47,7 +47,7 @@ DEVICE_KINDS = ("cpu", "gpu")
 #: ``eager``: the framework's default way of running; ``compiled``: its whole-graph compiler
 MODES = ("eager", "compiled")
 #: the plugin API this harness speaks (see :attr:`FrameworkAdapter.api_version`)
-API_VERSION = 2
+API_VERSION = 3
 #: where the guide says what changed between plugin API versions
 API_CHANGES = "docs/writing-a-plugin.md#plugin-api-versions"
 
@@ -203,7 +203,9 @@ class Session(abc.ABC):
         :param x: preprocessed training inputs, ``float32``, shape ``(n, *input_shape)``
             (images channels-last: ``(n, height, width, channels)``).
         :param y: training labels, ``int64``, shape ``(n,)``; for ``mean_squared_error`` tasks
-            float32 targets of shape ``(n,)``, to compare with the ``(n, 1)`` output.
+            float32 targets of shape ``(n,)``, to compare with the ``(n, 1)`` output; for a
+            language model (API 3) ``(n, steps)``: a class per step, the loss and accuracy the
+            mean over every step of every sample.
         :raises UnsupportedSpec: when a layer, loss or optimizer can't be expressed.
         """
 
@@ -241,7 +243,10 @@ class FrameworkAdapter(abc.ABC):
     #: The plugin API the adapter was written against: ``1`` for ``setup`` returning a
     #: :class:`Session`; ``2`` (:data:`API_VERSION`) when it also builds the ResNet layers
     #: (``batch_norm``, ``global_avg_pool2d``, ``residual_block``: an API 1 adapter may refuse
-    #: them with :class:`UnsupportedSpec`). An adapter that doesn't say is taken as API 0.
+    #: them with :class:`UnsupportedSpec`); ``3`` when it also builds a language model
+    #: (``embedding``, a ``causal`` transformer encoder, labels for every step: the harness
+    #: skips an older adapter's cells of such a task, since it could ignore ``causal``
+    #: unknowingly). An adapter that doesn't say is taken as API 0.
     api_version: ClassVar[int] = 0
 
     def availability(self) -> Availability:
@@ -295,6 +300,25 @@ class FrameworkAdapter(abc.ABC):
     def matmul_seconds(self, size: int, repeats: int) -> float:
         """Plugin API 0 only: see :meth:`Session.matmul_seconds`."""
         raise NotImplementedError
+
+
+def build_trainer(
+    adapter: FrameworkAdapter,
+    session: Session,
+    task: Task,
+    weights: list[dict[str, np.ndarray]],
+    x: np.ndarray,
+    y: np.ndarray,
+) -> Trainer:
+    """``session.build(...)``, refused with :class:`UnsupportedSpec` when the task needs a newer
+    plugin API than the adapter speaks (see :attr:`FrameworkAdapter.api_version`)."""
+    needed, declared = task.plugin_api_needed(), getattr(adapter, "api_version", 0)
+    if declared < needed:
+        raise UnsupportedSpec(
+            f"the task needs plugin API {needed} (a language model's layers); the "
+            f"{adapter.name!r} adapter speaks API {declared}"
+        )
+    return session.build(task, weights, x, y)
 
 
 # -- plugin API 0, still accepted -----------------------------------------------------------

@@ -451,7 +451,7 @@ def run_agreement(spec: ChildSpec, events: Events) -> None:
     """Train the first ``steps`` batches one at a time, dropout off, and report every step's
     loss and the final weights (for ``harness check-agreement``). ``spec.options``: ``steps``
     (how many), ``weights_path`` (where the final weights go, an ``.npz``)."""
-    from harness.api.adapter import UnsupportedSpec
+    from harness.api.adapter import UnsupportedSpec, build_trainer
     from harness.registry.catalog import known_datasets
     from harness.runner import worker
     from harness.workload.fairness import batch_order, initial_weights
@@ -463,11 +463,11 @@ def run_agreement(spec: ChildSpec, events: Events) -> None:
     prepared = worker.prepare(spec, events)
     if prepared is None:
         return
-    _, session, runtime_fields = prepared
+    adapter, session, runtime_fields = prepared
     split, train, _ = worker.load_data(task, spec)
     events.send("data", sha256=split.sha256)
     try:
-        trainer = session.build(task, initial_weights(task), train.x, train.y)
+        trainer = build_trainer(adapter, session, task, initial_weights(task), train.x, train.y)
     except UnsupportedSpec as exc:
         events.send("result", status="skipped", kind="unsupported", error=f"unsupported: {exc}")
         return

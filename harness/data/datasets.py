@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import platformdirs
 
-from harness.data import series
+from harness.data import corpus, series
 from harness.data.idx import iter_idx_chunks, parse_idx, read_idx
 from harness.errors import DataError, HarnessError
 from harness.paths import safe_name
@@ -40,7 +40,7 @@ class DatasetInfo:
     #: file stem (without ``.gz``) for each of :data:`ROLES`
     files: dict[str, str]
     input_shape: tuple[int, ...]
-    #: 0 for real-valued targets (regression)
+    #: 0 for real-valued targets (regression); a language model's vocabulary size
     num_classes: int
     #: base URLs tried in order when no local copy exists
     mirrors: tuple[str, ...]
@@ -58,6 +58,9 @@ class DatasetInfo:
     #: who provides it: ``harness`` for a built-in dataset; the plugin registry sets a plugin's
     #: (its name and distribution), so rows and error messages can say where data came from
     provider: str = "harness"
+    #: each sample's labels: ``()`` for one class (or value) per sample, ``(steps,)`` for a
+    #: class per step (the next token at every position of a language model's input)
+    label_shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # the name and folder become paths (the cache, data folders): nothing may climb out
@@ -125,6 +128,15 @@ DATASETS: dict[str, DatasetInfo] = {
         num_classes=0,
         mirrors=(),
         generate=series.sine_waves,
+    ),
+    "austen": DatasetInfo(
+        name="austen",
+        files={},
+        input_shape=(corpus.CONTEXT,),
+        num_classes=len(corpus.ALPHABET),
+        mirrors=(),
+        generate=corpus.austen,
+        label_shape=(corpus.CONTEXT,),
     ),
 }
 
@@ -390,7 +402,7 @@ def _arrays_problem(info: DatasetInfo, arrays: Arrays) -> str | None:
     if not _all_finite(x):
         return "inputs hold NaN or infinite values"
     if info.num_classes:
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        if y.shape[1:] != info.label_shape or not np.issubdtype(y.dtype, np.integer):
             return (
                 f"labels are {y.dtype} of shape {y.shape[1:]} per sample, not integer class indices"
             )

@@ -21,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from harness.api.adapter import Evaluation, Session, StepClock, UnsupportedSpec, open_session
+from harness.api.adapter import (
+    Evaluation,
+    Session,
+    StepClock,
+    UnsupportedSpec,
+    build_trainer,
+    open_session,
+)
 from harness.data import datasets, series
 from harness.measure.training_log import TrainingLog
 from harness.registry.catalog import known_datasets
@@ -196,7 +203,7 @@ def build_checked(
     a model of another size is the cell's result (:class:`_Stop`)."""
     weights = initial_weights(task)
     try:
-        trainer = session.build(task, weights, train.x, train.y)
+        trainer = build_trainer(adapter, session, task, weights, train.x, train.y)
     except UnsupportedSpec as exc:
         events.send(
             "result", status="skipped", kind="unsupported", error=f"unsupported: {exc}",
@@ -273,6 +280,8 @@ def quality(task: Task, evaluation: Evaluation) -> float:
     """The figure the task's target is judged on: accuracy, or the loss (mean squared error)."""
     if task.target.metric == "test_accuracy":
         return float(evaluation.accuracy)  # type: ignore[arg-type]
+    if task.target.metric == "test_bits_per_char":
+        return float(evaluation.loss) / math.log(2)  # the mean loss per token, from nats
     return float(evaluation.loss)
 
 

@@ -57,6 +57,7 @@ class Metrics(_Record):
     step_seconds_p99: FiniteFloat | None = None
     test_accuracy: FiniteFloat | None = None
     test_mse: FiniteFloat | None = None
+    test_bits_per_char: FiniteFloat | None = None
     test_loss: FiniteFloat | None = None
     peak_rss_bytes: FiniteFloat | None = None
     steady_samples_per_second: FiniteFloat | None = None

@@ -15,7 +15,16 @@ import numpy as np
 
 from harness.workload.fairness import initial_weights
 from harness.workload.reference import forward
-from harness.workload.tasks import Adam, DatasetSpec, Loss, ModelSpec, Target, Task, Training
+from harness.workload.tasks import (
+    Adam,
+    DatasetSpec,
+    Embedding,
+    Loss,
+    ModelSpec,
+    Target,
+    Task,
+    Training,
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,36 @@ PROBES: tuple[Probe, ...] = (
             {"kind": "dense", "units": 3, "activation": "softmax"},
         ),
     ),
+    # a language model's layers (plugin API 3): token ids in, and a mask that hides later steps
+    _one("embedding", (5,), kind="embedding", input_dim=7, output_dim=3, stddev=1.0),
+    _one(
+        "causal_transformer_encoder",
+        (5, 6),
+        ENCODER_RTOL,
+        kind="transformer_encoder",
+        causal=True,
+        heads=2,
+        key_dim=3,
+        mlp_units=4,
+    ),
+    Probe(
+        "small_gpt",
+        (6,),
+        (
+            {"kind": "embedding", "input_dim": 7, "output_dim": 6, "stddev": 1.0},
+            {"kind": "position_embedding"},
+            {
+                "kind": "transformer_encoder",
+                "causal": True,
+                "heads": 3,
+                "key_dim": 2,
+                "mlp_units": 5,
+            },
+            {"kind": "layer_norm"},
+            {"kind": "dense", "units": 7, "activation": "softmax"},
+        ),
+        ENCODER_RTOL,
+    ),
     Probe(
         "stacked_rnn_dense",
         (5, 2),
@@ -196,8 +235,14 @@ def probe_weights(task: Task, seed: int = 0) -> list[dict[str, np.ndarray]]:
 
 
 def probe_inputs(task: Task, samples: int = 3, seed: int = 0) -> np.ndarray:
+    """Random inputs for the probe; token ids (as float32) for a model that starts with an
+    embedding."""
     rng = np.random.default_rng([seed, 4])
-    return rng.standard_normal((samples, *task.model.input_shape)).astype(np.float32)
+    shape = (samples, *task.model.input_shape)
+    first = task.model.layers[0]
+    if isinstance(first, Embedding):
+        return rng.integers(0, first.input_dim, shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def expected_output(task: Task, weights: list[dict[str, np.ndarray]], x: np.ndarray) -> np.ndarray:

@@ -41,6 +41,10 @@ PROBES_SINCE_API_1 = frozenset({"dense_sequence"})
 #: refuse them with ``UnsupportedSpec`` (its cells of such a task are then skipped)
 LAYERS_SINCE_API_2 = frozenset({"batch_norm", "global_avg_pool2d", "residual_block"})
 
+#: a language model's (plugin API 3): the embedding, and the causal mask of an older kind
+LAYERS_SINCE_API_3 = frozenset({"embedding"})
+PROBES_SINCE_API_3 = frozenset({"causal_transformer_encoder", "small_gpt"})
+
 #: how far the moving statistics may be from the task's update (float32 arithmetic); PyTorch's
 #: momentum unconverted is off by about 1, its unbiased variance by about 1e-2
 MOVING_STATISTICS_RTOL = 1e-5
@@ -48,6 +52,8 @@ MOVING_STATISTICS_RTOL = 1e-5
 
 def api_of(kinds: set[str], probe_name: str) -> int:
     """The plugin API that brought the layer kinds (or the use of them) a probe needs."""
+    if kinds & LAYERS_SINCE_API_3 or probe_name in PROBES_SINCE_API_3:
+        return 3
     if kinds & LAYERS_SINCE_API_2:
         return 2
     if kinds & LAYERS_SINCE_API_1 or probe_name in PROBES_SINCE_API_1:

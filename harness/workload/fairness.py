@@ -19,6 +19,7 @@ gru           ``kernel (features, 3 units)``, ``recurrent_kernel (units, 3 units
               gate blocks in the order update (z), reset (r), candidate (h)
 position_     ``embedding (steps, features)``
 embedding
+embedding     ``embeddings (input_dim, output_dim)``: row ``i`` is token id ``i``'s vector
 layer_norm    ``gamma (features,)``, ``beta (features,)``
 batch_norm    ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``, each ``(channels,)``
               (the moving statistics are not trained; every trainer returns them too)
@@ -53,6 +54,7 @@ from harness.workload.tasks import (
     BatchNorm,
     Conv2D,
     Dense,
+    Embedding,
     LayerNorm,
     PositionEmbedding,
     ResidualBlock,
@@ -110,6 +112,9 @@ def initial_weights(task: Task) -> list[dict[str, np.ndarray]]:
                     "bias": bias,
                 }
             )
+        elif isinstance(layer, Embedding):
+            table = rng.normal(0.0, layer.stddev, (layer.input_dim, layer.output_dim))
+            weights.append({"embeddings": table.astype(np.float32)})
         elif isinstance(layer, PositionEmbedding):
             embedding = rng.normal(0.0, layer.stddev, in_shape)
             weights.append({"embedding": embedding.astype(np.float32)})

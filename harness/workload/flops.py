@@ -70,7 +70,9 @@ def encoder_flops(layer: TransformerEncoder, steps: int, width: int) -> int:
     dense layers. Layer norms, the softmax and GELU are elementwise and left out."""
     inner = layer.heads * layer.key_dim
     projections = 2 * steps * width * inner * 4  # query, key, value, and the output back
-    attention = 2 * steps * steps * inner * 2  # scores Q K^T, then probabilities @ V
+    # scores Q K^T, then probabilities @ V; a causal block's masked half is counted too, as
+    # the frameworks compute it (the mask is applied to full score matrices)
+    attention = 2 * steps * steps * inner * 2
     mlp = 2 * steps * width * layer.mlp_units * 2
     return projections + attention + mlp
 

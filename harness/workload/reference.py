@@ -18,6 +18,7 @@ from harness.workload.tasks import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     GlobalAvgPool2D,
     Layer,
@@ -196,13 +197,17 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
 
 
-def attention(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Multi-head self-attention over ``x (n, steps, width)``, output projection included."""
+def attention(weights: dict[str, np.ndarray], x: np.ndarray, causal: bool = False) -> np.ndarray:
+    """Multi-head self-attention over ``x (n, steps, width)``, output projection included;
+    ``causal``: each step attends to itself and earlier steps only."""
     q, k, v = (
         np.einsum("ntd,dhk->nthk", x, weights[f"{name}_kernel"]) + weights[f"{name}_bias"]
         for name in ("query", "key", "value")
     )
     scores = np.einsum("nqhk,nshk->nhqs", q, k) / math.sqrt(q.shape[-1])
+    if causal:
+        steps = scores.shape[-1]
+        scores = np.where(np.tri(steps, dtype=bool), scores, -np.inf)
     probabilities = activate("softmax", scores)  # over the keys (the last axis)
     mixed = np.einsum("nhqs,nshk->nqhk", probabilities, v)
     return np.einsum("nqhk,hkd->nqd", mixed, weights["output_kernel"]) + weights["output_bias"]
@@ -213,7 +218,8 @@ def transformer_encoder(
 ) -> np.ndarray:
     """Pre-norm: ``x + MHA(LN1(x))``, then ``x + MLP(LN2(x))`` (dropout is off when evaluating)."""
     w = {name: value.astype(np.float64) for name, value in weights.items()}
-    x = x + attention(w, layer_norm(x, w["norm1_gamma"], w["norm1_beta"], layer.epsilon))
+    normed = layer_norm(x, w["norm1_gamma"], w["norm1_beta"], layer.epsilon)
+    x = x + attention(w, normed, layer.causal)
     hidden = layer_norm(x, w["norm2_gamma"], w["norm2_beta"], layer.epsilon)
     hidden = gelu(hidden @ w["mlp_kernel"] + w["mlp_bias"])
     return x + hidden @ w["mlp_output_kernel"] + w["mlp_output_bias"]
@@ -242,6 +248,8 @@ def layer_forward(layer: Layer, weights: dict[str, np.ndarray], x: np.ndarray) -
         return patches(layer, x)
     if isinstance(layer, PositionEmbedding):
         return x + weights["embedding"]
+    if isinstance(layer, Embedding):
+        return weights["embeddings"].astype(np.float64)[x.astype(np.int64)]
     if isinstance(layer, MeanPool):
         return x.mean(axis=1)
     if isinstance(layer, LayerNorm):

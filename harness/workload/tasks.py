@@ -318,6 +318,20 @@ class PositionEmbedding(_Spec):
     stddev: float = Field(default=0.02, gt=0, le=10)
 
 
+class Embedding(_Spec):
+    """Looks up a learned vector for each token id of a (steps,) sequence: (steps,
+    output_dim). The ids arrive as float32 (exact below 2**24), each in ``[0, input_dim)``;
+    the table starts normal with mean 0 and ``stddev`` (GPT-2's 0.02). Only a model's first
+    layer, on a dataset of token ids (``[preprocessing] divide_by`` 1)."""
+
+    kind: Literal["embedding"]
+    #: the vocabulary size: the dataset's class count
+    input_dim: Positive
+    output_dim: Positive
+    initializer: Literal["random_normal"] = "random_normal"
+    stddev: float = Field(default=0.02, gt=0, le=10)
+
+
 class MeanPool(_Spec):
     """The mean over the steps of a (steps, features) sequence: (features,). Parameter-free."""
 
@@ -340,7 +354,9 @@ class TransformerEncoder(_Spec):
         x = x + Dropout(MHA(LN1(x)))
         x = x + Dropout(Dense2(Dropout(gelu(Dense1(LN2(x))))))
 
-    ``MHA`` is multi-head self-attention with ``heads`` heads of ``key_dim`` values each (the
+    With ``causal``, step ``i`` attends only to steps ``j <= i`` (the scores of later keys
+    are masked out before the softmax): a decoder block, as in GPT. ``MHA`` is multi-head
+    self-attention with ``heads`` heads of ``key_dim`` values each (the
     value width is ``key_dim`` too), scores scaled by ``1 / sqrt(key_dim)``, a softmax over the
     keys (with ``dropout`` on its probabilities), and an output projection back to the width;
     every projection has a bias. ``gelu`` is the exact form ``x * Phi(x) = 0.5 x (1 + erf(x /
@@ -354,6 +370,8 @@ class TransformerEncoder(_Spec):
     key_dim: Positive
     mlp_units: Positive
     mlp_activation: Literal["gelu"] = "gelu"
+    #: mask each step's attention to later steps (a decoder block); plugin API 3
+    causal: bool = False
     #: on the attention probabilities, after the MLP's activation and on each sublayer's output
     dropout: float = Field(default=0.0, ge=0, lt=1)
     epsilon: float = Field(default=1e-6, gt=0, le=1)
@@ -375,6 +393,7 @@ Layer = Annotated[
     | GRU
     | Patches
     | PositionEmbedding
+    | Embedding
     | MeanPool
     | LayerNorm
     | TransformerEncoder,
@@ -394,6 +413,7 @@ LAYER_KINDS = (
     "gru",
     "patches",
     "position_embedding",
+    "embedding",
     "mean_pool",
     "layer_norm",
     "transformer_encoder",
@@ -438,7 +458,9 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*out, channels)
     if isinstance(layer, BatchNorm | GlobalAvgPool2D | ResidualBlock):
         return _image_output_shape(layer, shape)
-    if isinstance(layer, Patches | PositionEmbedding | MeanPool | LayerNorm | TransformerEncoder):
+    if isinstance(
+        layer, Patches | PositionEmbedding | Embedding | MeanPool | LayerNorm | TransformerEncoder
+    ):
         return _sequence_output_shape(layer, shape)
     if layer.kind not in RECURRENT_KINDS:
         raise ValueError(
@@ -473,6 +495,10 @@ def _sequence_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, .
         return (shape[0] // layer.size * (shape[1] // layer.size), layer.size**2 * shape[2])
     if isinstance(layer, LayerNorm):
         return shape  # over the last axis, whatever the rank
+    if isinstance(layer, Embedding):
+        if len(shape) != 1:
+            raise ValueError(f"needs an input of token ids, shape (steps,), not {shape}")
+        return (shape[0], layer.output_dim)
     if len(shape) != 2:
         raise ValueError(f"needs an input of shape (steps, features), not {shape}")
     return (shape[1],) if isinstance(layer, MeanPool) else shape
@@ -560,13 +586,14 @@ class Preprocessing(_Spec):
 
 
 #: each metric, with whether higher is better and the validation figure tracked for it
-METRICS = {"test_accuracy": True, "test_mse": False}
+#: ``test_bits_per_char``: a language model's mean loss per token (character) in bits
+METRICS = {"test_accuracy": True, "test_mse": False, "test_bits_per_char": False}
 
 
 class Target(_Spec):
     """The quality a finished cell must reach: ``test_accuracy >= min`` or ``test_mse <= max``."""
 
-    metric: Literal["test_accuracy", "test_mse"] = "test_accuracy"
+    metric: Literal["test_accuracy", "test_mse", "test_bits_per_char"] = "test_accuracy"
     min: float | None = Field(default=None, ge=0, le=1)
     max: float | None = Field(default=None, gt=0)
     #: the threshold when the task runs on another dataset (``--dataset``), by dataset name
@@ -676,10 +703,13 @@ class Task(_Spec):
         except ValueError as exc:
             raise ValueError(f"model.{exc}") from None
         if dataset.num_classes:
-            if output != (dataset.num_classes,):
+            if output != (*dataset.label_shape, dataset.num_classes):
+                per = (
+                    f" for each of its {dataset.label_shape} labels" if dataset.label_shape else ""
+                )
                 raise ValueError(
                     f"the last layer outputs shape {output}, but dataset {dataset.name!r} has "
-                    f"{dataset.num_classes} classes"
+                    f"{dataset.num_classes} classes{per}"
                 )
             if self.training.loss != "sparse_categorical_crossentropy":
                 raise ValueError(
@@ -700,10 +730,34 @@ class Task(_Spec):
                 raise ValueError(
                     f"dataset {dataset.name!r} has real-valued targets: use loss mean_squared_error"
                 )
-        wanted = "test_accuracy" if dataset.num_classes else "test_mse"
+        self._check_token_ids(dataset)
+        wanted = (
+            "test_mse"
+            if not dataset.num_classes
+            else "test_bits_per_char"
+            if dataset.label_shape
+            else "test_accuracy"
+        )
         if self.target.metric != wanted:
             raise ValueError(f"target.metric must be {wanted} for dataset {dataset.name!r}")
         return self
+
+    def _check_token_ids(self, dataset: DatasetInfo) -> None:
+        """An embedding looks up token ids: first, on undivided ids, one row per class."""
+        for index, layer in enumerate(self.model.layers):
+            if not isinstance(layer, Embedding):
+                continue
+            if index:
+                raise ValueError(f"layers[{index}] (embedding) must be the first layer")
+            if self.preprocessing.divide_by != 1:
+                raise ValueError(
+                    "an embedding takes token ids: [preprocessing] divide_by must be 1"
+                )
+            if layer.input_dim != dataset.num_classes:
+                raise ValueError(
+                    f"layers[0] (embedding) has input_dim {layer.input_dim}, but dataset "
+                    f"{dataset.name!r} has {dataset.num_classes} token ids"
+                )
 
     def with_epochs(self, epochs: int) -> Task:
         """This task with another epoch count (``--epochs``), validated."""
@@ -724,6 +778,16 @@ class Task(_Spec):
     def known_datasets(self) -> DatasetFacts:
         """The built-in datasets and the one this task was validated against."""
         return {**DATASETS, self.dataset.name: self._dataset_info}
+
+    def plugin_api_needed(self) -> int:
+        """The plugin API an adapter must speak to build this task faithfully: 3 for a language
+        model (an older adapter could build a causal block without its mask, unknowingly)."""
+        language = any(
+            isinstance(layer, Embedding) or (isinstance(layer, TransformerEncoder) and layer.causal)
+            for layer in self.model.layers
+        )
+        labels = getattr(self, "_dataset_info", None)  # a kit's probe task has no dataset
+        return 3 if language or (labels is not None and labels.label_shape) else 0
 
     def without_dropout(self) -> Task:
         """This task with dropout disabled, so every framework computes the same function."""

@@ -122,7 +122,11 @@ def curve_table(curves: scaling.MetricCurves, values: list[float]) -> CurveTable
     )
 
 
-METRIC_LABELS = {"test_accuracy": "test accuracy", "test_mse": "test MSE"}
+METRIC_LABELS = {
+    "test_accuracy": "test accuracy",
+    "test_mse": "test MSE",
+    "test_bits_per_char": "test bits per character",
+}
 
 
 def run_target(run: Run) -> Target:
