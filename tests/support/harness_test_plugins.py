@@ -435,3 +435,31 @@ class TorchMomentumAdapter(SloppyTorchAdapter):
 
 
 harness_register_frameworks = _registering_also(harness_register_frameworks, TorchMomentumAdapter)
+
+
+# -- appended: a decoder block without its causal mask, for the kit's probe -------------------
+
+
+class TorchNoCausalMaskAdapter(SloppyTorchAdapter):
+    """The built-in PyTorch adapter building every causal transformer block without its mask,
+    as a plugin that doesn't read ``causal`` would: parameters and shapes are right, and the
+    last step's output too (it sees every step either way); every other step sees the future."""
+
+    name = "torch_nocausal"
+    api_version = 3
+
+    @staticmethod
+    def tweaked_build(inner, task, weights, x, y):
+        layers = [
+            layer.model_copy(update={"causal": False})
+            if layer.kind == "transformer_encoder"
+            else layer
+            for layer in task.model.layers
+        ]
+        model = task.model.model_copy(update={"layers": layers})
+        return inner.build(task.model_copy(update={"model": model}), weights, x, y)
+
+
+harness_register_frameworks = _registering_also(
+    harness_register_frameworks, TorchNoCausalMaskAdapter
+)
