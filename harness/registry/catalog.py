@@ -166,7 +166,12 @@ def describe_dataset(info: DatasetInfo) -> dict[str, Any]:
     return {
         "name": info.name,
         "provider": info.provider,
-        "kind": "generated" if info.generate is not None else "files",
+        # a label at every step: token windows (austen's, read from a verified text)
+        "kind": "tokens"
+        if info.label_shape
+        else "generated"
+        if info.generate is not None
+        else "files",
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
     }
