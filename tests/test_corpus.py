@@ -134,3 +134,19 @@ def test_the_austen_dataset_loads_as_the_harness_checks_it():
     assert len(split.test.x) < len(split.train.x) / 8
     assert np.array_equal(split.train.x[1:, 0], split.train.y[:-1, -1].astype(np.float32))
     assert split.sha256 == datasets.load("austen", {}, seed=1).sha256  # the seed changes nothing
+
+
+def test_a_run_on_a_damaged_corpus_stops_before_any_cell_with_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    text = gzip.decompress((datasets.packaged_dir() / f"{corpus.FILE}.gz").read_bytes())
+    (tmp_path / "austen").mkdir()
+    (tmp_path / "austen" / "austen.txt.gz").write_bytes(gzip.compress(text[:-1] + b"!"))
+    env = {**os.environ, datasets.DATA_DIR_ENV: str(tmp_path)}
+    run = [sys.executable, "-m", "harness", "run", "--task", "text_gpt", "--framework", "torch"]
+    done = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1 and "checksum mismatch" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "results").exists()

@@ -54,6 +54,8 @@ def sample_counts(task: Task, data_paths: dict[str, Path]) -> tuple[int, int]:
         try:
             (x_train, _), (x_test, _) = info.generate(task.seed)
             return len(x_train), len(x_test)
+        except DataError:
+            raise  # the data itself is missing or damaged: already one line naming the file
         except Exception as exc:  # a plugin's function: any error is that plugin's
             raise HarnessError(
                 f"dataset {info.name!r}: its generate function failed: {type(exc).__name__}: {exc}"
