@@ -67,7 +67,15 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
+#: the quality column's header for each target metric
+QUALITY_HEADERS = {
+    "test_accuracy": "test acc",
+    "test_mse": "test MSE",
+    "test_bits_per_char": "bits/char",
+}
+
+
 def headers(target: Target) -> dict[str, str]:
     """Each column's header for a task (the quality column names the task's metric)."""
-    quality = "test acc" if target.higher_is_better else "test MSE"
+    quality = QUALITY_HEADERS[target.metric]
     return {column.key: quality if column.key == "quality" else column.header for column in COLUMNS}
