@@ -26,7 +26,9 @@ class JaxAdapter(FrameworkAdapter):
     distribution = "jax"
     install_hint = "pip install 'harness[jax]'"
     modes = ("eager", "compiled")
-    api_version = 2  # builds the ResNet layers: batch_norm, global_avg_pool2d, residual_block
+    # API 2: the ResNet layers (batch_norm, global_avg_pool2d, residual_block); API 3: a
+    # language model (embedding, causal transformer blocks, a label at every step)
+    api_version = 3
 
     def devices(self) -> list[str]:
         import jax

@@ -12,7 +12,11 @@ The Vision Transformer's layers use Flax's own modules: ``nn.LayerNorm`` (with
 E[x]^2``, which loses digits) and ``nn.MultiHeadDotProductAttention``, whose ``DenseGeneral``
 kernels have the harness's shapes. Their parameters are nested and named by Flax (``scale``,
 ``bias``, ``attention/query/kernel``), so :func:`to_variables` and :func:`from_variables` rename
-them.
+them. A ``causal`` encoder hands the attention Flax's causal mask (``nn.make_causal_mask``),
+which sets the scores of later keys to the lowest float before the softmax.
+
+A language model's ``embedding`` is a table of the harness's shape, ``embeddings (input_dim,
+output_dim)``, indexed by the token ids (float32 in, cast to int32).
 
 The ResNet's layers use ``nn.BatchNorm``, whose momentum is Keras's (the share of the old
 statistics kept) and whose batch variance is the biased one; its moving statistics live in the
@@ -142,6 +146,20 @@ def patches(x, size: int):
     return grid.reshape(n, (h // size) * (w // size), size * size * c)
 
 
+class Embedding(nn.Module):
+    """A learned ``embeddings (input_dim, output_dim)`` table, one row per token id; the ids
+    arrive as float32 (exact below 2**24) and are cast to int32 for the look-up."""
+
+    input_dim: int
+    output_dim: int
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (self.input_dim, self.output_dim)
+        table = self.param("embeddings", nn.initializers.normal(0.02), shape)
+        return jnp.take(table, x.astype(jnp.int32), axis=0)
+
+
 class PositionEmbedding(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -209,6 +227,8 @@ class TransformerEncoder(nn.Module):
         spec = self.spec
         deterministic = not train
         normed = layer_norm(spec.epsilon, "norm1")(x)
+        # causal: step i sees steps j <= i only (a (1, 1, steps, steps) mask over the scores)
+        mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))[:1] if spec.causal else None
         attended = nn.MultiHeadDotProductAttention(
             num_heads=spec.heads,
             qkv_features=spec.heads * spec.key_dim,
@@ -216,7 +236,7 @@ class TransformerEncoder(nn.Module):
             dropout_rate=spec.dropout,  # on the attention probabilities
             deterministic=deterministic,
             name="attention",
-        )(normed)
+        )(normed, mask=mask)
         x = x + nn.Dropout(spec.dropout, deterministic=deterministic)(attended)
         hidden = exact_gelu(
             nn.Dense(spec.mlp_units, name="mlp")(layer_norm(spec.epsilon, "norm2")(x))
@@ -319,6 +339,7 @@ SUPPORTED = (
     *RECURRENT,
     "patches",
     "position_embedding",
+    "embedding",
     "mean_pool",
     "layer_norm",
     "transformer_encoder",
@@ -371,6 +392,8 @@ class Sequential(nn.Module):
                 )(x)
             elif spec.kind == "patches":
                 x = patches(x, spec.size)
+            elif spec.kind == "embedding":
+                x = Embedding(spec.input_dim, spec.output_dim, name=name)(x)
             elif spec.kind == "position_embedding":
                 x = PositionEmbedding(name=name)(x)
             elif spec.kind == "mean_pool":

@@ -119,12 +119,15 @@ def _train_functions(model, optimizer, classify: bool, seed: int):
         else:
             output = model.apply(variables, xb, train=True, rngs=rngs)
         if classify:
+            # (batch,) losses, or (batch, steps) for a language model's label at every step
             losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
         else:
             # (batch, 1) against (batch,): flatten first, or it broadcasts to (batch, batch)
             losses = (output.reshape(-1) - yb) ** 2
-        # the mean over the batch's real samples: padding (see train_epoch) weighs 0
-        return jnp.sum(losses * weight) / jnp.sum(weight), batch_stats
+        # the mean over the batch's real samples (every step of each): padding (see
+        # train_epoch) weighs 0
+        weights = jnp.broadcast_to(weight.reshape((-1,) + (1,) * (losses.ndim - 1)), losses.shape)
+        return jnp.sum(losses * weights) / jnp.sum(weights), batch_stats
 
     def update(state, xb, yb, step, weight):
         params, batch_stats, opt_state, loss_sum = state
@@ -158,7 +161,8 @@ def _eval_functions(model, classify: bool):
     import jax
     import optax
 
-    # evaluation normalises with the moving statistics (train=False: use_running_average)
+    # evaluation normalises with the moving statistics (train=False: use_running_average);
+    # sums over every label: one per sample, or one per step of a language model's samples
     @jax.jit
     def eval_step(variables, xb, yb):
         output = model.apply(variables, xb)
@@ -260,8 +264,10 @@ class JaxTrainer:
             )
             loss_sum += float(batch_loss)
             correct += int(batch_correct)
+        # the mean over the labels: the samples, or every step of every sample (y (n, steps))
+        labels = y.size
         return Evaluation(
-            loss=loss_sum / len(x), accuracy=correct / len(x) if self.classify else None
+            loss=loss_sum / labels, accuracy=correct / labels if self.classify else None
         )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
