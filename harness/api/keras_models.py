@@ -18,10 +18,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from harness.api import keras_vit
-from harness.api.adapter import UnsupportedSpec
+from harness.api.adapter import Evaluation, UnsupportedSpec
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
     from harness.workload.tasks import GRU, LSTM, Adam, Layer, ModelSpec, SimpleRNN, Training
 
@@ -37,6 +38,7 @@ PARAMETER_NAMES = {
     "lstm": ("kernel", "recurrent_kernel", "bias"),
     "gru": ("kernel", "recurrent_kernel", "bias"),
     "position_embedding": ("embedding",),
+    "embedding": ("embeddings",),
     "layer_norm": ("gamma", "beta"),
     # the moving statistics too: not trained, but part of the model's state (and the harness's)
     "batch_norm": ("gamma", "beta", "moving_mean", "moving_variance"),
@@ -89,6 +91,8 @@ def keras_layer(spec: Layer, *, use_cudnn: bool | str = "auto") -> keras.layers.
         return keras_vit.patches(spec)
     if spec.kind == "position_embedding":
         return keras_vit.position_embedding()
+    if spec.kind == "embedding":  # Keras's layer casts the float32 token ids to int32 first
+        return keras.layers.Embedding(spec.input_dim, spec.output_dim, mask_zero=False)
     if spec.kind == "mean_pool":
         return keras.layers.GlobalAveragePooling1D(data_format="channels_last")
     if spec.kind == "layer_norm":
@@ -217,6 +221,29 @@ def keras_loss(name: str) -> keras.losses.Loss:
     if name == "mean_squared_error":
         return keras.losses.MeanSquaredError()
     raise UnsupportedSpec(f"loss {name!r}")
+
+
+def evaluation(outputs: np.ndarray, y: np.ndarray, loss: str) -> Evaluation:
+    """The loss and accuracy of a model's outputs over a whole split, as the harness defines them.
+
+    For a classifier, ``y`` holds a class per sample ``(n,)`` or per step ``(n, steps)`` (a
+    language model), the outputs a softmax over the last axis; both figures are the mean over
+    every label. Training's loss is a log-softmax of the logits (Keras reads them off the
+    softmax), so the probabilities are not clipped at Keras's 1e-7 here: only kept off log(0).
+    For ``mean_squared_error``, ``outputs`` is ``(n, 1)`` and ``y`` ``(n,)``.
+    """
+    import numpy as np
+
+    if loss == "mean_squared_error":
+        errors = outputs[:, 0].astype(np.float64) - y
+        return Evaluation(loss=float(np.mean(errors**2)), accuracy=None)
+    labels = np.asarray(y, dtype=np.int64)
+    picked = np.take_along_axis(outputs, labels[..., None], axis=-1)[..., 0]
+    picked = np.maximum(picked.astype(np.float64), np.finfo(np.float32).tiny)
+    return Evaluation(
+        loss=float(-np.log(picked).mean()),
+        accuracy=float((outputs.argmax(axis=-1) == labels).mean()),
+    )
 
 
 @functools.cache
@@ -391,7 +418,7 @@ def _paper_adam_class() -> type:
         def update_step(self, gradient, variable, learning_rate):
             dtype = variable.dtype
             lr = ops.cast(learning_rate, dtype)
-            gradient = ops.cast(gradient, dtype)
+            gradient = ops.cast(_dense_gradient(gradient), dtype)
             step = ops.cast(self.iterations + 1, dtype)
             beta_1_power = ops.power(ops.cast(self.beta_1, dtype), step)
             beta_2_power = ops.power(ops.cast(self.beta_2, dtype), step)
@@ -418,6 +445,17 @@ def _paper_adam_class() -> type:
             }
 
     return PaperAdam
+
+
+def _dense_gradient(gradient):
+    """The gradient as a dense array. TensorFlow hands an embedding's as ``tf.IndexedSlices``,
+    a row for every token looked up, a repeated token's rows repeated: Keras's ``ops.square``
+    would square each row before they are summed, where Adam wants the square of their sum."""
+    if type(gradient).__name__ == "IndexedSlices":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(gradient)  # sums the rows of each index
+    return gradient
 
 
 # -- timing -------------------------------------------------------------------

@@ -103,7 +103,8 @@ def _encoder_class() -> type:
     import keras
 
     class TransformerEncoder(keras.layers.Layer):
-        """``x + Dropout(MHA(LN1(x)))``, then ``x + Dropout(MLP(LN2(x)))`` (pre-norm)."""
+        """``x + Dropout(MHA(LN1(x)))``, then ``x + Dropout(MLP(LN2(x)))`` (pre-norm); with the
+        spec's ``causal``, the attention masks out later steps (a GPT block)."""
 
         def __init__(self, spec, **kwargs) -> None:
             super().__init__(**kwargs)
@@ -133,7 +134,10 @@ def _encoder_class() -> type:
         def call(self, x, training=None):
             after_attention, hidden, after_mlp = self.dropouts
             normed = self.norm1(x)
-            attended = self.attention(normed, normed, training=training)
+            # causal: step i attends to steps j <= i only (Keras's lower-triangular mask)
+            attended = self.attention(
+                normed, normed, training=training, use_causal_mask=self.spec.causal
+            )
             x = x + after_attention(attended, training=training)
             hidden_values = hidden(self.mlp(self.norm2(x)), training=training)
             return x + after_mlp(self.mlp_output(hidden_values), training=training)

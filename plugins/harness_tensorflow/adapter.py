@@ -30,7 +30,7 @@ class TensorFlowAdapter(FrameworkAdapter):
     distribution = "tensorflow"
     install_hint = "pip install 'harness[tensorflow]'"
     modes = ("eager", "compiled")
-    api_version = 2
+    api_version = 3
 
     def devices(self) -> list[str]:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

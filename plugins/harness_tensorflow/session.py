@@ -38,6 +38,8 @@ class TensorFlowSession(Session):
             raise UnsupportedSpec("Keras can't XLA-compile this model (jit_compile=True refused)")
         if training.loss == "mean_squared_error":
             y = y.reshape(-1, 1)  # the output's shape: no (b, 1) - (b,) broadcast to (b, b)
+        # a classifier's labels stay as given: (n,), or (n, steps) for a language model, whose
+        # loss Keras averages over every step of the batch (sum over batch size: b * steps)
         return KerasTrainer(model, task.model, x, y, training)
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -103,17 +105,8 @@ class KerasTrainer:
         return np.asarray(outputs, dtype=np.float32)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
-        outputs = self.predict(x)
-        if self.training.loss == "mean_squared_error":
-            errors = outputs[:, 0].astype(np.float64) - y
-            return Evaluation(loss=float(np.mean(errors**2)), accuracy=None)
-        # Training's loss is a log-softmax of the logits (Keras reads them off the softmax), so
-        # the probabilities are not clipped at Keras's 1e-7 here: only kept off log(0).
-        picked = np.maximum(outputs[np.arange(len(y)), y], np.finfo(np.float32).tiny)
-        return Evaluation(
-            loss=float(-np.log(picked.astype(np.float64)).mean()),
-            accuracy=float((outputs.argmax(axis=1) == y).mean()),
-        )
+        # labels per sample (n,) or per step (n, steps): the mean over all of them
+        return keras_support.evaluation(self.predict(x), y, self.training.loss)
 
     def weights(self) -> list[dict[str, np.ndarray]]:
         return keras_support.layer_weights(self.model_spec, self.model)

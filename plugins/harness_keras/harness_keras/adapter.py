@@ -33,7 +33,7 @@ BACKENDS = {"jax": ("jax", "jax"), "torch": ("torch", "torch")}
 class KerasAdapter(FrameworkAdapter):
     import_name = "keras"
     distribution = "keras"
-    api_version = 2
+    api_version = 3
     modes = ("eager",)  # Keras's default execution: jax.jit per step on JAX, eager on PyTorch
 
     def __init__(self, backend: str) -> None:

@@ -8,6 +8,7 @@ from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 from harness.api.keras_models import (
     build_model,
     compile_model,
+    evaluation,
     layer_weights,
     step_timer,
 )
@@ -29,7 +30,9 @@ class KerasSession(Session):
         model = build_model(task.model, weights)
         compile_model(model, training)
         self.runtime.settings["jit_compile"] = model.jit_compile
-        targets = y if classifier else y.reshape(-1, 1)  # (n, 1) like the output: no broadcast
+        # (n, 1) like the output: no broadcast; a classifier's labels as given, (n,) or (n,
+        # steps) for a language model, whose loss Keras averages over every step of the batch
+        targets = y if classifier else y.reshape(-1, 1)
         return KerasTrainer(model, task, x, targets)
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -82,13 +85,8 @@ class KerasTrainer:
         return np.asarray(outputs, dtype=np.float32)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
-        outputs = self.predict(x).astype(np.float64)
-        if self.task.training.loss == "mean_squared_error":
-            return Evaluation(loss=float(np.mean((outputs[:, 0] - y) ** 2)), accuracy=None)
-        picked = np.maximum(outputs[np.arange(len(y)), y], np.finfo(np.float32).tiny)
-        return Evaluation(
-            loss=float(-np.log(picked).mean()), accuracy=float((outputs.argmax(axis=1) == y).mean())
-        )
+        # labels per sample (n,) or per step (n, steps): the mean over all of them
+        return evaluation(self.predict(x), y, self.task.training.loss)
 
     def weights(self) -> list[dict[str, np.ndarray]]:
         return layer_weights(self.task.model, self.model)
