@@ -169,6 +169,7 @@ def run_cell(spec: ChildSpec, events: Events) -> None:
     metrics = {
         task.target.metric: quality(task, evaluation),
         "test_loss": float(evaluation.loss),
+        **token_accuracy(task, evaluation),
         "parameters": parameters,
         **baselines(task, train, split.test),
         **log.metrics(len(train.x), clock.samples),
@@ -283,6 +284,14 @@ def quality(task: Task, evaluation: Evaluation) -> float:
     if task.target.metric == "test_bits_per_char":
         return float(evaluation.loss) / math.log(2)  # the mean loss per token, from nats
     return float(evaluation.loss)
+
+
+def token_accuracy(task: Task, evaluation: Evaluation) -> dict[str, float]:
+    """A language model's accuracy (the share of steps whose likeliest token is the next one),
+    recorded beside its bits per character."""
+    if task.target.metric != "test_bits_per_char" or evaluation.accuracy is None:
+        return {}
+    return {"test_accuracy": float(evaluation.accuracy)}
 
 
 def plugin_parameter_count(trainer: Any) -> int | None:
