@@ -30,7 +30,7 @@ class TorchAdapter(FrameworkAdapter):
     distribution = "torch"
     install_hint = "pip install 'harness[torch]'"
     modes = ("eager", "compiled")
-    api_version = 2  # builds the ResNet layers (batch_norm, global_avg_pool2d, residual_block)
+    api_version = 3  # builds the ResNet layers (API 2) and a language model's (API 3)
 
     def devices(self) -> list[str]:
         import torch

@@ -25,6 +25,10 @@ Where torch's conventions differ from the harness's (Keras's):
   ``momentum`` of the old value and uses the biased variance. :class:`_BatchNorm` normalises
   with ``F.batch_norm`` and updates its moving statistics itself.
 * A ``residual_block``'s convolutions have no bias and are padded as TensorFlow pads.
+* An ``embedding`` is ``nn.Embedding`` (its table is the harness's ``(input_dim, output_dim)``
+  as it is); the token ids arrive as float32 and are cast to int64 inside the module.
+* A ``causal`` encoder passes a float mask (``-inf`` above the diagonal) with ``is_causal=True``
+  to the layer, so step ``i`` attends to steps ``j <= i`` only.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ from harness.api import (
     UnsupportedSpec,
 )
 
+#: the API 3 token embedding's kind: ``harness.api`` doesn't export its spec class (Embedding)
+#: yet, and a plugin imports nothing else of harness, so the layer is known by its kind
+_EMBEDDING = "embedding"
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 #: the harness's GRU gate blocks (z, r, h) taken in torch's order (r, z, n); its own inverse
 _GRU_GATES = (1, 0, 2)
@@ -158,13 +165,16 @@ def _layer_modules(
     elif isinstance(spec, PositionEmbedding):
         holder = _PositionEmbedding(in_shape)
         modules.append(holder)
+    elif spec.kind == _EMBEDDING:
+        holder = _Embedding(spec.input_dim, spec.output_dim)
+        modules.append(holder)
     elif isinstance(spec, MeanPool):
         modules.append(_MeanPool())
     elif isinstance(spec, LayerNorm):
         holder = nn.LayerNorm(in_shape[-1], eps=spec.epsilon)
         modules.append(holder)
     elif isinstance(spec, TransformerEncoder):
-        holder = _encoder(spec, in_shape[-1])
+        holder = _encoder(spec, in_shape)
         modules.append(holder)
     elif isinstance(spec, BatchNorm | GlobalAvgPool2D | ResidualBlock):
         return _resnet_modules(spec, in_shape)
@@ -254,6 +264,13 @@ class _PositionEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.embedding
+
+
+class _Embedding(nn.Embedding):
+    """``nn.Embedding`` on token ids that arrive as float32: (n, steps) -> (n, steps, dim)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x.long())
 
 
 class _MeanPool(nn.Module):
@@ -396,15 +413,14 @@ class _ResidualBlock(nn.Module):
         return parts
 
 
-def _encoder(spec: TransformerEncoder, width: int) -> nn.TransformerEncoderLayer:
+def _encoder(spec: TransformerEncoder, in_shape) -> nn.TransformerEncoderLayer:
+    width = in_shape[-1]
     if spec.heads * spec.key_dim != width:
         raise UnsupportedSpec(
             f"transformer_encoder: nn.TransformerEncoderLayer splits the width ({width}) among "
             f"the heads, so heads x key_dim must equal it, not {spec.heads} x {spec.key_dim}"
         )
-    return nn.TransformerEncoderLayer(
-        width,
-        spec.heads,
+    options: dict[str, Any] = dict(
         dim_feedforward=spec.mlp_units,
         dropout=spec.dropout,  # attention probabilities, MLP activation, each sublayer's output
         activation="gelu",  # F.gelu's default is the exact (erf) form
@@ -413,6 +429,26 @@ def _encoder(spec: TransformerEncoder, width: int) -> nn.TransformerEncoderLayer
         norm_first=True,
         bias=True,
     )
+    if spec.causal:
+        return _CausalEncoder(in_shape[0], width, spec.heads, **options)
+    return nn.TransformerEncoderLayer(width, spec.heads, **options)
+
+
+class _CausalEncoder(nn.TransformerEncoderLayer):
+    """An encoder layer whose step ``i`` attends to steps ``j <= i`` only (a decoder block).
+
+    The mask is a buffer left out of the ``state_dict``, so the weights are the plain layer's.
+    """
+
+    causal_mask: torch.Tensor  # (steps, steps): 0 on and below the diagonal, -inf above it
+
+    def __init__(self, steps: int, width: int, heads: int, **options: Any) -> None:
+        super().__init__(width, heads, **options)
+        mask = torch.triu(torch.full((steps, steps), float("-inf")), diagonal=1)
+        self.register_buffer("causal_mask", mask, persistent=False)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(src, src_mask=self.causal_mask, is_causal=True)
 
 
 #: the harness's encoder arrays and where nn.TransformerEncoderLayer keeps them (one-to-one)
@@ -505,6 +541,8 @@ def load_weights(spec, holder: Any, params: dict[str, np.ndarray]) -> None:
             holder.bias.copy_(torch.from_numpy(params["bias"]))
         elif isinstance(spec, PositionEmbedding):
             holder.embedding.copy_(torch.from_numpy(params["embedding"]))
+        elif spec.kind == _EMBEDDING:
+            holder.weight.copy_(torch.from_numpy(params["embeddings"]))
         elif isinstance(spec, LayerNorm):
             holder.weight.copy_(torch.from_numpy(params["gamma"]))
             holder.bias.copy_(torch.from_numpy(params["beta"]))
@@ -546,6 +584,8 @@ def read_weights(spec, holder: Any) -> dict[str, np.ndarray]:
         return {"kernel": np.ascontiguousarray(kernel), "bias": _numpy(holder.bias)}
     if isinstance(spec, PositionEmbedding):
         return {"embedding": _numpy(holder.embedding)}
+    if spec.kind == _EMBEDDING:
+        return {"embeddings": _numpy(holder.weight)}
     if isinstance(spec, LayerNorm):
         return {"gamma": _numpy(holder.weight), "beta": _numpy(holder.bias)}
     if isinstance(spec, TransformerEncoder):

@@ -136,10 +136,18 @@ class TorchTrainer:
         self.y = torch.from_numpy(y).to(device)
 
     def _loss(self, output, target, reduction: str = "mean"):
+        """The loss; ``reduction="none"`` keeps the target's shape (a loss per label).
+
+        Labels for every step ``(batch, steps)`` meet logits ``(batch, steps, classes)``:
+        both are flattened to one label per row, so the mean is over every step of every sample.
+        """
         import torch.nn.functional as F
 
         if self.classifier:
-            return F.cross_entropy(output, target, reduction=reduction)
+            losses = F.cross_entropy(
+                output.reshape(-1, output.shape[-1]), target.reshape(-1), reduction=reduction
+            )
+            return losses.reshape(target.shape) if reduction == "none" else losses
         # the output is (batch, 1) and the targets (batch,): compare them as (batch,), not
         # broadcast to (batch, batch)
         return F.mse_loss(output.reshape(-1), target, reduction=reduction)
@@ -173,7 +181,8 @@ class TorchTrainer:
 
     def _padded_loss(self, index, batch_size: int):
         """The mean loss of a smaller last batch, run padded to the full batch size (padding
-        repeats its first sample and weighs 0), so the compiled model sees one shape only."""
+        repeats its first sample and weighs 0), so the compiled model sees one shape only; with
+        labels for every step, the mean over every step of the real samples."""
         import torch
 
         real = len(index)
@@ -202,10 +211,11 @@ class TorchTrainer:
         for start, output in self._outputs(x):
             target = torch.from_numpy(y[start : start + batch]).to(self.device)
             loss_sum += self._loss(output, target, reduction="sum").item()
-            if self.classifier:
-                correct += int((output.argmax(dim=1) == target).sum().item())
+            if self.classifier:  # the class axis is the last, one label per step or sample
+                correct += int((output.argmax(dim=-1) == target).sum().item())
+        labels = y.size  # len(x), or every step of every sample
         return Evaluation(
-            loss=loss_sum / len(x), accuracy=correct / len(x) if self.classifier else None
+            loss=loss_sum / labels, accuracy=correct / labels if self.classifier else None
         )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
