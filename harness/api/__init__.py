@@ -53,6 +53,7 @@ _SOURCES = {
             "DatasetSpec",
             "Dense",
             "Dropout",
+            "Embedding",
             "Flatten",
             "GlobalAvgPool2D",
             "Layer",
