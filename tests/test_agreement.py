@@ -21,6 +21,7 @@ TASKS = (
     pytest.param("mnist_rnn", marks=pytest.mark.slow),
     "mnist_vit",
     "fashion_resnet",  # batch norm's moving statistics compared in every framework
+    "text_gpt",  # an embedding, causal blocks and a label at every step
 )
 
 
