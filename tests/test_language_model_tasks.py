@@ -75,7 +75,7 @@ def test_the_reference_model_sees_no_later_character():
             "outputs shape (64, 80), but dataset 'austen' has 81 classes",
         ),
         (
-            {'metric = "test_bits_per_char"\nmax = 3.0': 'metric = "test_accuracy"\nmin = 0.5'},
+            {'metric = "test_bits_per_char"': 'metric = "test_accuracy"', "max = 2.6": "min = 0.5"},
             "target.metric must be test_bits_per_char for dataset 'austen'",
         ),
         (
