@@ -118,6 +118,23 @@ def test_what_every_row_shares_moves_into_the_title(real_rows):
     assert "device" not in lines[1] and "host" not in lines[1]
 
 
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_skipped_mode_neither_widens_the_table_nor_unshares_the_device(real_rows, width):
+    """The Keras frameworks have no compiled mode: those cells are skipped on device `auto`,
+    which must not keep a device column that pushes the table past the terminal."""
+    rows = [
+        row | {"status": "skipped", "kind": "unsupported", "error": "no 'compiled' mode",
+               "device": "auto", "device_name": "", "metrics": {}}
+        if row["framework"].startswith("keras") and row["mode"] == "compiled"
+        else row
+        for row in real_rows
+    ]  # fmt: skip
+    lines = render(rows, width)
+    assert max(len(line.rstrip()) for line in lines) <= width, lines
+    assert "cpu" in lines[0] and "device" not in lines[1]
+    assert sum(line.lstrip().startswith("keras_jax ") for line in lines) == 2
+
+
 def test_the_relative_column_is_a_multiple_of_the_best_row(real_rows):
     lines = render(real_rows, 200)
     relative = {

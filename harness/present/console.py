@@ -160,8 +160,10 @@ def results_table(
 
     shown = [column for column in COLUMNS if any(str(line[column.key]) for line in lines)]
     shared = []
+    # a skipped cell ran nowhere (its device reads `auto`): what the cells that ran share
+    ran = [line for line in lines if str(line["status"]) != "skipped"] or lines
     for column in list(shown):
-        values = {str(line[column.key]) for line in lines}
+        values = {str(line[column.key]) for line in ran}
         if column.identity and column.key != "framework" and len(values) == 1:
             value = values.pop()
             shared.append(f"{SHARED_LABELS.get(column.key, '')}{value}")
