@@ -38,6 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+# the precisions a cell may train in, re-exported here for plugins (what each means:
+# harness.workload.precision); an adapter lists its own in FrameworkAdapter.precisions
+from harness.workload.precision import PRECISIONS  # noqa: F401
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -47,7 +51,7 @@ DEVICE_KINDS = ("cpu", "gpu")
 #: ``eager``: the framework's default way of running; ``compiled``: its whole-graph compiler
 MODES = ("eager", "compiled")
 #: the plugin API this harness speaks (see :attr:`FrameworkAdapter.api_version`)
-API_VERSION = 3
+API_VERSION = 4
 #: where the guide says what changed between plugin API versions
 API_CHANGES = "docs/writing-a-plugin.md#plugin-api-versions"
 
@@ -91,11 +95,16 @@ class RuntimeInfo:
     :param device: the device kind in use, ``"cpu"`` or ``"gpu"``.
     :param device_name: a human-readable name, e.g. ``"cpu"`` or ``"NVIDIA H100 80GB HBM3"``.
     :param settings: the framework's own controls that were set (thread pools, allocator, ...).
+    :param precision: the precision manifest (plugin API 4): what the cell's matrix products
+        really compute in, read back from the framework after ``setup`` set it, e.g.
+        ``{"parameters": "float32", "compute": "float32", "tf32": False}``;
+        :mod:`harness.api.precision` has a helper per framework. Empty: not reported.
     """
 
     device: str
     device_name: str
     settings: dict[str, Any] = field(default_factory=dict)
+    precision: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -240,13 +249,17 @@ class FrameworkAdapter(abc.ABC):
     install_hint: ClassVar[str] = ""
     #: The execution modes (of :data:`MODES`) this adapter implements.
     modes: ClassVar[tuple[str, ...]] = ("eager",)
+    #: The precisions (of :data:`PRECISIONS`) this adapter implements; a cell in another one is
+    #: a ``skipped`` row that says so.
+    precisions: ClassVar[tuple[str, ...]] = ("float32",)
     #: The plugin API the adapter was written against: ``1`` for ``setup`` returning a
     #: :class:`Session`; ``2`` (:data:`API_VERSION`) when it also builds the ResNet layers
     #: (``batch_norm``, ``global_avg_pool2d``, ``residual_block``: an API 1 adapter may refuse
     #: them with :class:`UnsupportedSpec`); ``3`` when it also builds a language model
     #: (``embedding``, a ``causal`` transformer encoder, labels for every step: the harness
     #: skips an older adapter's cells of such a task, since it could ignore ``causal``
-    #: unknowingly). An adapter that doesn't say is taken as API 0.
+    #: unknowingly); ``4`` when ``setup`` takes ``precision`` and the session's runtime reports
+    #: a precision manifest. An adapter that doesn't say is taken as API 0.
     api_version: ClassVar[int] = 0
 
     def availability(self) -> Availability:
@@ -269,7 +282,9 @@ class FrameworkAdapter(abc.ABC):
         return installed_version(self.distribution)
 
     @abc.abstractmethod
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> Session:
+    def setup(
+        self, *, device: str, threads: int, mode: str = "eager", precision: str = "float32"
+    ) -> Session:
         """Import the framework, apply the cell's settings, and return the cell's :class:`Session`.
 
         Called first in the cell's child process, once per cell.
@@ -281,6 +296,10 @@ class FrameworkAdapter(abc.ABC):
             many cores.)
         :param mode: one of :attr:`modes`; record in the session's ``runtime.settings`` exactly
             what it switched on (e.g. ``{"mode": "compiled", "compiler": "torch.compile"}``).
+        :param precision: one of :attr:`precisions` (API 4; an adapter without the argument
+            gets only ``float32`` cells). Set the framework so that ``float32`` products really
+            compute in float32 (no TF32), and report what it computes in as
+            ``runtime.precision`` (:mod:`harness.api.precision`).
         """
 
     @abc.abstractmethod
@@ -336,13 +355,20 @@ def availability_of(adapter: FrameworkAdapter) -> Availability:
     return found
 
 
-def open_session(adapter: FrameworkAdapter, *, device: str, threads: int, mode: str) -> Session:
+def open_session(
+    adapter: FrameworkAdapter, *, device: str, threads: int, mode: str, precision: str = "float32"
+) -> Session:
     """Set ``adapter`` up for one cell and return its session, whichever plugin API it speaks.
+
+    ``precision`` reaches ``setup`` only when it takes the argument (API 4): an older adapter
+    gets only float32 cells, which the caller has checked against :attr:`~FrameworkAdapter.precisions`.
 
     :raises TypeError: when an adapter that declares API 1 returns something else from ``setup``.
     """
     if getattr(adapter, "api_version", 0) >= 1:
-        session = adapter.setup(device=device, threads=threads, mode=mode)
+        session = call_with_accepted(
+            adapter.setup, device=device, threads=threads, mode=mode, precision=precision
+        )
         if not isinstance(session, Session):
             raise TypeError(
                 f"{adapter.name}: setup() returned {type(session).__name__}; an adapter of plugin "

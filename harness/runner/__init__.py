@@ -54,6 +54,8 @@ class Cell:
     device: str
     repeat: int = 0
     mode: str = "eager"
+    #: ``float32``, ``bfloat16`` or ``mixed`` (harness.workload.precision)
+    precision: str = "float32"
     #: the ``--vary`` values that made ``task`` (empty when nothing was varied)
     variant: Values = ()
 
@@ -64,7 +66,11 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f"{self.task_name}-{self.framework}-{self.mode}-{self.device}-r{self.repeat}"
+        # float32 unnamed, so the ids of runs from before precisions existed stay the same
+        precision = "" if self.precision == "float32" else f"-{self.precision}"
+        return (
+            f"{self.task_name}-{self.framework}-{self.mode}{precision}-{self.device}-r{self.repeat}"
+        )
 
     @property
     def file_stem(self) -> str:
@@ -105,6 +111,7 @@ def plan(
     repeats: int = 1,
     modes: Iterable[str] = ("eager",),
     variants: Sequence[Variant] | None = None,
+    precisions: Iterable[str] = ("float32",),
 ) -> list[Cell]:
     """The cells of a run, in the order they execute.
 
@@ -114,14 +121,15 @@ def plan(
 
     :param variants: a sweep's tasks (``--vary``); ``None`` runs ``task`` itself
     """
-    frameworks, modes = list(frameworks), list(modes)
+    frameworks, modes, precisions = list(frameworks), list(modes), list(precisions)
     tasks = list(variants) if variants else [Variant(task, ())]
     return [
-        Cell(variant.task, framework, device, repeat, mode, variant.values)
+        Cell(variant.task, framework, device, repeat, mode, precision, variant.values)
         for repeat in range(repeats)
         for variant in tasks
         for framework in frameworks
         for mode in modes
+        for precision in precisions
     ]
 
 
@@ -165,6 +173,7 @@ def new_row(cell: Cell, settings: RunSettings, run_id: str, version: str | None)
         "framework": cell.framework,
         "framework_version": version,
         "mode": cell.mode,
+        "precision": cell.precision,
         "device": cell.device,
         "device_name": None,
         "host": socket.gethostname(),
@@ -209,6 +218,7 @@ def run_cell(
         task=cell.task.model_dump(mode="json"),
         framework=cell.framework,
         mode=cell.mode,
+        precision=cell.precision,
         device=cell.device,
         threads=settings.threads,
         data_paths=settings.data_paths,
@@ -252,6 +262,8 @@ def _record_circumstances(row: dict[str, Any], outcome: ChildOutcome) -> None:
             row["device"] = source.get("device", row["device"])
             row["device_name"] = source.get("device_name", row["device_name"])
             row["settings"] = source.get("settings", row["settings"])
+            if "precision_manifest" in source:
+                row["precision_manifest"] = source["precision_manifest"]
 
 
 def _record_failure(

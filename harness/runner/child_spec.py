@@ -25,6 +25,8 @@ class ChildSpec:
     entry: str = TRAIN
     device: str = "cpu"
     mode: str = "eager"
+    #: ``float32``, ``bfloat16`` or ``mixed`` (harness.workload.precision)
+    precision: str = "float32"
     #: pin the child to ``threads`` cores (off where cells share a node they don't own)
     pin_cores: bool = True
     #: the task as ``Task.model_dump(mode="json")``; ``None`` for work that trains nothing

@@ -20,6 +20,7 @@ from harness.measure.noise import unmeasured
 from harness.paths import open_no_follow
 from harness.runner.child_spec import ChildSpec
 from harness.runner.process import ChildOutcome, EventHandler, Limits
+from harness.workload.precision import PRECISION_ENVIRONMENT
 
 
 class _Collect:
@@ -51,6 +52,8 @@ def run_inline(
     """
     from harness.runner.worker import entry_for, report_exception  # the worker's code
 
+    # as a child gets them (a framework this process already imported has read its own)
+    os.environ.update(PRECISION_ENVIRONMENT)
     collect = _Collect(on_event)
     start = time.perf_counter()
     descriptor = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

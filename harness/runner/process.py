@@ -37,6 +37,7 @@ from harness.measure.monitor import ProcessMonitor, oom_kill_counts, oom_kills_b
 from harness.measure.noise import NoiseSampler
 from harness.paths import open_no_follow
 from harness.runner.child_spec import ChildSpec
+from harness.workload.precision import PRECISION_ENVIRONMENT
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ def run_child(
         env = dict(os.environ)
         env.update({name: str(threads) for name in THREAD_ENV_VARS})
         env.update({"PYTHONUNBUFFERED": "1", "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp})
+        # float32 means float32 in every framework: set before any of them is imported
+        env.update(PRECISION_ENVIRONMENT)
         env.pop("PYTHONPATH", None)
         pythonpath = safe_pythonpath(os.environ.get("PYTHONPATH", ""))
         if pythonpath:

@@ -81,6 +81,16 @@ def prepare(spec: ChildSpec, events: Events) -> tuple[Any, Session, dict[str, An
             error=f"{adapter.name} has no {mode!r} mode (it has: {', '.join(adapter.modes)})",
         )
         return None
+    precisions = getattr(adapter, "precisions", ("float32",))
+    if spec.precision not in precisions:
+        events.send(
+            "result",
+            status="skipped",
+            kind="unsupported",
+            error=f"{adapter.name} has no {spec.precision!r} precision "
+            f"(it has: {', '.join(precisions)})",
+        )
+        return None
     available = adapter.devices()
     device = spec.device
     if device == "auto":
@@ -94,11 +104,17 @@ def prepare(spec: ChildSpec, events: Events) -> tuple[Any, Session, dict[str, An
             error=f"no {device.upper()} visible to {adapter.name} (it sees: {', '.join(available)})",
         )
         return None
-    session = open_session(adapter, device=device, threads=spec.threads, mode=mode)
+    session = open_session(
+        adapter, device=device, threads=spec.threads, mode=mode, precision=spec.precision
+    )
     runtime = session.runtime
     runtime_fields = {
         "device": runtime.device,
         "device_name": runtime.device_name,
+        # what the products computed in, as the framework reports it (an adapter older than
+        # plugin API 4 reports nothing: its float32 cell says "not reported")
+        "precision_manifest": dict(getattr(runtime, "precision", None) or {})
+        or {"reported": False},
         "settings": {
             "mode": mode,
             **runtime.settings,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.workload.precision import Precision
 from harness.workload.tasks import Target
 
 #: the version written into every row (``schema``) and ``run.json``; readers accept this one
@@ -121,6 +122,12 @@ class ResultRow(_Record):
     error: str | None = None
     framework_version: str | None = None
     mode: str = "eager"
+    #: the numeric precision the cell trained in (harness.workload.precision); rows from before
+    #: precisions existed trained in float32 with each framework's default TF32 setting
+    precision: Precision = "float32"
+    #: what the framework reported its products computed in (``{"reported": False}`` from an
+    #: adapter older than plugin API 4); absent where the cell never set up or from older rows
+    precision_manifest: dict[str, Any] | None = None
     device: str
     device_name: str | None = None
     host: str | None = None
@@ -153,6 +160,7 @@ class RunConfig(_Record):
     frameworks: list[str] = Field(min_length=1)
     device: Literal["cpu", "gpu", "auto"]
     modes: list[Literal["eager", "compiled"]] = Field(["eager"], min_length=1)
+    precisions: list[Precision] = Field(["float32"], min_length=1)
     #: the same bound as ``--repeats``: a damaged record can't make planning exhaust memory
     repeats: int = Field(ge=1, le=MAX_REPEATS)
     threads: int = Field(ge=1)

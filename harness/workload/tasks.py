@@ -551,6 +551,32 @@ class Adam(_Spec):
 Loss = Literal["sparse_categorical_crossentropy", "mean_squared_error"]
 
 
+class WarmupCosine(_Spec):
+    """A learning rate that rises linearly from ``base / warmup_steps`` to the optimizer's
+    ``learning_rate`` over ``warmup_steps`` updates, then falls along half a cosine to
+    ``final_fraction`` of it at the last update of training (the schedule transformers train
+    with). Update ``s`` (0-based, counted over every epoch) of ``total`` uses::
+
+        base * (s + 1) / warmup_steps                                     for s < warmup_steps
+        base * (f + (1 - f) * (1 + cos(pi * (s - warmup_steps) / max(1, total - warmup_steps))) / 2)
+
+    where ``total = epochs * ceil(training samples / batch_size)``: every epoch ends with its
+    smaller last batch as one update.
+    """
+
+    kind: Literal["warmup_cosine"]
+    warmup_steps: int = Field(default=0, ge=0, le=10_000_000)
+    final_fraction: float = Field(default=0.0, ge=0, le=1)
+
+    def learning_rate(self, step: int, base: float, total_steps: int) -> float:
+        """The learning rate of update ``step``: the reference every plugin's schedule matches."""
+        if step < self.warmup_steps:
+            return base * (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
+        cosine = (1 + math.cos(math.pi * progress)) / 2
+        return base * (self.final_fraction + (1 - self.final_fraction) * cosine)
+
+
 class Training(_Spec):
     #: ``sparse_categorical_crossentropy`` takes integer labels and a softmax output;
     #: ``mean_squared_error`` takes float targets of shape (n,) and a (1,)-shaped output
@@ -561,6 +587,19 @@ class Training(_Spec):
     eval_batch_size: int = Field(default=1000, gt=0, le=1_000_000)
     #: training samples held out (the last ones) to measure accuracy after every epoch
     validation_samples: int = Field(default=0, ge=0, le=1_000_000)
+    #: how the learning rate changes over training; ``None``: the optimizer's, constant
+    schedule: WarmupCosine | None = None
+
+    def total_steps(self, num_samples: int) -> int:
+        """Optimizer updates over the whole training on ``num_samples`` samples."""
+        return self.epochs * -(-num_samples // self.batch_size)
+
+    def learning_rate(self, step: int, num_samples: int) -> float:
+        """The learning rate of update ``step`` (0-based, over every epoch)."""
+        base = self.optimizer.learning_rate
+        if self.schedule is None:
+            return base
+        return self.schedule.learning_rate(step, base, self.total_steps(num_samples))
 
 
 # -- data and target ----------------------------------------------------------
