@@ -32,6 +32,7 @@ from harness.store.locking import run_folder_lock
 from harness.store.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
 from harness.store.schema import ResultRow
 from harness.workload import feasibility
+from harness.workload.precision import PRECISIONS
 from harness.workload.tasks import Task
 from harness.workload.variants import Variant, parse_vary, sweep
 
@@ -70,6 +71,7 @@ def run_config(
     *,
     device: str = "auto",
     modes: Sequence[str] = ("eager",),
+    precisions: Sequence[str] = ("float32",),
     repeats: int = 1,
     threads: int | None = None,
     timeout: float = 3600,
@@ -85,6 +87,7 @@ def run_config(
         "frameworks": list(dict.fromkeys(frameworks)),
         "device": device,
         "modes": list(MODES) if list(modes) == ["all"] else list(modes),
+        "precisions": list(PRECISIONS) if list(precisions) == ["all"] else list(precisions),
         "repeats": repeats,
         "threads": threads or usable_cores(),
         "timeout": timeout,
@@ -129,6 +132,7 @@ def plan_run(
         config["repeats"],
         config.get("modes", ["eager"]),
         variants,
+        config.get("precisions", ["float32"]),
     )
     return PlannedRun(task, variants, config, settings, cells, registry)
 
@@ -187,7 +191,7 @@ def run(
     """Train ``task`` (a name, a path, or a :class:`~harness.workload.tasks.Task`) with each of
     ``frameworks`` (every registered one when ``None``) and return the run's rows.
 
-    ``options`` are those of :func:`run_config` (``device``, ``modes``, ``repeats``,
+    ``options`` are those of :func:`run_config` (``device``, ``modes``, ``precisions``, ``repeats``,
     ``threads``, ``timeout``, ``memory_limit``, ``train_subset``, ``data_dir``, ``executor``,
     ``ray_address``); ``vary`` takes ``--vary`` strings (``"training.batch_size=32,64"``).
 

@@ -62,7 +62,9 @@ def _annotated(
     if task is not None:
         loaded = (row.get("dataset") or {}).get("sha256")
         version = row.get("framework_version")
-        verdict = agreement.status_for(task, row["framework"], version, loaded)
+        verdict = agreement.status_for(
+            task, row["framework"], version, loaded, row.get("precision", "float32")
+        )
         row["agreement"] = verdict if verdict is not None else row.get("agreement")
     if row["status"] != "ok":
         row["agreement"] = None  # a cell that didn't train has nothing a verdict could vouch for

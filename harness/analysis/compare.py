@@ -1,6 +1,6 @@
 """Comparing two runs cell by cell, with a verdict that noise can't fool easily.
 
-Cells are matched by task, framework, mode and device. For each metric the comparison gives
+Cells are matched by task, framework, mode, precision and device. For each metric the comparison gives
 the ratio of medians B/A, the share of (A, B) pairs of repeats in which B is worse, and, with at
 least two repeats on each side, the two-sided Mann-Whitney U p-value. A change smaller than the
 threshold is ``no change``; a larger one is a ``regression`` or an ``improvement`` only when
@@ -52,7 +52,7 @@ AGREEMENT = 0.9
 #: environment keys that differ between any two runs and say nothing about the machine
 _VOLATILE = {"recorded_at", "command"}
 
-CellKey = tuple[str, str, str, str]
+CellKey = tuple[str, str, str, str, str]
 
 
 class NothingToCompare(HarnessError):
@@ -79,11 +79,16 @@ class CellComparison:
     task: str
     framework: str
     mode: str
+    precision: str
     device: str
     metrics: list[MetricComparison]
     #: repeats of the cell whose machine was busy while they trained, in A and in B
     busy_a: int = 0
     busy_b: int = 0
+
+    @property
+    def cell(self) -> str:
+        return cell_label(self.task, self.framework, self.mode, self.precision, self.device)
 
     @property
     def regressions(self) -> list[MetricComparison]:
@@ -103,6 +108,7 @@ class StatusRegression:
     task: str
     framework: str
     mode: str
+    precision: str
     device: str
     #: repeats that finished (``ok``), and all repeats, in each run
     a_ok: int
@@ -114,7 +120,7 @@ class StatusRegression:
 
     @property
     def cell(self) -> str:
-        return "/".join((self.task, self.framework, self.mode, self.device))
+        return cell_label(self.task, self.framework, self.mode, self.precision, self.device)
 
     @property
     def a_state(self) -> str:
@@ -158,8 +164,21 @@ def _worse_share(a: Sequence[float], b: Sequence[float], *, lower_is_better: boo
     return worse / (len(ordered) * len(b))
 
 
+def cell_label(task: str, framework: str, mode: str, precision: str, device: str) -> str:
+    """``mnist_mlp/torch/eager/cpu``; a precision other than float32 after the mode."""
+    return "/".join(
+        (task, framework, mode, *([precision] if precision != "float32" else []), device)
+    )
+
+
 def _key(row: dict[str, Any]) -> CellKey:
-    return (row_name(row), row["framework"], row.get("mode", "eager"), row["device"])
+    return (
+        row_name(row),
+        row["framework"],
+        row.get("mode", "eager"),
+        row.get("precision", "float32"),
+        row["device"],
+    )
 
 
 def _cells(run: Run) -> dict[CellKey, list[dict[str, Any]]]:
@@ -221,11 +240,11 @@ def compare_runs(run_a: Run, run_b: Run, *, threshold: float = 0.1) -> list[Cell
 
 
 def unmatched(run_a: Run, run_b: Run) -> tuple[list[str], list[str]]:
-    """Cells (as ``task/framework/mode/device``) that finished only in A, and only in B."""
+    """Cells (as ``task/framework/mode/device``, :func:`cell_label`) that finished only in A, and only in B."""
     cells_a, cells_b = _cells(run_a), _cells(run_b)
     return (
-        ["/".join(key) for key in sorted(cells_a.keys() - cells_b.keys())],
-        ["/".join(key) for key in sorted(cells_b.keys() - cells_a.keys())],
+        [cell_label(*key) for key in sorted(cells_a.keys() - cells_b.keys())],
+        [cell_label(*key) for key in sorted(cells_b.keys() - cells_a.keys())],
     )
 
 
@@ -286,6 +305,7 @@ _KEY_PARTS = (
     ("task", "tasks", "compare runs of the same task"),
     ("framework", "frameworks", "compare runs that share a framework"),
     ("mode", "modes", "compare runs that share a mode"),
+    ("precision", "precisions", "compare runs that share a precision"),
     ("device", "devices", "compare runs on the same device"),
 )
 
@@ -310,10 +330,10 @@ def _how_they_differ(
             ]
             return "; ".join(sides), advice
     sides = [
-        f"{run.run_id}: cells {', '.join('/'.join(key) for key in sorted(rows))}"
+        f"{run.run_id}: cells {', '.join(cell_label(*key) for key in sorted(rows))}"
         for run, rows in ((run_a, rows_a), (run_b, rows_b))
     ]
-    return "; ".join(sides), "compare runs that share a task, framework, mode and device"
+    return "; ".join(sides), "compare runs that share a task, framework, mode, precision and device"
 
 
 def environment_differences(run_a: Run, run_b: Run) -> dict[str, tuple[Any, Any]]:

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import stats
 
 from harness.analysis.compare import compare_samples
+from harness.analysis.summary import mode_label
 from harness.workload.variants import short_key, variant_label
 
 #: keys whose values are an amount of work: fixed and marginal cost are fitted for them
@@ -425,7 +426,7 @@ def _by_series(rows: list[dict[str, Any]], key: str) -> dict[str, list[dict[str,
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         others = {k: v for k, v in row["variant"].items() if k != key}
-        label = f"{row['framework']} ({row.get('mode', 'eager')})"
+        label = f"{row['framework']} ({mode_label(row.get('mode', 'eager'), row.get('precision'))})"
         if row.get("device") not in (None, "cpu"):
             label += f" {row['device']}"
         if others:

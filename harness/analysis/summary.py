@@ -1,4 +1,4 @@
-"""Result rows summarised per task, framework, mode and device: what tables and reports show."""
+"""Result rows summarised per task, framework, mode, precision and device: what tables and reports show."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class Group:
     task: str
     framework: str
     mode: str
+    precision: str
     device: str
     host: str
     rows: list[dict[str, Any]]
@@ -75,12 +76,13 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     is not the best row the relative columns divide by: its figures are shown, not crowned (and
     :func:`summary_line` shows ``busy`` in its × cells, not a multiple).
     """
-    groups: dict[tuple[str, str, str, str, str], Group] = {}
+    groups: dict[tuple[str, str, str, str, str, str], Group] = {}
     for row in rows:
         key = (
             row_name(row),
             row["framework"],
             row.get("mode", "eager"),
+            row.get("precision", "float32"),
             row.get("device_name") or row["device"],
             row.get("host") or "",
         )
@@ -156,6 +158,7 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         "framework": group.framework,
         "version": group.version,
         "mode": group.mode,
+        "precision": group.precision,
         "device": group.device,
         "host": group.host,
         "status": f"{len(done)}/{len(group.rows)} ok",
@@ -184,6 +187,12 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         "relative_memory": BUSY_CELL if group.busy else _ratio(group.relative_memory),
         "marks": ", ".join(marks),
     }
+
+
+def mode_label(mode: str, precision: str | None) -> str:
+    """``eager``, or ``eager, bfloat16`` for a precision other than float32 (chart and
+    series labels)."""
+    return mode if precision in (None, "float32") else f"{mode}, {precision}"
 
 
 #: what a busy row's × cells read instead of a multiple

@@ -331,10 +331,12 @@ def build_trainer(
 ) -> Trainer:
     """``session.build(...)``, refused with :class:`UnsupportedSpec` when the task needs a newer
     plugin API than the adapter speaks (see :attr:`FrameworkAdapter.api_version`)."""
+    from harness.workload.tasks import NEEDS
+
     needed, declared = task.plugin_api_needed(), getattr(adapter, "api_version", 0)
     if declared < needed:
         raise UnsupportedSpec(
-            f"the task needs plugin API {needed} (a language model's layers); the "
+            f"the task needs plugin API {needed} ({NEEDS[needed]}); the "
             f"{adapter.name!r} adapter speaks API {declared}"
         )
     return session.build(task, weights, x, y)

@@ -122,6 +122,8 @@ class Check:
     steps: int
     traces: list[Trace]
     pairs: list[PairVerdict]
+    #: the precision every framework trained in (harness.workload.precision)
+    precision: str = "float32"
 
     @property
     def expected_parameters(self) -> int:
@@ -201,21 +203,22 @@ def weights_difference(
     return worst
 
 
-def compare(a: Trace, b: Trace, task: Task) -> PairVerdict:
+def compare(a: Trace, b: Trace, task: Task, precision: str = "float32") -> PairVerdict:
     loss, step = relative_loss_difference(a.losses, b.losses)
     problem = None
     try:
         weights = weights_difference(a.weights, b.weights, task.agreement.weights_not_compared)
     except ValueError as exc:  # a plugin returned weights in another layout: a failed pair
         weights, problem = float("inf"), f"weights not comparable: {exc}"
+    bounds = task.agreement.tolerances(precision)
     return PairVerdict(
         a=a.framework,
         b=b.framework,
         loss_difference=loss,
         loss_step=step,
         weights_difference=weights,
-        loss_rtol=task.agreement.loss_rtol,
-        weights_rtol=task.agreement.weights_rtol,
+        loss_rtol=bounds.loss_rtol,
+        weights_rtol=bounds.weights_rtol,
         problem=problem,
     )
 
@@ -230,6 +233,7 @@ def trace(
     data_paths: dict[str, str],
     timeout: float,
     folder: Path,
+    precision: str = "float32",
 ) -> Trace:
     """Train ``steps`` steps of ``framework`` in a child process and collect its trace."""
     from harness.runner.child_spec import ChildSpec
@@ -240,6 +244,7 @@ def trace(
         entry="harness.checks.agreement:run_agreement",
         task=task.model_dump(mode="json"),
         framework=framework,
+        precision=precision,
         threads=threads,
         data_paths=data_paths,
         options={"steps": steps, "weights_path": str(weights_path.resolve())},
@@ -302,6 +307,7 @@ def run_check(
     timeout: float = 900,
     on_trace=None,
     unavailable: dict[str, str] | None = None,
+    precision: str = "float32",
 ) -> Check:
     """Trace every framework (``(name, version)`` pairs) and compare every pair that ran.
 
@@ -324,13 +330,14 @@ def run_check(
                 data_paths=data_paths,
                 timeout=timeout,
                 folder=Path(scratch),
+                precision=precision,
             )
             traces.append(result)
             if on_trace is not None:
                 on_trace(result)
     ok = [t for t in traces if t.status == "ok"]
-    pairs = [compare(a, b, task) for a, b in itertools.combinations(ok, 2)]
-    return Check(task=task, steps=steps, traces=traces, pairs=pairs)
+    pairs = [compare(a, b, task, precision) for a, b in itertools.combinations(ok, 2)]
+    return Check(task=task, steps=steps, traces=traces, pairs=pairs, precision=precision)
 
 
 def require_two(task: Task, ready: list[str], left_out: list[Trace]) -> None:
@@ -387,13 +394,15 @@ def cache_path() -> Path:
     return Path(platformdirs.user_cache_dir("harness")) / "agreement.json"
 
 
-def task_digest(task: Task, data_sha256: str | None = None) -> str:
+def task_digest(task: Task, data_sha256: str | None = None, precision: str = "float32") -> str:
     """Identifies what the check trained: a change to the model, data, seed or training
     settings voids a verdict; the task's wording, target, tolerances and epoch count (the
     first steps are the same however many epochs follow) don't.
 
     :param data_sha256: what was loaded (:attr:`harness.data.datasets.Split.sha256`): data
         that changed under the same dataset name (a plugin's new version) voids it too
+    :param precision: a check in bfloat16 or mixed precision is its own entry (float32's
+        digests are those of checks from before precisions existed)
     """
     data = task.model_dump(mode="json", exclude={"description", "source", "target", "agreement"})
     del data["training"]["epochs"], data["training"]["eval_batch_size"]
@@ -403,6 +412,8 @@ def task_digest(task: Task, data_sha256: str | None = None) -> str:
         data["dataset"]["provider"] = task.dataset_info.provider
     if data_sha256 is not None:
         data["dataset"]["sha256"] = data_sha256
+    if precision != "float32":
+        data["precision"] = precision
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -420,22 +431,27 @@ def record(check: Check) -> Path:
         "task": check.task.name,
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": check.steps,
+        "precision": check.precision,
         "frameworks": verdicts(check),
         "pairs": [asdict(pair) | {"passed": pair.passed} for pair in check.pairs],
     }
     path = cache_path()
-    key = task_digest(check.task, check.data_sha256)
+    key = task_digest(check.task, check.data_sha256, check.precision)
     update_json_file(path, lambda data: data.__setitem__(key, entry))
     return path
 
 
 def status_for(
-    task: Task, framework: str, version: str | None, data_sha256: str | None = None
+    task: Task,
+    framework: str,
+    version: str | None,
+    data_sha256: str | None = None,
+    precision: str = "float32",
 ) -> str | None:
     """``"pass (N steps)"``/``"fail (N steps)"`` from the latest check of this exact task,
     data (``data_sha256``, as a row records it) and framework version, or ``None`` when it
     hasn't been checked."""
-    entry = _load_cache().get(task_digest(task.without_dropout(), data_sha256))
+    entry = _load_cache().get(task_digest(task.without_dropout(), data_sha256, precision))
     if not entry:
         return None
     verdict = entry.get("frameworks", {}).get(framework)

@@ -27,6 +27,7 @@ from harness.present.console import console, styled
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import get_registry
 from harness.workload import feasibility
+from harness.workload.precision import PRECISIONS
 from harness.workload.variants import parse_vary, sweep
 
 
@@ -50,6 +51,15 @@ from harness.workload.variants import parse_vary, sweep
 )
 @data_dir_option
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="Train every framework in this precision; bfloat16 and mixed are held to their own "
+    "tolerances (the task's [agreement.bfloat16] / [agreement.mixed], or the defaults in "
+    "docs/measuring.md).",
+)
+@click.option(
     "--vary",
     multiple=True,
     metavar="KEY=V1,V2,…",
@@ -64,7 +74,7 @@ from harness.workload.variants import parse_vary, sweep
     "the tables go to stderr.",
 )
 def check_agreement(
-    task_name, steps, frameworks, dataset, threads, timeout, data_dir, vary, as_json
+    task_name, steps, frameworks, dataset, threads, timeout, data_dir, precision, vary, as_json
 ) -> None:
     """Train the first steps of a task in every framework and compare them, pair by pair.
 
@@ -73,7 +83,8 @@ def check_agreement(
     must remain.
 
     Every framework starts from the harness's initial weights and trains on the harness's
-    batches, one step at a time, on the CPU in float32 with dropout off. For each pair of
+    batches, one step at a time, on the CPU with dropout off (in float32 unless --precision
+    says otherwise). For each pair of
     frameworks the check prints the largest relative difference of a step's training loss and
     of the weights afterwards, against the task's [agreement] tolerances, and that every
     framework counted the task's number of parameters. The verdict is cached, and later
@@ -91,10 +102,8 @@ def check_agreement(
     paths = datasets.locate(task.dataset_info, data_dir)
     for _, each in checks:  # every variant is checked before any trains
         feasibility.check(each, paths, memory_limit=None, usable=usable_memory())
-    results = [
-        _check_one(label, each, registry, steps, frameworks, threads, timeout, paths)
-        for label, each in checks
-    ]
+    settings = (steps, frameworks, threads, timeout, paths, precision)
+    results = [_check_one(label, each, registry, settings) for label, each in checks]
     codes = [code for code, _ in results]
     if as_json:
         click.echo(json.dumps([report for _, report in results], indent=2, allow_nan=False))
@@ -104,11 +113,10 @@ def check_agreement(
         raise SystemExit(5)
 
 
-def _check_one(
-    label, task, registry, steps, frameworks, threads, timeout, paths
-) -> tuple[int, dict[str, Any]]:
+def _check_one(label, task, registry, settings) -> tuple[int, dict[str, Any]]:
     """Check one task (a sweep's variant: ``label`` is its name): the exit code it asks for,
     and what ``--json`` prints of it."""
+    steps, frameworks, threads, timeout, paths, precision = settings
     names = list(dict.fromkeys(frameworks)) or sorted(
         name
         for name, entry in registry.frameworks.items()
@@ -135,6 +143,7 @@ def _check_one(
             timeout=timeout,
             on_trace=lambda trace: status.update(f"{trace.framework}: {trace.status}"),
             unavailable=absent,
+            precision=precision,
         )
     # a framework that declined trained nothing: judge only those that ran, and only if two did
     agreement.require_two(task, [trace.framework for trace in check.ran], check.skipped)
@@ -170,6 +179,7 @@ def check_json(label: str, check: agreement.Check, verdict: str, cache: str) -> 
     return {
         "task": label,
         "steps": check.steps,
+        "precision": check.precision,
         "verdict": verdict,
         "expected_parameters": check.expected_parameters,
         "frameworks": [
@@ -203,6 +213,8 @@ def check_json(label: str, check: agreement.Check, verdict: str, cache: str) -> 
 
 def frameworks_table(check: agreement.Check, name: str | None = None) -> Table:
     title = f"{name or check.task.name}: {check.steps} steps from the same weights and batches"
+    if check.precision != "float32":
+        title += f", in {check.precision}"
     table = Table(title=title)
     for column in (
         "framework",

@@ -219,7 +219,7 @@ def comparison_table(first: Run, second: Run, comparisons, lost) -> Table:
         for metric in cell.metrics:
             a, b = sorted(metric.a)[len(metric.a) // 2], sorted(metric.b)[len(metric.b) // 2]
             table.add_row(
-                f"{cell.task}/{cell.framework}/{cell.mode}/{cell.device}",
+                cell.cell,
                 metric.label,
                 f"{a:.4g}",
                 f"{b:.4g}",
@@ -235,7 +235,7 @@ def print_busy_cells(first: Run, second: Run, comparisons, fail_on_regression: b
     """Say which cells' changes of time a busy machine made impossible to call."""
     spoiled = [cell for cell in comparisons if cell.spoiled]
     if spoiled:
-        cells = ", ".join(f"{c.task}/{c.framework}/{c.mode}/{c.device}" for c in spoiled)
+        cells = ", ".join(c.cell for c in spoiled)
         busy = sum(c.busy_a for c in spoiled), sum(c.busy_b for c in spoiled)
         console.print(
             styled(
@@ -261,6 +261,7 @@ def comparison_json(first, second, comparisons, lost, threshold: float) -> dict[
             "task": cell.task,
             "framework": cell.framework,
             "mode": cell.mode,
+            "precision": cell.precision,
             "device": cell.device,
             "busy_repeats": {"a": cell.busy_a, "b": cell.busy_b},
             "metrics": [

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -43,12 +44,14 @@ from harness.runner.executors import EXECUTOR_NAMES
 from harness.store.locking import run_folder_lock
 from harness.store.results import RUN_FILE, RunDir
 from harness.store.schema import MAX_REPEATS, first_problem
+from harness.workload.precision import PRECISIONS
 from harness.workload.tasks import Task
 from harness.workload.variants import parse_vary
 
 CONFIG_OPTIONS = (
     "dataset",
     "mode",
+    "precision",
     "task_name",
     "frameworks",
     "all_frameworks",
@@ -84,6 +87,16 @@ CONFIG_OPTIONS = (
     show_default=True,
     help="eager: each framework's default execution; compiled: torch.compile, Keras "
     "jit_compile=True, a whole JAX epoch in lax.scan; all: both, each its own row.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice([*PRECISIONS, "all"]),
+    default="float32",
+    show_default=True,
+    help="float32: every product in IEEE float32 (TF32 off in every framework); bfloat16: "
+    "parameters and compute in bfloat16; mixed: float32 parameters, bfloat16 compute "
+    "(autocast, Keras mixed_bfloat16); all: each its own row. Rows record what each "
+    "framework computed in (docs/measuring.md, Precision).",
 )
 @dataset_option
 @click.option(
@@ -181,6 +194,7 @@ def run(
     all_frameworks,
     device,
     mode,
+    precision,
     dataset,
     epochs,
     threads,
@@ -209,31 +223,36 @@ def run(
     else:
         run_dir = None
         task = _task(task_name, epochs, dataset)
-        config = benchmark.run_config(
-            task,
-            _framework_names(frameworks, all_frameworks),
-            device=device,
-            modes=[mode],
-            repeats=repeats,
-            threads=resolve_threads(threads),
-            timeout=timeout,
-            memory_limit=memory_limit,
-            train_subset=train_subset,
-            data_dir=data_dir,
-            executor=executor,
-            ray_address=ray_address,
-        )
+        config = _new_config(task, ctx.params)
         varied = [parse_vary(option) for option in vary]
     require_gpu_if_asked(config["device"])
     planned = benchmark.plan_run(task, config, varied)
     output = (no_report, wide, as_json)
-    if run_dir is None:
-        run_dir = RunDir.create(out, planned.task.name)
-        with run_folder_lock(run_dir.path, "harness run"):
-            benchmark.write_run_files(planned, run_dir)
-            _run_cells(planned, run_dir, planned.cells, output)
-    else:
-        _resume(planned, run_dir, output)
+    if run_dir is not None:
+        return _resume(planned, run_dir, output)
+    run_dir = RunDir.create(out, planned.task.name)
+    with run_folder_lock(run_dir.path, "harness run"):
+        benchmark.write_run_files(planned, run_dir)
+        _run_cells(planned, run_dir, planned.cells, output)
+
+
+def _new_config(task: Task, options: dict[str, Any]) -> dict[str, Any]:
+    """What a new run records in run.json, from the command line's ``options``."""
+    return benchmark.run_config(
+        task,
+        _framework_names(options["frameworks"], options["all_frameworks"]),
+        device=options["device"],
+        modes=[options["mode"]],
+        precisions=[options["precision"]],
+        repeats=options["repeats"],
+        threads=resolve_threads(options["threads"]),
+        timeout=options["timeout"],
+        memory_limit=options["memory_limit"],
+        train_subset=options["train_subset"],
+        data_dir=options["data_dir"],
+        executor=options["executor"],
+        ray_address=options["ray_address"],
+    )
 
 
 def _resume(planned: benchmark.PlannedRun, run_dir: RunDir, output) -> None:

@@ -36,6 +36,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("variant", "variant", 0, numeric=False, identity=True),
     Column("framework", "framework", 0, numeric=False, identity=True),
     Column("mode", "mode", 0, numeric=False, identity=True),
+    Column("precision", "precision", 0, numeric=False, identity=True),
     Column("device", "device", 0, numeric=False, identity=True),
     Column("host", "host", 0, numeric=False, identity=True),
     Column("version", "version", 5, numeric=False, identity=True),

@@ -163,7 +163,7 @@ def results_table(
     # a skipped cell ran nowhere (its device reads `auto`): what the cells that ran share
     ran = [line for line in lines if str(line["status"]) != "skipped"] or lines
     for column in list(shown):
-        values = {str(line[column.key]) for line in ran}
+        values = {str(line[column.key]) for line in (ran if column.key == "device" else lines)}
         if column.identity and column.key != "framework" and len(values) == 1:
             value = values.pop()
             shared.append(f"{SHARED_LABELS.get(column.key, '')}{value}")

@@ -26,7 +26,7 @@ from harness.testing.probes import (
     probe_weights,
 )
 from harness.workload.fairness import parameter_count
-from harness.workload.tasks import BatchNorm, Dense, Loss, _Spec
+from harness.workload.tasks import BatchNorm, Dense, Loss, WarmupCosine, _Spec
 
 #: the training probes: (reference kind, model, loss)
 TRAINING_PROBES: tuple[tuple[str, Probe, Loss], ...] = (
@@ -102,10 +102,20 @@ def _compare_output(trainer: Any, x: np.ndarray, expected: np.ndarray) -> dict[s
     return result
 
 
-def check_training(session: Session, kind: str, probe: Probe, loss: Loss) -> dict[str, Any]:
+#: the schedule the kit trains with (plugin API 4): two warm-up steps, then a cosine to a tenth
+SCHEDULE = WarmupCosine(kind="warmup_cosine", warmup_steps=2, final_fraction=0.1)
+
+
+def check_training(
+    session: Session, kind: str, probe: Probe, loss: Loss, schedule: WarmupCosine | None = None
+) -> dict[str, Any]:
     """Train the probe one batch at a time next to the numpy reference; compare losses, weights
-    and what ``train_epoch`` and ``evaluate`` return."""
+    and what ``train_epoch`` and ``evaluate`` return. With ``schedule``, every step's learning
+    rate is the schedule's (:meth:`harness.workload.tasks.Training.learning_rate`)."""
     task = probe_task(probe, loss=loss, learning_rate=0.01, batch_size=TRAINING_BATCH)
+    if schedule is not None:
+        training = task.training.model_copy(update={"schedule": schedule})
+        task = task.model_copy(update={"training": training})
     weights = probe_weights(task)
     rng = np.random.default_rng(5)
     samples = TRAINING_BATCH * TRAINING_STEPS
@@ -116,10 +126,11 @@ def check_training(session: Session, kind: str, probe: Probe, loss: Loss) -> dic
         y = rng.standard_normal(samples).astype(np.float32)
     order = rng.permutation(samples)
     batches = [order[i * TRAINING_BATCH : (i + 1) * TRAINING_BATCH] for i in range(TRAINING_STEPS)]
+    rates = [task.training.learning_rate(step, samples) for step in range(TRAINING_STEPS)]
     expected_losses, expected_weights = reference_training.train(
-        kind, weights, x, y, batches, task.training.optimizer
+        kind, weights, x, y, batches, task.training.optimizer, rates
     )
-    report: dict[str, Any] = {"expected_losses": expected_losses}
+    report: dict[str, Any] = {"expected_losses": expected_losses, "learning_rates": rates}
     try:
         trainer = session.build(task, weights, x, y)
         losses = []
@@ -206,6 +217,29 @@ def check_unknown_layer(session: Session) -> dict[str, Any]:
     return {"raised": None, "message": ""}
 
 
+#: a product whose float32 result needs more bits than TF32 (10) or bfloat16 (7) keep:
+#: (1 + 2**-11)**2 = 1 + 2**-10 + 2**-22 in float32; 1 where the factors are rounded first
+FLOAT32_FACTOR = 1 + 2**-11
+FLOAT32_PRODUCT = Probe("float32_product", (1,), ({"kind": "dense", "units": 1},))
+
+
+def check_float32_products(session: Session) -> dict[str, Any]:
+    """One dense product of a float32 cell, read back: exact in float32, or rounded (TF32 left
+    on by the framework's default, or a reduced-precision policy)."""
+    task = probe_task(FLOAT32_PRODUCT)
+    weights = [
+        {"kernel": np.full((1, 1), FLOAT32_FACTOR, np.float32), "bias": np.zeros(1, np.float32)}
+    ]
+    x = np.full((1, 1), FLOAT32_FACTOR, np.float32)
+    expected = float(np.float32(FLOAT32_FACTOR) * np.float32(FLOAT32_FACTOR))
+    try:
+        trainer = session.build(task, weights, x, np.zeros(1, np.float32))
+        got = float(np.asarray(trainer.predict(x)).reshape(-1)[0])
+    except Exception as exc:
+        return {"status": "error", **_error(exc)}
+    return {"status": "ok", "output": got, "expected": expected, "exact": got == expected}
+
+
 def run_all(session: Session) -> dict[str, Any]:
     """Every check, each contained: one failing check never hides the others' results."""
     report: dict[str, Any] = {
@@ -214,6 +248,8 @@ def run_all(session: Session) -> dict[str, Any]:
             kind: check_training(session, kind, probe, loss)
             for kind, probe, loss in TRAINING_PROBES
         },
+        "schedule": check_training(session, *TRAINING_PROBES[0], schedule=SCHEDULE),
+        "float32_products": check_float32_products(session),
         "unknown_layer": check_unknown_layer(session),
         "batch_norm_statistics": check_batch_norm_statistics(session),
     }

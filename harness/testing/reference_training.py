@@ -45,9 +45,14 @@ def train(
     y: np.ndarray,
     batches: list[np.ndarray],
     adam: Adam,
+    learning_rates: list[float] | None = None,
 ) -> tuple[list[float], list[dict[str, np.ndarray]]]:
     """Train ``kind`` (``"classifier"`` or ``"regressor"``) one batch after another; returns each
-    step's loss (before its update, as frameworks report it) and the final weights."""
+    step's loss (before its update, as frameworks report it) and the final weights.
+
+    :param learning_rates: each step's learning rate (a schedule's); ``None``: Adam's, constant
+    """
+    rates = learning_rates or [adam.learning_rate] * len(batches)
     gradients_of = (
         _classifier_loss_and_gradients if kind == "classifier" else _regressor_loss_and_gradients
     )
@@ -58,7 +63,7 @@ def train(
     second = [{name: np.zeros_like(value) for name, value in layer.items()} for layer in weights]
     x = x.astype(np.float64)
     losses = []
-    for step, batch in enumerate(batches, start=1):
+    for step, (batch, rate) in enumerate(zip(batches, rates, strict=True), start=1):
         loss, gradients = gradients_of(weights, x[batch], y[batch])
         losses.append(float(loss))
         for layer, grads, m, v in zip(weights, gradients, first, second, strict=True):
@@ -67,7 +72,5 @@ def train(
                 v[name] = adam.beta_2 * v[name] + (1 - adam.beta_2) * g**2
                 m_hat = m[name] / (1 - adam.beta_1**step)
                 v_hat = v[name] / (1 - adam.beta_2**step)
-                layer[name] = layer[name] - adam.learning_rate * m_hat / (
-                    np.sqrt(v_hat) + adam.epsilon
-                )
+                layer[name] = layer[name] - rate * m_hat / (np.sqrt(v_hat) + adam.epsilon)
     return losses, weights

@@ -174,6 +174,26 @@ class ConformanceSuite:
         assert isinstance(runtime.get("settings"), dict)
         assert set(report["devices"]) <= set(DEVICE_KINDS) and "cpu" in report["devices"]
 
+    def test_reports_what_its_products_compute_in(self, report: dict[str, Any]):
+        """Plugin API 4: the runtime's precision manifest (harness.api.precision) says the
+        kit's float32 cell computes in float32, TF32 off."""
+        if report["api_version"] < 4:
+            pytest.skip("the precision manifest: plugin API 4, newer than the adapter's")
+        manifest = report["runtime"].get("precision_manifest", {})
+        assert manifest.get("precision") == "float32", manifest
+        assert manifest.get("compute") == "float32", manifest
+        assert manifest.get("tf32") is False, manifest
+
+    def test_float32_products_keep_every_float32_bit(self, report: dict[str, Any]):
+        """A float32 cell's dense product is exact in float32: no TF32 or bfloat16 rounding of
+        its factors (a framework default that allows it must be switched off in setup)."""
+        result = report["float32_products"]
+        assert result["status"] == "ok", f"{result.get('error_type')}: {result.get('error')}"
+        assert result["exact"], (
+            f"(1 + 2**-11)**2 came out {result['output']!r}, not {result['expected']!r}: the "
+            "factors were rounded to fewer than float32's bits (TF32 or bfloat16 left on)"
+        )
+
     def test_reports_no_device_memory_on_the_cpu(self, report: dict[str, Any]):
         memory = report["memory"]
         assert memory["type"] in ("NoneType", "int"), memory
@@ -272,6 +292,24 @@ class ConformanceSuite:
         ):
             assert abs(got - expected) <= TRAINING_LOSS_RTOL * abs(expected), (step, got, expected)
         assert result["weights_difference"] <= TRAINING_WEIGHTS_RTOL, result["weights_difference"]
+
+    def test_follows_the_learning_rate_schedule(self, report):
+        """Plugin API 4: with the recipe's warm-up and cosine schedule, every step's update uses
+        the schedule's learning rate (an adapter that ignores it trains at the peak rate)."""
+        result = report["schedule"]
+        if report["api_version"] < 4:
+            pytest.skip("the learning-rate schedule: plugin API 4, newer than the adapter's")
+        assert result["status"] == "ok", (
+            f"{result.get('error_type')}: {result.get('error')}\n{result.get('traceback', '')}"
+        )
+        for step, (got, expected) in enumerate(
+            zip(result["losses"], result["expected_losses"], strict=True), 1
+        ):
+            assert abs(got - expected) <= TRAINING_LOSS_RTOL * abs(expected), (step, got, expected)
+        assert result["weights_difference"] <= TRAINING_WEIGHTS_RTOL, (
+            f"weights {result['weights_difference']:.2e} of their scale from the reference's "
+            f"after steps at learning rates {result['learning_rates']}"
+        )
 
     def test_train_epoch_and_evaluate_return_what_the_runner_reads(self, report):
         classifier = self._training(report, "classifier")

@@ -685,8 +685,27 @@ class Target(_Spec):
         return self.model_copy(update={bound: self.by_dataset[name]})
 
 
+class Tolerances(_Spec):
+    """An agreement check's bounds in one precision."""
+
+    loss_rtol: float = Field(gt=0)
+    weights_rtol: float = Field(gt=0)
+
+
+#: the bounds of a check in a reduced precision where a task states none. bfloat16 keeps 8
+#: significant bits (a relative rounding of 2**-9, about 2e-3, at every operation), and
+#: frameworks round in different places (which products accumulate in float32, where
+#: activations are cast), so two frameworks part by a few roundings per step
+#: (docs/measuring.md, "Precision", has the measured figures)
+REDUCED_PRECISION_TOLERANCES = {
+    "bfloat16": Tolerances(loss_rtol=5e-2, weights_rtol=1e-1),
+    "mixed": Tolerances(loss_rtol=2e-2, weights_rtol=5e-2),
+}
+
+
 class Agreement(_Spec):
-    """What ``harness check-agreement`` holds the frameworks to on this task (fp32, CPU)."""
+    """What ``harness check-agreement`` holds the frameworks to on this task (CPU; the
+    tolerances below are float32's, ``bfloat16`` and ``mixed`` have their own)."""
 
     #: optimizer steps compared, from the shared initial weights on the shared batches
     steps: int = Field(default=100, gt=0, le=100_000)
@@ -701,6 +720,21 @@ class Agreement(_Spec):
     weights_not_compared: Annotated[list[str], BeforeValidator(_list)] = []
     #: why the tolerances are what they are (shown by the check)
     note: str = ""
+    #: the bounds of ``check-agreement --precision bfloat16`` / ``mixed``; unset:
+    #: :data:`REDUCED_PRECISION_TOLERANCES`
+    bfloat16: Tolerances | None = None
+    mixed: Tolerances | None = None
+
+    def tolerances(self, precision: str = "float32") -> Tolerances:
+        """The loss and weights bounds of a check in ``precision``."""
+        if precision == "float32":
+            return Tolerances(loss_rtol=self.loss_rtol, weights_rtol=self.weights_rtol)
+        stated = getattr(self, precision)
+        return stated if stated is not None else REDUCED_PRECISION_TOLERANCES[precision]
+
+
+#: what a task holds that needs each plugin API (:meth:`Task.plugin_api_needed`)
+NEEDS = {3: "a language model's layers", 4: "a learning-rate schedule"}
 
 
 class Task(_Spec):
@@ -819,8 +853,11 @@ class Task(_Spec):
         return {**DATASETS, self.dataset.name: self._dataset_info}
 
     def plugin_api_needed(self) -> int:
-        """The plugin API an adapter must speak to build this task faithfully: 3 for a language
-        model (an older adapter could build a causal block without its mask, unknowingly)."""
+        """The plugin API an adapter must speak to build this task faithfully (an older adapter
+        could ignore what it doesn't know, unknowingly): 4 for a learning-rate schedule, 3 for a
+        language model (a causal block without its mask); :data:`NEEDS` says why."""
+        if self.training.schedule is not None:
+            return 4
         language = any(
             isinstance(layer, Embedding) or (isinstance(layer, TransformerEncoder) and layer.causal)
             for layer in self.model.layers

@@ -463,3 +463,39 @@ class TorchNoCausalMaskAdapter(SloppyTorchAdapter):
 harness_register_frameworks = _registering_also(
     harness_register_frameworks, TorchNoCausalMaskAdapter
 )
+
+
+# -- appended: precisions (plugin API 4) -------------------------------------------------------
+
+
+class PrecisionTrainer(CentroidTrainer):
+    def train_epoch(self, batch_order, clock=None):  # API 1 and later are handed a clock
+        return super().train_epoch(batch_order)
+
+
+class PrecisionSession(Session):
+    """A centroid session that reports the precision it was set up in, as API 4 asks."""
+
+    def build(self, task, weights, x, y):
+        return PrecisionTrainer(x, y, task.model.layers[-1].units)
+
+
+class PrecisionAdapter(CentroidAdapter):
+    """The centroid "framework" at plugin API 4 in every precision: its manifest says what each
+    one means, as a real plugin's helper would report it."""
+
+    name = "centroid_precise"
+    api_version = 4
+    modes = ("eager",)
+    precisions = ("float32", "bfloat16", "mixed")
+
+    def setup(self, *, device, threads, mode="eager", precision="float32"):
+        from harness.api.precision import manifest
+
+        runtime = RuntimeInfo(
+            device, "cpu", {"mode": "numpy"}, precision=manifest(precision, tf32=False)
+        )
+        return PrecisionSession(runtime)
+
+
+harness_register_frameworks = _registering_also(harness_register_frameworks, PrecisionAdapter)

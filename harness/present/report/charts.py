@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harness.analysis.scaling import KeyAnalysis, MetricCurves, format_x  # noqa: E402
-from harness.analysis.summary import Group  # noqa: E402
+from harness.analysis.summary import Group, mode_label  # noqa: E402
 from harness.paths import safe_name  # noqa: E402
 from harness.workload.tasks import Target  # noqa: E402
 from harness.workload.variants import short_key  # noqa: E402
@@ -28,7 +28,7 @@ Chart = tuple[str, str, str]  # (file stem, caption, svg text)
 
 
 def _label(group: Group) -> str:
-    return f"{group.framework} ({group.mode})"
+    return f"{group.framework} ({mode_label(group.mode, group.precision)})"
 
 
 def _svg(figure: Figure) -> str:
