@@ -1,14 +1,15 @@
 """Check the GPU path end to end, on a machine that has a GPU.
 
 Trains each task (``mnist_mlp``, the ResNet ``fashion_resnet`` and the language model
-``text_gpt`` by default) with ``--device gpu`` in every installed framework and mode, then
-asserts that each cell really ran on the GPU (the framework named a GPU device and allocated
-memory on it) and reached the task's target; prints the figures to record in
+``text_gpt`` by default) with ``--device gpu`` in every installed framework and mode, in
+float32 and bfloat16 by default, then asserts that each cell really ran on the GPU (the
+framework named a GPU device and allocated memory on it), that a float32 cell's precision
+manifest has TF32 off, and that it reached the task's target; prints the figures to record in
 docs/measuring.md.
 
     pip install -e '.[all,gpu]'      # a CUDA build of each framework, and NVML
     python benchmarks/gpu_check.py   # exits non-zero if any check fails
-    python benchmarks/gpu_check.py --task text_gpt -- --repeats 3   # one task; run's options
+    python benchmarks/gpu_check.py --task text_gpt --precision mixed -- --repeats 3
 
 Not part of the test suite: the project's CI machines have no GPU.
 """
@@ -23,14 +24,26 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_TASKS = ("mnist_mlp", "fashion_resnet", "text_gpt")
+DEFAULT_PRECISIONS = ("float32", "bfloat16")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", action="append", help="a task to check (repeatable)")
+    parser.add_argument(
+        "--precision",
+        action="append",
+        choices=("float32", "bfloat16", "mixed"),
+        help="a precision to check (repeatable; default float32 and bfloat16)",
+    )
     parser.add_argument("run_args", nargs="*", help="passed to harness run (after --)")
     args = parser.parse_args()
-    codes = [check(task, args.run_args) for task in args.task or DEFAULT_TASKS]
+    precisions = args.precision or list(DEFAULT_PRECISIONS)
+    codes = [
+        check(task, ["--precision", precision, *args.run_args])
+        for task in args.task or DEFAULT_TASKS
+        for precision in precisions
+    ]
     return max(codes)
 
 
@@ -58,12 +71,13 @@ def check(task: str, run_args: list[str]) -> int:
         rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     problems, skipped = [], []
     print(
-        f"\n{task}\n{'framework':<12}{'mode':<10}{'device':<28}{'quality':>8}{'fit s':>8}"
+        f"\n{task}\n{'framework':<12}{'mode':<10}{'precision':<10}{'device':<28}"
+        f"{'quality':>8}{'fit s':>8}"
         f"{'framework MiB':>15}{'NVML MiB':>10}"
     )
     for row in rows:
         metrics = row["metrics"]
-        cell = f"{row['framework']} {row['mode']}"
+        cell = f"{row['framework']} {row['mode']} {row.get('precision', 'float32')}"
         if row["status"] == "skipped":
             # a framework that isn't installed here, or a mode it doesn't have, is not a fault
             # of the GPU path; it is listed so that nobody reads it as covered
@@ -75,7 +89,8 @@ def check(task: str, run_args: list[str]) -> int:
         allocated = metrics.get("peak_device_memory_bytes")
         nvml = metrics.get("peak_device_memory_nvml_bytes")
         print(
-            f"{row['framework']:<12}{row['mode']:<10}{row['device_name'][:27]:<28}"
+            f"{row['framework']:<12}{row['mode']:<10}{row.get('precision', 'float32'):<10}"
+            f"{row['device_name'][:27]:<28}"
             f"{quality(metrics):>8.4f}{metrics['fit_seconds']:>8.2f}"
             f"{(allocated or 0) / 2**20:>15,.0f}{(nvml or 0) / 2**20:>10,.0f}"
         )
@@ -83,6 +98,9 @@ def check(task: str, run_args: list[str]) -> int:
             problems.append(f"{cell}: ran on {row['device_name']!r}, not a GPU")
         if not allocated:
             problems.append(f"{cell}: the framework reports no GPU memory allocated")
+        manifest = row.get("precision_manifest") or {}
+        if row.get("precision", "float32") == "float32" and manifest.get("tf32") is not False:
+            problems.append(f"{cell}: float32 products may round to TF32: {manifest}")
         if not row["met_target"]:
             problems.append(f"{cell}: missed the target: {row['error']}")
     for reason in skipped:
