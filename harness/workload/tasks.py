@@ -553,9 +553,9 @@ Loss = Literal["sparse_categorical_crossentropy", "mean_squared_error"]
 
 class WarmupCosine(_Spec):
     """A learning rate that rises linearly from ``base / warmup_steps`` to the optimizer's
-    ``learning_rate`` over ``warmup_steps`` updates, then falls along half a cosine to
-    ``final_fraction`` of it at the last update of training (the schedule transformers train
-    with). Update ``s`` (0-based, counted over every epoch) of ``total`` uses::
+    ``learning_rate`` over ``warmup_steps`` updates, then falls along half a cosine
+    towards ``final_fraction`` of it, which it reaches one update after the last (as Optax's and
+    Keras's cosine decays count; the schedule transformers train with). Update ``s`` (0-based, counted over every epoch) of ``total`` uses::
 
         base * (s + 1) / warmup_steps                                     for s < warmup_steps
         base * (f + (1 - f) * (1 + cos(pi * (s - warmup_steps) / max(1, total - warmup_steps))) / 2)
