@@ -62,8 +62,8 @@ class _Recurrent(nn.Module):
         """One time step: ``(carry, x_t W + b) -> (carry, h_t)``."""
         raise NotImplementedError
 
-    def initial_carry(self, batch: int):
-        return jnp.zeros((batch, self.units), jnp.float32)
+    def initial_carry(self, batch: int, dtype):
+        return jnp.zeros((batch, self.units), dtype)
 
     @nn.compact
     def __call__(self, x):
@@ -80,7 +80,9 @@ class _Recurrent(nn.Module):
         def step(carry, inputs_t):
             return self.step(carry, inputs_t, recurrent_kernel, recurrent_bias)
 
-        _, states = jax.lax.scan(step, self.initial_carry(x.shape[0]), inputs)
+        # the state in the compute dtype: a float32 zero state would promote every step of a
+        # bfloat16 cell to float32
+        _, states = jax.lax.scan(step, self.initial_carry(x.shape[0], inputs.dtype), inputs)
         return jnp.swapaxes(states, 0, 1) if self.return_sequences else states[-1]
 
     def bias_shape(self, width: int) -> tuple[int, ...]:
@@ -100,8 +102,8 @@ class LSTM(_Recurrent):
 
     gates: ClassVar[int] = 4
 
-    def initial_carry(self, batch: int):
-        zeros = jnp.zeros((batch, self.units), jnp.float32)
+    def initial_carry(self, batch: int, dtype):
+        zeros = jnp.zeros((batch, self.units), dtype)
         return zeros, zeros
 
     def step(self, carry, inputs, recurrent_kernel, recurrent_bias):

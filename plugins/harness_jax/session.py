@@ -12,14 +12,14 @@ from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 class JaxSession(Session):
     """JAX set up for one cell: its device and mode, and what it builds."""
 
-    def __init__(self, runtime: RuntimeInfo, device, mode: str) -> None:
+    def __init__(self, runtime: RuntimeInfo, device, mode: str, policy) -> None:
         super().__init__(runtime)
         self.device = device  # a jax.Device
         self.mode = mode
+        self.policy = policy  # a harness_jax.recipe.Policy: the cell's precision as dtypes
 
     def build(self, task, weights, x, y) -> JaxTrainer:
-        import optax
-
+        from harness_jax import recipe
         from harness_jax.model import Sequential, check_supported
 
         layers = tuple(task.model.layers)
@@ -30,12 +30,14 @@ class JaxSession(Session):
         # a classifier's model stops at the logits: optax's cross-entropy applies the softmax
         model = Sequential(layers, logits=classify)
         params, batch_stats = _initial_variables(layers, weights)
-        adam = task.training.optimizer
-        optimizer = optax.adam(
-            learning_rate=adam.learning_rate, b1=adam.beta_1, b2=adam.beta_2, eps=adam.epsilon
+        params = self.policy.cast_to_param(params)
+        # the learning rate follows the task's schedule over every update of every epoch
+        optimizer = recipe.adam(task.training, len(x))
+        forward = policy_forward(model, self.policy, token_ids=layers[0].kind == "embedding")
+        train_step, train_steps = _train_functions(
+            forward, self.policy, optimizer, classify, task.seed
         )
-        train_step, train_steps = _train_functions(model, optimizer, classify, task.seed)
-        eval_step, predict_step = _eval_functions(model, classify)
+        eval_step, predict_step = _eval_functions(forward, self.policy, classify)
         return JaxTrainer(
             params=params,
             batch_stats=batch_stats,
@@ -46,6 +48,7 @@ class JaxSession(Session):
             train_steps=train_steps if self.mode == "compiled" else None,
             eval_step=eval_step,
             predict_step=predict_step,
+            forward=forward,
             training=task.training,
             classify=classify,
             layers=layers,
@@ -96,7 +99,20 @@ def model_variables(params, batch_stats) -> dict:
     return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
-def _train_functions(model, optimizer, classify: bool, seed: int):
+def policy_forward(model, policy, *, token_ids: bool):
+    """``model.apply`` under the precision policy: the parameters and inputs cast to the compute
+    dtype (token ids excepted: float32 holds them exactly up to 2**24, bfloat16 only up to 256),
+    the batch norms' statistics left float32. Returns the output in the compute dtype; callers
+    cast it to :attr:`Policy.output_dtype`."""
+
+    def forward(variables, x, **kwargs):
+        variables = {**variables, "params": policy.cast_to_compute(variables["params"])}
+        return model.apply(variables, x if token_ids else policy.cast_to_compute(x), **kwargs)
+
+    return forward
+
+
+def _train_functions(forward, policy, optimizer, classify: bool, seed: int):
     """``(train_step, train_steps)``, jitted: one batch's update, and an epoch's full batches."""
     import jax
     import jax.numpy as jnp
@@ -112,12 +128,13 @@ def _train_functions(model, optimizer, classify: bool, seed: int):
         if batch_stats:
             # the batch norms update their moving statistics (carried on in the state) from
             # the real samples only: `weight` masks a padded last batch's padding out
-            output, updated = model.apply(
+            output, updated = forward(
                 variables, xb, train=True, weight=weight, rngs=rngs, mutable=["batch_stats"]
             )
             batch_stats = updated["batch_stats"]
         else:
-            output = model.apply(variables, xb, train=True, rngs=rngs)
+            output = forward(variables, xb, train=True, rngs=rngs)
+        output = policy.cast_to_output(output)  # the loss in float32, whatever the compute
         if classify:
             # (batch,) losses, or (batch, steps) for a language model's label at every step
             losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
@@ -156,7 +173,7 @@ def _train_functions(model, optimizer, classify: bool, seed: int):
     return train_step, train_steps
 
 
-def _eval_functions(model, classify: bool):
+def _eval_functions(forward, policy, classify: bool):
     """``(eval_step, predict_step)``, jitted: a batch's summed loss and hits, and its outputs."""
     import jax
     import optax
@@ -165,7 +182,7 @@ def _eval_functions(model, classify: bool):
     # sums over every label: one per sample, or one per step of a language model's samples
     @jax.jit
     def eval_step(variables, xb, yb):
-        output = model.apply(variables, xb)
+        output = policy.cast_to_output(forward(variables, xb))
         if classify:
             losses = optax.softmax_cross_entropy_with_integer_labels(output, yb)
             return losses.sum(), (output.argmax(axis=-1) == yb).sum()
@@ -173,7 +190,7 @@ def _eval_functions(model, classify: bool):
 
     @jax.jit
     def predict_step(variables, xb):
-        output = model.apply(variables, xb)
+        output = policy.cast_to_output(forward(variables, xb))
         return jax.nn.softmax(output) if classify else output
 
     return eval_step, predict_step
@@ -192,6 +209,7 @@ class JaxTrainer:
         train_steps,
         eval_step,
         predict_step,
+        forward,
         training,
         classify,
         layers,
@@ -205,6 +223,7 @@ class JaxTrainer:
         self.train_steps = train_steps  # set in compiled mode
         self.eval_step = eval_step
         self.predict_step = predict_step
+        self.forward = forward  # model.apply under the precision policy, output uncast
         self.training = training
         self.classify = classify  # else a regression: MSE, no accuracy
         self.layers = layers
@@ -293,7 +312,8 @@ class JaxTrainer:
                 "batch_stats": self.batch_stats.get(name, {}),
             }
             arrays = from_variables(spec, variables)
-            weights.append({key: np.array(array) for key, array in arrays.items()})
+            # float32 whatever the parameters are kept in, as the harness hands weights over
+            weights.append({key: np.array(array, np.float32) for key, array in arrays.items()})
         return weights
 
     def parameter_count(self) -> int:
