@@ -9,6 +9,11 @@ subclass Keras's are made on first use, by the cached ``_*_class`` functions.
 
 The harness's weight layout is Keras's own, so weights pass through ``set_weights`` and
 ``get_weights`` unchanged.
+
+Precision follows Keras's global dtype policy, which a plugin's ``setup`` sets before anything is
+built (:func:`harness.api.precision.keras_settings`): ``bfloat16`` keeps variables and computes in
+bfloat16, ``mixed_bfloat16`` keeps float32 variables and computes in bfloat16. Either way the
+output layer's activation runs in float32, so the loss is float32 and ``predict`` float32.
 """
 
 from __future__ import annotations
@@ -24,7 +29,16 @@ if TYPE_CHECKING:
     import keras
     import numpy as np
 
-    from harness.workload.tasks import GRU, LSTM, Adam, Layer, ModelSpec, SimpleRNN, Training
+    from harness.workload.tasks import (
+        GRU,
+        LSTM,
+        Adam,
+        Layer,
+        ModelSpec,
+        SimpleRNN,
+        Training,
+        WarmupCosine,
+    )
 
 #: what a Keras plugin records as its ``adam_epsilon`` setting (Keras's own Adam puts it elsewhere)
 ADAM_EPSILON = "outside sqrt of bias-corrected v (as in PyTorch and Optax)"
@@ -127,6 +141,9 @@ def _recurrent_layer(spec: SimpleRNN | LSTM | GRU, use_cudnn: bool | str) -> ker
         "go_backwards": False,
         "stateful": False,
         "unroll": False,
+        # build() assigns every weight; Keras's default orthogonal initializer would run a QR
+        # decomposition, which has no bfloat16 kernel (TensorFlow) or fails quietly (JAX)
+        "recurrent_initializer": "zeros",
     }
     if spec.kind == "simple_rnn":
         return keras.layers.SimpleRNN(**common)
@@ -148,6 +165,9 @@ def build_model(
     Once compiled (:func:`compile_model`), ``model.fit(...).history["loss"]`` is the epoch's
     training loss as the harness defines it: the plain mean of the batch losses.
 
+    Under a bfloat16 or mixed policy, a dense output layer computes its product in bfloat16
+    and its activation in float32 (:func:`_float32_output_class`).
+
     :param use_cudnn: passed to every LSTM and GRU layer (see :func:`keras_layer`).
     :raises UnsupportedSpec: for a layer kind Keras isn't given here, or when this Keras keeps a
         layer's weights in another layout than the harness's.
@@ -155,6 +175,9 @@ def build_model(
     import keras
 
     layers = [keras_layer(spec, use_cudnn=use_cudnn) for spec in model_spec.layers]
+    last = model_spec.layers[-1]
+    if last.kind == "dense" and keras.config.dtype_policy().compute_dtype != "float32":
+        layers[-1] = _float32_output_class()(last.units, activation=last.activation, use_bias=True)
     model = _sequential_class()([keras.Input(shape=tuple(model_spec.input_shape)), *layers])
     for spec, layer, params in zip(model_spec.layers, model.layers, weights, strict=True):
         variables = _variables(spec, layer)
@@ -190,22 +213,44 @@ def _variables_named(what: str, layer: keras.layers.Layer, names: tuple[str, ...
 
 
 def layer_weights(model_spec: ModelSpec, model: keras.Sequential) -> list[dict[str, Any]]:
-    """The model's current weights in the harness's layout, one dict per layer."""
+    """The model's current weights in the harness's layout, one dict per layer, as float32
+    (bfloat16 variables widened exactly)."""
+    import numpy as np
+
     return [
-        {name: variable.numpy() for name, variable in _variables(spec, layer).items()}
+        {
+            name: np.asarray(variable.numpy()).astype(np.float32, copy=False)
+            for name, variable in _variables(spec, layer).items()
+        }
         for spec, layer in zip(model_spec.layers, model.layers, strict=True)
     ]
 
 
 def compile_model(
-    model: keras.Sequential, training: Training, *, jit_compile: bool | str = "auto"
+    model: keras.Sequential,
+    training: Training,
+    *,
+    num_samples: int | None = None,
+    jit_compile: bool | str = "auto",
 ) -> None:
     """Compile a model from :func:`build_model` with the task's loss and :func:`paper_adam`.
 
+    :param num_samples: the training samples ``build`` got, which a learning-rate schedule
+        needs (its length is ``training.total_steps(num_samples)``).
     :param jit_compile: Keras's own: ``"auto"`` lets the backend decide, ``True`` forces XLA.
+    :raises ValueError: for a task with a schedule and no ``num_samples``.
     """
+    schedule = None
+    if training.schedule is not None:
+        if num_samples is None:
+            raise ValueError("a learning-rate schedule needs the number of training samples")
+        schedule = warmup_cosine(
+            training.schedule,
+            training.optimizer.learning_rate,
+            training.total_steps(num_samples),
+        )
     model.compile(
-        optimizer=paper_adam(training.optimizer),
+        optimizer=paper_adam(training.optimizer, schedule),
         loss=keras_loss(training.loss),
         jit_compile=jit_compile,
     )
@@ -274,6 +319,42 @@ def _sequential_class() -> type:
             return [self.batch_mean_loss]
 
     return BatchMeanSequential
+
+
+@functools.cache
+def _float32_output_class() -> type:
+    import keras
+    from keras import ops
+
+    class Float32OutputDense(keras.layers.Dense):
+        """A dense output layer whose product runs in the policy's compute dtype (bfloat16) and
+        whose activation, softmax included, runs in float32 on the float32 cast of it: the
+        pattern of Keras's mixed-precision guide (a float32 ``Activation`` last), inside the
+        layer so the model keeps one layer per layer spec. Its output is float32, and so the
+        loss Keras computes from it; on TensorFlow the softmax records its float32 logits, which
+        the cross-entropy reads as in float32."""
+
+        def __init__(self, units, activation=None, **kwargs) -> None:
+            super().__init__(units, activation=None, **kwargs)
+            self.output_activation = keras.activations.get(activation)
+
+        def call(self, inputs, training=None):
+            return self.output_activation(
+                ops.cast(super().call(inputs, training=training), "float32")
+            )
+
+        def compute_output_spec(self, inputs, *args, **kwargs):
+            # Keras makes a dense layer's symbolic output in its compute dtype: say float32
+            spec = super().compute_output_spec(inputs, *args, **kwargs)
+            return keras.KerasTensor(spec.shape, dtype="float32")
+
+        def get_config(self):
+            return {
+                **super().get_config(),
+                "activation": keras.activations.serialize(self.output_activation),
+            }
+
+    return Float32OutputDense
 
 
 # -- the ResNet's layers -------------------------------------------------------
@@ -369,7 +450,9 @@ def _residual_block_class() -> type:
 # -- the optimizer ------------------------------------------------------------
 
 
-def paper_adam(adam: Adam) -> keras.optimizers.Optimizer:
+def paper_adam(
+    adam: Adam, learning_rate: keras.optimizers.schedules.LearningRateSchedule | None = None
+) -> keras.optimizers.Optimizer:
     """Adam as in the paper's Algorithm 1, PyTorch and Optax, with the task's hyperparameters.
 
     ``epsilon`` is added to the bias-corrected ``sqrt(v_hat)``. Keras's own Adam adds it to
@@ -379,9 +462,16 @@ def paper_adam(adam: Adam) -> keras.optimizers.Optimizer:
         m += (gradient - m) * (1 - beta_1)
         v += (gradient**2 - v) * (1 - beta_2)
         param -= lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + epsilon)
+
+    The moments are kept in each variable's dtype (bfloat16 under the ``bfloat16`` policy, as
+    the harness's bfloat16 keeps optimizer state; float32 under ``mixed``); the arithmetic of
+    an update runs in float32 whatever the dtype, each new value rounded once when stored.
+
+    :param learning_rate: a schedule (:func:`warmup_cosine`) in place of the task's constant
+        ``adam.learning_rate``.
     """
     return _paper_adam_class()(
-        learning_rate=adam.learning_rate,
+        learning_rate=adam.learning_rate if learning_rate is None else learning_rate,
         beta_1=adam.beta_1,
         beta_2=adam.beta_2,
         epsilon=adam.epsilon,
@@ -406,6 +496,7 @@ def _paper_adam_class() -> type:
             if self.built:
                 return
             super().build(variables)
+            # in the variable's dtype (add_variable_from_reference's): bfloat16 for bfloat16
             self.momentums = [
                 self.add_variable_from_reference(variable, name="momentum")
                 for variable in variables
@@ -416,25 +507,28 @@ def _paper_adam_class() -> type:
             ]
 
         def update_step(self, gradient, variable, learning_rate):
-            dtype = variable.dtype
-            lr = ops.cast(learning_rate, dtype)
-            gradient = ops.cast(_dense_gradient(gradient), dtype)
-            step = ops.cast(self.iterations + 1, dtype)
-            beta_1_power = ops.power(ops.cast(self.beta_1, dtype), step)
-            beta_2_power = ops.power(ops.cast(self.beta_2, dtype), step)
+            # float32 arithmetic: in bfloat16, beta_2 = 0.999 rounds to 1 and 1 - beta_2**t to
+            # 0. For float32 variables every cast below is the identity, the update unchanged.
+            f32 = "float32"
+            lr = ops.cast(learning_rate, f32)
+            gradient = ops.cast(_dense_gradient(gradient), f32)
+            step = ops.cast(self.iterations + 1, f32)
+            beta_1_power = ops.power(ops.cast(self.beta_1, f32), step)
+            beta_2_power = ops.power(ops.cast(self.beta_2, f32), step)
 
             # Private by name, but the way Keras's own optimizers and the custom optimizer in
             # keras.optimizers.Optimizer's docstring find a variable's slots: the variable
             # update_step receives is the backend's (a tf.Variable on TensorFlow, not the
             # keras.Variable that build saw), and only Keras knows which slot it maps to.
             index = self._get_variable_index(variable)
-            m, v = self.momentums[index], self.velocities[index]
-            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+            m_slot, v_slot = self.momentums[index], self.velocities[index]
+            m = _moved_towards(self, m_slot, gradient, 1 - self.beta_1)
+            v = _moved_towards(self, v_slot, ops.square(gradient), 1 - self.beta_2)
 
             step_size = ops.divide(lr, 1 - beta_1_power)
             denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(1 - beta_2_power)), self.epsilon)
-            self.assign_sub(variable, ops.multiply(step_size, ops.divide(m, denominator)))
+            update = ops.multiply(step_size, ops.divide(m, denominator))
+            _stored(self, variable, ops.subtract(ops.cast(variable, f32), update))
 
         def get_config(self):
             return {
@@ -445,6 +539,82 @@ def _paper_adam_class() -> type:
             }
 
     return PaperAdam
+
+
+def _moved_towards(optimizer, slot, target, rate):
+    """``slot += (target - slot) * rate``, an Adam moment's update, in float32; returns what
+    was stored (see :func:`_stored`)."""
+    from keras import ops
+
+    current = ops.cast(slot, "float32")
+    return _stored(
+        optimizer, slot, ops.add(current, ops.multiply(ops.subtract(target, current), rate))
+    )
+
+
+def _stored(optimizer, variable, value):
+    """Assign the float32 ``value`` to ``variable`` in its own dtype; returns what was stored,
+    as float32 (bfloat16's rounding included, so the update uses the moments as kept)."""
+    from keras import ops
+
+    stored = ops.cast(value, variable.dtype)
+    optimizer.assign(variable, stored)
+    return ops.cast(stored, "float32")
+
+
+def warmup_cosine(
+    schedule: WarmupCosine, base: float, total_steps: int
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The task's warm-up + cosine schedule as a Keras ``LearningRateSchedule``: the optimizer
+    calls it with its update count (0-based), and it returns
+    :meth:`harness.workload.tasks.WarmupCosine.learning_rate` of that update, in float32, with
+    ``keras.ops`` only (so inside ``tf.function``, XLA and ``jax.jit`` too)."""
+    return _warmup_cosine_class()(
+        warmup_steps=schedule.warmup_steps,
+        final_fraction=schedule.final_fraction,
+        base=base,
+        total_steps=total_steps,
+    )
+
+
+@functools.cache
+def _warmup_cosine_class() -> type:
+    import math
+
+    import keras
+    from keras import ops
+
+    class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """See :func:`warmup_cosine`."""
+
+        def __init__(self, warmup_steps, final_fraction, base, total_steps) -> None:
+            self.warmup_steps = warmup_steps
+            self.final_fraction = final_fraction
+            self.base = base
+            self.total_steps = total_steps
+
+        def __call__(self, step):
+            step = ops.cast(step, "float32")
+            warmup = self.warmup_steps
+            # max(1, ...): no division by zero in the branch ops.where discards
+            rising = ops.divide(ops.multiply(self.base, ops.add(step, 1.0)), max(1, warmup))
+            progress = ops.minimum(
+                1.0, ops.divide(ops.subtract(step, warmup), max(1, self.total_steps - warmup))
+            )
+            cosine = ops.divide(ops.add(1.0, ops.cos(ops.multiply(math.pi, progress))), 2.0)
+            fraction = self.final_fraction
+            falling = ops.multiply(self.base, ops.add(fraction, ops.multiply(1 - fraction, cosine)))
+            return ops.where(ops.less(step, warmup), rising, falling)
+
+        def get_config(self):
+            return {
+                "warmup_steps": self.warmup_steps,
+                "final_fraction": self.final_fraction,
+                "base": self.base,
+                "total_steps": self.total_steps,
+            }
+
+    return WarmupCosineSchedule
 
 
 def _dense_gradient(gradient):

@@ -4,6 +4,10 @@ Modes: ``eager`` is Keras's default (``jit_compile="auto"``: a ``tf.function`` g
 Keras hands to XLA on a GPU but not on a CPU); ``compiled`` forces XLA (``jit_compile=True``),
 and so keeps LSTM and GRU layers off cuDNN's kernel, which XLA can't compile.
 
+Precisions: ``float32`` (TF32 off), ``bfloat16`` and ``mixed``, as Keras's dtype policies
+``bfloat16`` and ``mixed_bfloat16`` (:func:`harness.api.precision.keras_settings`), set in
+``setup``, before any model is built.
+
 The model, the optimizer (Adam as the harness defines it, epsilon outside the bias-corrected
 square root as PyTorch and Optax compute it, not Keras's own variant) and the step timer are
 :mod:`harness.api.keras_models`'s, shared with the Keras plugin.
@@ -30,7 +34,8 @@ class TensorFlowAdapter(FrameworkAdapter):
     distribution = "tensorflow"
     install_hint = "pip install 'harness[tensorflow]'"
     modes = ("eager", "compiled")
-    api_version = 3
+    precisions = ("float32", "bfloat16", "mixed")
+    api_version = 4
 
     def devices(self) -> list[str]:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,7 +43,9 @@ class TensorFlowAdapter(FrameworkAdapter):
 
         return ["cpu", "gpu"] if tf.config.list_physical_devices("GPU") else ["cpu"]
 
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> TensorFlowSession:
+    def setup(
+        self, *, device: str, threads: int, mode: str = "eager", precision: str = "float32"
+    ) -> TensorFlowSession:
         # Keras 3 picks its backend from this variable when first imported.
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf
@@ -47,19 +54,17 @@ class TensorFlowAdapter(FrameworkAdapter):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         gpus = tf.config.list_physical_devices("GPU")
         from harness.api import keras_models as keras_support
+        from harness.api import precision as precision_settings
 
         settings: dict = {
             "mode": mode,
-            "precision": "float32",
+            "precision": precision,
             "adam_epsilon": keras_support.ADAM_EPSILON,
         }
         if device == "gpu":
             for gpu in gpus:
                 tf.config.experimental.set_memory_growth(gpu, True)
             settings["gpu_memory_growth"] = True
-            # float32 means float32: TensorFlow uses TF32 tensor cores by default on Ampere+
-            tf.config.experimental.enable_tensor_float_32_execution(False)
-            settings["tf32"] = False
             details = tf.config.experimental.get_device_details(gpus[0])
             name = details.get("device_name", "gpu")
         else:
@@ -67,9 +72,18 @@ class TensorFlowAdapter(FrameworkAdapter):
             name = "cpu"
         settings["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         settings["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+        # float32 means float32 (TensorFlow uses TF32 by default on Ampere and later GPUs); the
+        # Keras policy is global, and set before build() makes a model
+        import keras
+
+        manifest = {
+            **precision_settings.tensorflow_settings(tf, precision),
+            **precision_settings.keras_settings(keras, precision),
+        }
         # build() adds to these settings the jit_compile Keras resolved
         from harness_tensorflow.session import TensorFlowSession
 
         return TensorFlowSession(
-            RuntimeInfo(device=device, device_name=name, settings=settings), mode
+            RuntimeInfo(device=device, device_name=name, settings=settings, precision=manifest),
+            mode,
         )

@@ -32,7 +32,9 @@ class TensorFlowSession(Session):
         model = keras_support.build_model(
             task.model, weights, use_cudnn=False if compiled else "auto"
         )
-        keras_support.compile_model(model, training, jit_compile=True if compiled else "auto")
+        keras_support.compile_model(
+            model, training, num_samples=len(x), jit_compile=True if compiled else "auto"
+        )
         settings["jit_compile"] = model.jit_compile
         if compiled and not model.jit_compile:
             raise UnsupportedSpec("Keras can't XLA-compile this model (jit_compile=True refused)")

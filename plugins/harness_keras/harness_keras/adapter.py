@@ -4,6 +4,10 @@ Keras fixes its backend when first imported, from ``KERAS_BACKEND``; every harne
 fresh process, so ``setup`` sets the variable and imports Keras afterwards. Nothing here imports
 Keras or a backend at module level: ``harness list`` stays fast.
 
+Precisions: ``float32`` (no TF32), ``bfloat16`` and ``mixed``, as Keras's dtype policies
+``bfloat16`` and ``mixed_bfloat16`` (:func:`harness.api.precision.keras_settings`), set in
+``setup``, before any model is built.
+
 The model, Adam as the harness defines it and the step timer are
 :mod:`harness.api.keras_models`'s, shared with harness's own ``tensorflow`` plugin.
 
@@ -33,7 +37,8 @@ BACKENDS = {"jax": ("jax", "jax"), "torch": ("torch", "torch")}
 class KerasAdapter(FrameworkAdapter):
     import_name = "keras"
     distribution = "keras"
-    api_version = 3
+    api_version = 4
+    precisions = ("float32", "bfloat16", "mixed")
     modes = ("eager",)  # Keras's default execution: jax.jit per step on JAX, eager on PyTorch
 
     def __init__(self, backend: str) -> None:
@@ -69,11 +74,14 @@ class KerasAdapter(FrameworkAdapter):
         except RuntimeError:
             return ["cpu"]
 
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> KerasSession:
+    def setup(
+        self, *, device: str, threads: int, mode: str = "eager", precision: str = "float32"
+    ) -> KerasSession:
         if "keras" in sys.modules and sys.modules["keras"].backend.backend() != self.backend:
             raise RuntimeError(
                 f"Keras was already imported with another backend than {self.backend}"
             )
+        from harness.api import precision as precision_settings
         from harness.api.keras_models import ADAM_EPSILON
 
         os.environ["KERAS_BACKEND"] = self.backend
@@ -81,15 +89,15 @@ class KerasAdapter(FrameworkAdapter):
             "mode": mode,
             "keras_backend": self.backend,
             "backend_version": importlib.metadata.version(BACKENDS[self.backend][1]),
-            "precision": "float32",
+            "precision": precision,
             "adam_epsilon": ADAM_EPSILON,
         }
         if self.backend == "torch":
             import torch
 
             os.environ["KERAS_TORCH_DEVICE"] = "cuda" if device == "gpu" else "cpu"
-            torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 (no TF32)
-            torch.backends.cudnn.allow_tf32 = False
+            # float32 means float32 (no TF32)
+            manifest = precision_settings.torch_settings(torch, precision)
             torch.set_num_threads(threads)
             settings["intra_op_threads"] = torch.get_num_threads()
             name = torch.cuda.get_device_name() if device == "gpu" else "cpu"
@@ -98,14 +106,17 @@ class KerasAdapter(FrameworkAdapter):
 
             chosen = jax.devices("gpu" if device == "gpu" else "cpu")[0]
             jax.config.update("jax_default_device", chosen)
-            jax.config.update("jax_default_matmul_precision", "highest")  # no TF32
+            manifest = precision_settings.jax_settings(jax, precision)  # no TF32
             settings["threads_via"] = "cpu_affinity"  # XLA sizes its pool by the pinned cores
             name = chosen.device_kind
         import keras
 
         keras.config.set_floatx("float32")
+        # the policy is global: set before build() makes a model
+        manifest |= precision_settings.keras_settings(keras, precision)
         from harness_keras.session import KerasSession
 
         return KerasSession(
-            RuntimeInfo(device=device, device_name=name, settings=settings), self.backend
+            RuntimeInfo(device=device, device_name=name, settings=settings, precision=manifest),
+            self.backend,
         )

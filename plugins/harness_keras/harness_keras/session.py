@@ -28,7 +28,7 @@ class KerasSession(Session):
         if classifier and not (last.kind == "dense" and last.activation == "softmax"):
             raise UnsupportedSpec("sparse categorical cross-entropy needs a softmax dense output")
         model = build_model(task.model, weights)
-        compile_model(model, training)
+        compile_model(model, training, num_samples=len(x))
         self.runtime.settings["jit_compile"] = model.jit_compile
         # (n, 1) like the output: no broadcast; a classifier's labels as given, (n,) or (n,
         # steps) for a language model, whose loss Keras averages over every step of the batch
