@@ -5,6 +5,7 @@ skipped row, and float32 means float32 in every framework (the kit's float32 pro
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -100,3 +101,45 @@ def test_the_agreement_verdict_of_a_precision_is_its_own(precision):
     task = load_task("mnist_mlp")
     assert task_digest(task) != task_digest(task, precision=precision)
     assert task_digest(task) == task_digest(task, precision="float32")
+
+
+def test_the_kit_catches_float32_products_rounded_to_fewer_bits(monkeypatch):
+    from harness.testing import ConformanceSuite
+    from harness.testing.suite import conformance_report
+
+    from .conftest import SUPPORT
+
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_test_plugins")
+    path = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", path)
+    rounding = conformance_report("torch_rounding")["float32_products"]
+    assert rounding["status"] == "ok" and not rounding["exact"], rounding
+    assert rounding["output"] == 1.0  # (1 + 2**-11) rounded to bfloat16's 8 bits is 1
+    with pytest.raises(AssertionError, match="rounded to fewer than float32's bits"):
+        ConformanceSuite().test_float32_products_keep_every_float32_bit(
+            {"float32_products": rounding}
+        )
+    exact = conformance_report("torch")["float32_products"]
+    assert exact["exact"] and exact["output"] == 1 + 2**-10 + 2**-22, exact
+
+
+def test_a_float32_cell_of_every_framework_computes_in_float32(tmp_path):
+    """Each built-in framework's float32 row: its manifest, read back from the framework,
+    says float32 with TF32 off; the kit's float32 product (tests/test_conformance.py and the
+    Keras plugin's kit) checks the arithmetic itself."""
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "--all-frameworks", "--train-subset", "256",
+        "--epochs", "1", "--out", str(tmp_path), "--no-report",
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    rows = {row["framework"]: row for row in read_rows(tmp_path)}
+    assert {"torch", "jax", "tensorflow", "keras_jax", "keras_torch"} <= set(rows)
+    for framework, row in rows.items():
+        manifest = row["precision_manifest"]
+        assert row["status"] == "ok", (framework, row["error"])
+        assert (manifest["precision"], manifest["compute"]) == ("float32", "float32"), framework
+        assert manifest["tf32"] is False, (framework, manifest)
+    assert rows["jax"]["precision_manifest"]["jax_default_matmul_precision"] == "highest"
+    assert rows["keras_jax"]["precision_manifest"]["keras_dtype_policy"] == "float32"
+    assert rows["tensorflow"]["precision_manifest"]["tensor_float_32_execution"] is False
+    assert rows["torch"]["precision_manifest"]["cudnn_conv_fp32"] == "ieee"

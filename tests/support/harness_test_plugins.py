@@ -499,3 +499,24 @@ class PrecisionAdapter(CentroidAdapter):
 
 
 harness_register_frameworks = _registering_also(harness_register_frameworks, PrecisionAdapter)
+
+
+class RoundingTorchAdapter(SloppyTorchAdapter):
+    """The built-in PyTorch adapter whose float32 cell computes in bfloat16 while reporting
+    float32, like a plugin that leaves a framework's reduced-precision default on (TF32 on a
+    GPU): the kit's float32 product catches it."""
+
+    name = "torch_rounding"
+    api_version = 4
+
+    def setup(self, *, device, threads, mode="eager", precision="float32"):
+        inner = self.inner.setup(device=device, threads=threads, mode=mode, precision="mixed")
+        inner.runtime.precision.update(precision="float32", compute="float32", tf32=False)
+        return TweakedSession(inner, self.tweaked_build)
+
+    @staticmethod
+    def tweaked_build(inner, task, weights, x, y):
+        return inner.build(task, weights, x, y)
+
+
+harness_register_frameworks = _registering_also(harness_register_frameworks, RoundingTorchAdapter)
