@@ -5,6 +5,11 @@ Modes: ``eager`` (PyTorch's default) and ``compiled``: the model and the optimiz
 wrapped in ``torch.compile``, so that, as in the other frameworks' compiled modes, the whole
 training step runs compiled (the backward pass through AOTAutograd's compiled graph).
 
+Precisions (plugin API 4): ``float32`` with TF32 and oneDNN's reduced-precision maths off;
+``bfloat16``, the module, and so Adam's moments, cast to ``torch.bfloat16``; ``mixed``, float32
+parameters and a forward pass under ``torch.autocast(dtype=torch.bfloat16)``. The loss is
+float32 in each (:mod:`harness_torch.session`).
+
 The adapter's module imports nothing heavy: ``harness list`` imports it to show the framework.
 What trains (the session and its trainer) lives in :mod:`harness_torch.session`, imported by
 ``setup``.
@@ -13,6 +18,7 @@ What trains (the session and its trainer) lives in :mod:`harness_torch.session`,
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -30,27 +36,40 @@ class TorchAdapter(FrameworkAdapter):
     distribution = "torch"
     install_hint = "pip install 'harness[torch]'"
     modes = ("eager", "compiled")
-    api_version = 3  # builds the ResNet layers (API 2) and a language model's (API 3)
+    precisions = ("float32", "bfloat16", "mixed")
+    # builds the ResNet layers (API 2) and a language model's (API 3); setup takes a precision
+    api_version = 4
 
     def devices(self) -> list[str]:
         import torch
 
         return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
 
-    def setup(self, *, device: str, threads: int, mode: str = "eager") -> TorchSession:
+    def setup(
+        self, *, device: str, threads: int, mode: str = "eager", precision: str = "float32"
+    ) -> TorchSession:
         import torch
 
+        from harness.api import precision as framework_precision
+
         torch.set_num_threads(threads)
-        torch.set_num_interop_threads(threads)
+        if torch.get_num_interop_threads() != threads:
+            # torch takes it once per process, before any parallel work: a later session in
+            # the same process (the inline executor's next cell) keeps the pool it has, and
+            # runtime.settings records that count
+            with contextlib.suppress(RuntimeError):
+                torch.set_num_interop_threads(threads)
+        # float32 means float32: cuDNN convolutions would otherwise use TF32 tensor cores, and
+        # oneDNN may be allowed bfloat16 maths for float32 products
+        manifest = framework_precision.torch_settings(torch, precision)
+        manifest["autocast"] = "bfloat16" if precision == "mixed" else "off"
+        manifest["loss"] = "float32"
         allocator = {}
         if device == "gpu":
-            # float32 means float32: cuDNN convolutions would otherwise use TF32 tensor cores
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
             torch_device = torch.device("cuda")
             name = torch.cuda.get_device_name(torch_device)
             allocator = {
-                "tf32": False,
+                "tf32": manifest["tf32"],
                 "pytorch_cuda_alloc_conf": os.environ.get(
                     "PYTORCH_CUDA_ALLOC_CONF", "default (caching allocator)"
                 ),
@@ -73,15 +92,16 @@ class TorchAdapter(FrameworkAdapter):
                     if mode == "compiled"
                     else {}
                 ),
-                "precision": "float32",
+                "precision": precision,
                 **allocator,
                 "intra_op_threads": torch.get_num_threads(),
                 "inter_op_threads": torch.get_num_interop_threads(),
             },
+            precision=manifest,
         )
         from harness_torch.session import TorchSession
 
-        return TorchSession(runtime, torch_device, mode)
+        return TorchSession(runtime, torch_device, mode, precision)
 
 
 def _fresh_compile_cache(device: str) -> str:

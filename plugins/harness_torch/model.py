@@ -70,6 +70,27 @@ _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _GRU_GATES = (1, 0, 2)
 
 
+class InPrecision(nn.Module):
+    """A model run in a cell's precision, returning float32 outputs for the float32 loss.
+
+    :param autocast: the dtype of ``torch.autocast`` around the forward pass (``mixed``), or
+        ``None`` for a module whose parameters are already in its dtype (``bfloat16``).
+    """
+
+    def __init__(self, module: nn.Module, device_type: str, autocast: torch.dtype | None) -> None:
+        super().__init__()
+        self.module = module
+        self.device_type = device_type
+        self.autocast = autocast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.autocast is None:
+            return self.module(x).float()
+        with torch.autocast(self.device_type, dtype=self.autocast):
+            output = self.module(x)
+        return output.float()
+
+
 @dataclass
 class BuiltModel:
     """The module, which submodule holds each layer's parameters, and the output's last step."""
@@ -188,8 +209,8 @@ def _resnet_modules(spec, in_shape) -> tuple[list[nn.Module], nn.Module | None]:
     if isinstance(spec, GlobalAvgPool2D):
         return [_GlobalAvgPool()], None
     if isinstance(spec, ResidualBlock):
-        holder = _ResidualBlock(spec, in_shape)
-        return [holder], holder
+        block = _ResidualBlock(spec, in_shape)
+        return [block], block
     holder = _BatchNorm(in_shape[-1], spec.momentum, spec.epsilon, channels_last=len(in_shape) != 3)
     return [holder, *_activation(spec.activation, dim=1)], holder
 
@@ -302,6 +323,9 @@ class _BatchNorm(nn.Module):
     them out, and ``model.train()`` / ``model.eval()`` choose which statistics normalise.
     """
 
+    moving_mean: torch.Tensor
+    moving_variance: torch.Tensor
+
     def __init__(self, channels: int, momentum: float, epsilon: float, channels_last: bool):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
@@ -328,12 +352,19 @@ class _BatchNorm(nn.Module):
         return y.movedim(1, -1) if moved else y
 
     def _update(self, x: torch.Tensor) -> None:
-        """moving = momentum * moving + (1 - momentum) * batch, the variance biased."""
+        """moving = momentum * moving + (1 - momentum) * batch, the variance biased.
+
+        The batch's statistics are taken in float32 whatever ``x`` is (a bfloat16 activation
+        under autocast), and stored in the buffers' dtype: float32 in a ``mixed`` cell,
+        bfloat16 in a ``bfloat16`` one, where ``module.to(torch.bfloat16)`` cast the buffers
+        with the parameters.
+        """
         with torch.no_grad():
             axes = [axis for axis in range(x.dim()) if axis != 1]
-            variance, mean = torch.var_mean(x, dim=axes, correction=0)
-            self.moving_mean.lerp_(mean, 1 - self.momentum)
-            self.moving_variance.lerp_(variance, 1 - self.momentum)
+            variance, mean = torch.var_mean(x.float(), dim=axes, correction=0)
+            dtype = self.moving_mean.dtype
+            self.moving_mean.lerp_(mean.to(dtype), 1 - self.momentum)
+            self.moving_variance.lerp_(variance.to(dtype), 1 - self.momentum)
 
     def load(self, params: dict[str, np.ndarray], prefix: str = "") -> None:
         with torch.no_grad():
@@ -569,7 +600,8 @@ def load_weights(spec, holder: Any, params: dict[str, np.ndarray]) -> None:
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().astype(np.float32)
+    # numpy has no bfloat16: a bfloat16 tensor is widened first (exactly)
+    return tensor.detach().float().cpu().numpy().astype(np.float32)
 
 
 def read_weights(spec, holder: Any) -> dict[str, np.ndarray]:

@@ -1,4 +1,16 @@
-"""The PyTorch session and trainer: what :meth:`harness_torch.adapter.TorchAdapter.setup` returns."""
+"""The PyTorch session and trainer: what :meth:`harness_torch.adapter.TorchAdapter.setup` returns.
+
+Precision: a ``bfloat16`` cell casts the module (parameters and buffers) to ``torch.bfloat16``,
+so Adam's moments, made like each parameter, are bfloat16 too, and stages its inputs in
+bfloat16; a ``mixed`` cell keeps everything float32 and runs the forward pass under
+``torch.autocast(dtype=torch.bfloat16)`` (no gradient scaler: bfloat16 has float32's range).
+Either way the outputs are cast to float32 before the loss, ``predict`` and ``evaluate``
+(:class:`harness_torch.model.InPrecision`).
+
+Learning-rate schedule: before each update the trainer sets the optimizer's learning rate to
+``task.training.learning_rate(update, len(x))``, the harness's reference, counting updates over
+every epoch.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +25,11 @@ from harness.api import Evaluation, RuntimeInfo, Session, UnsupportedSpec
 class TorchSession(Session):
     """PyTorch set up for one cell: its device and mode, and what it builds."""
 
-    def __init__(self, runtime: RuntimeInfo, device, mode: str) -> None:
+    def __init__(self, runtime: RuntimeInfo, device, mode: str, precision: str = "float32"):
         super().__init__(runtime)
         self.device = device  # a torch.device
         self.mode = mode
+        self.precision = precision
 
     def build(self, task, weights, x, y) -> TorchTrainer:
         import torch
@@ -32,16 +45,14 @@ class TorchSession(Session):
         # final softmax leaves the module and predict() applies it
         built = build_model(task.model, weights, fold_final_softmax=classifier)
         model = built.module.to(self.device)
-        adam = task.training.optimizer
-        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-        optimizer = (
-            torch.optim.Adam(
-                trainable, lr=adam.learning_rate, betas=(adam.beta_1, adam.beta_2), eps=adam.epsilon
-            )
-            if trainable
-            else None  # a model without parameters (a probe) has nothing to train
-        )
-        forward: Any = model
+        forward = self._in_precision(model)
+        dtypes = {str(parameter.dtype).removeprefix("torch.") for parameter in model.parameters()}
+        self.runtime.settings["parameters_dtype_actual"] = ", ".join(sorted(dtypes)) or "none"
+        # a bfloat16 model takes bfloat16 inputs, but token ids stay float32: bfloat16 holds
+        # integers exactly only up to 256
+        tokens = task.model.layers[0].kind == "embedding"
+        input_dtype = torch.bfloat16 if self.precision == "bfloat16" and not tokens else None
+        optimizer = self._optimizer(task, model)
         step = optimizer.step if optimizer is not None else None
         # padding a smaller last batch would change a batch norm's batch statistics (and its
         # moving ones): such a model runs that batch as it is, a second static graph compiled
@@ -51,7 +62,7 @@ class TorchSession(Session):
             # nn.Sequential.forward: after several models in one process it would trace sizes
             # such as channel counts as symbols, which inductor fails on for convolutions
             torch.compiler.reset()
-            forward = torch.compile(model, dynamic=None if pad else False)
+            forward = torch.compile(forward, dynamic=None if pad else False)
             if optimizer is not None:
                 # left eager, Adam's per-tensor loop of small kernels costs more than
                 # compiling the model saves (PyTorch's recipe for a compiled optimizer)
@@ -70,6 +81,40 @@ class TorchSession(Session):
             # a compiled model meeting a smaller last batch would recompile inside the first
             # epoch, for a graph with a symbolic batch size that later batches then run too
             pad_partial_batch=pad,
+            input_dtype=input_dtype,
+        )
+
+    def _in_precision(self, model) -> Any:
+        """What runs ``model`` in the cell's precision (``model`` itself for float32); a
+        bfloat16 cell's model is cast in place, buffers too (a batch norm's moving statistics
+        and a causal mask: ``module.to`` casts every floating-point tensor)."""
+        import torch
+
+        from harness_torch.model import InPrecision
+
+        if self.precision == "bfloat16":
+            return InPrecision(model.to(torch.bfloat16), self.device.type, autocast=None)
+        if self.precision == "mixed":
+            return InPrecision(model, self.device.type, autocast=torch.bfloat16)
+        return model
+
+    def _optimizer(self, task, model) -> Any:
+        """Adam over the trainable parameters, ``None`` without any (a probe has nothing to
+        train); its moments are made like each parameter, so in the parameters' dtype."""
+        import torch
+
+        adam = task.training.optimizer
+        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        if not trainable:
+            return None
+        learning_rate: Any = adam.learning_rate
+        if task.training.schedule is not None and self.mode == "compiled":
+            # the trainer changes it before every update: as a tensor (float64, so it holds
+            # the reference's value exactly) it is an input of the compiled step, where a float
+            # would be a constant the step is recompiled for when it changes (PyTorch's recipe)
+            learning_rate = torch.tensor(adam.learning_rate, dtype=torch.float64)
+        return torch.optim.Adam(
+            trainable, lr=learning_rate, betas=(adam.beta_1, adam.beta_2), eps=adam.epsilon
         )
 
     def peak_device_memory_bytes(self) -> int | None:
@@ -118,6 +163,7 @@ class TorchTrainer:
         softmax_folded: bool,
         device,
         pad_partial_batch: bool = False,
+        input_dtype=None,
     ) -> None:
         import torch
 
@@ -132,8 +178,11 @@ class TorchTrainer:
         self.device = device
         self.classifier = task.training.loss == "sparse_categorical_crossentropy"
         self.pad_partial_batch = pad_partial_batch
-        self.x = torch.from_numpy(x).to(device)
+        self.input_dtype = input_dtype or torch.float32  # the dtype inputs are staged in
+        self.x = torch.from_numpy(x).to(device, self.input_dtype)
         self.y = torch.from_numpy(y).to(device)
+        self.samples = len(x)  # what the schedule's total number of updates is counted from
+        self.updates = 0  # optimizer updates so far, over every epoch: the schedule's step
 
     def _loss(self, output, target, reduction: str = "mean"):
         """The loss; ``reduction="none"`` keeps the target's shape (a loss per label).
@@ -172,12 +221,25 @@ class TorchTrainer:
             if self.optimizer is not None:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.training.schedule is not None:
+                    self._set_learning_rate(self.training.learning_rate(self.updates, self.samples))
                 self.optimizer_step()
+                self.updates += 1
             total += loss.detach()
             if timed:
                 _synchronize(self.device)
                 clock.record(time.perf_counter() - began)
         return total.item() / (step + 1)  # .item() waits for the device
+
+    def _set_learning_rate(self, value: float) -> None:
+        """Set the learning rate of the next update: in place in a compiled step's tensor."""
+        import torch
+
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
 
     def _padded_loss(self, index, batch_size: int):
         """The mean loss of a smaller last batch, run padded to the full batch size (padding
@@ -198,10 +260,8 @@ class TorchTrainer:
         batch = self.training.eval_batch_size
         with torch.no_grad():
             for start in range(0, len(x), batch):
-                yield (
-                    start,
-                    self.forward(torch.from_numpy(x[start : start + batch]).to(self.device)),
-                )
+                inputs = torch.from_numpy(x[start : start + batch])
+                yield start, self.forward(inputs.to(self.device, self.input_dtype))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
         import torch
