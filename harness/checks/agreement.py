@@ -179,11 +179,17 @@ def weights_difference(
     a: list[dict[str, np.ndarray]] | None,
     b: list[dict[str, np.ndarray]] | None,
     not_compared: Iterable[str] = (),
+    *,
+    layer_scale: bool = False,
 ) -> float | None:
     """The largest relative difference over every weight array; ``None`` if either is missing.
 
     :param not_compared: array names left out (in every layer): the task's
         ``agreement.weights_not_compared``.
+    :param layer_scale: measure each array's difference against the largest magnitude in its
+        layer rather than in itself (a bfloat16 or mixed check: a bias that starts at zero is,
+        after a few steps, Adam's steps on gradients that bfloat16 rounds, as large as itself
+        in every framework, while still small beside the layer's kernel)
     :raises ValueError: when the two don't hold the same layers, array names and shapes.
     """
     left_out = set(not_compared)
@@ -195,11 +201,16 @@ def weights_difference(
     for index, (layer_a, layer_b) in enumerate(zip(a, b, strict=True)):
         if layer_a.keys() != layer_b.keys():
             raise ValueError(f"layer {index} has arrays {sorted(layer_a)} and {sorted(layer_b)}")
-        for name in layer_a.keys() - left_out:
+        names = sorted(layer_a.keys() - left_out)
+        scale = None
+        if layer_scale and names:
+            scale = max(float(np.max(np.abs(layer_a[name]), initial=0.0)) for name in names)
+        for name in names:
             try:
-                worst = max(worst, max_relative_difference(layer_a[name], layer_b[name]))
+                difference = max_relative_difference(layer_a[name], layer_b[name], scale)
             except ValueError as exc:
                 raise ValueError(f"layer {index} {name}: {exc}") from None
+            worst = max(worst, difference)
     return worst
 
 
@@ -207,7 +218,12 @@ def compare(a: Trace, b: Trace, task: Task, precision: str = "float32") -> PairV
     loss, step = relative_loss_difference(a.losses, b.losses)
     problem = None
     try:
-        weights = weights_difference(a.weights, b.weights, task.agreement.weights_not_compared)
+        weights = weights_difference(
+            a.weights,
+            b.weights,
+            task.agreement.weights_not_compared,
+            layer_scale=precision != "float32",
+        )
     except ValueError as exc:  # a plugin returned weights in another layout: a failed pair
         weights, problem = float("inf"), f"weights not comparable: {exc}"
     bounds = task.agreement.tolerances(precision)
@@ -374,15 +390,16 @@ def verdicts(check: Check) -> dict[str, dict[str, Any]]:
     return frameworks
 
 
-def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+def max_relative_difference(a: np.ndarray, b: np.ndarray, scale: float | None = None) -> float:
     """``max |a - b|`` relative to ``max |a|`` (the scale of the array, so values near zero
-    don't dominate); 0 for two all-zero arrays."""
+    don't dominate), or to ``scale`` when given; 0 for two all-zero arrays."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return float("inf")  # a NaN must never read as agreement
-    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    if scale is None:
+        scale = float(np.max(np.abs(a))) if a.size else 0.0
     difference = float(np.max(np.abs(a - b))) if a.size else 0.0
     return difference / scale if scale > 0 else difference
 
