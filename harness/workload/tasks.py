@@ -695,11 +695,13 @@ class Tolerances(_Spec):
 #: the bounds of a check in a reduced precision where a task states none. bfloat16 keeps 8
 #: significant bits (a relative rounding of 2**-9, about 2e-3, at every operation), and
 #: frameworks round in different places (which products accumulate in float32, where
-#: activations are cast), so two frameworks part by a few roundings per step
-#: (docs/measuring.md, "Precision", has the measured figures)
+#: activations are cast); weights are measured against their layer's scale (see
+#: harness.checks.agreement.weights_difference). Measured (docs/measuring.md, "Precision"):
+#: mnist_mlp over 100 steps at most 3.1e-2 (loss) and 0.17 (weights) apart in bfloat16,
+#: 1.3e-2 and 0.16 in mixed
 REDUCED_PRECISION_TOLERANCES = {
-    "bfloat16": Tolerances(loss_rtol=5e-2, weights_rtol=1e-1),
-    "mixed": Tolerances(loss_rtol=2e-2, weights_rtol=5e-2),
+    "bfloat16": Tolerances(loss_rtol=5e-2, weights_rtol=0.25),
+    "mixed": Tolerances(loss_rtol=2e-2, weights_rtol=0.25),
 }
 
 
