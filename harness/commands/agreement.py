@@ -243,10 +243,17 @@ def frameworks_table(check: agreement.Check, name: str | None = None) -> Table:
     return table
 
 
+def _bound(value: float) -> str:
+    """``1e-04``, or ``0.25`` where one significant digit would misstate it (``2e-01``)."""
+    short = f"{value:.0e}"
+    return short if float(short) == value else f"{value:.2g}"
+
+
 def pairs_table(check: agreement.Check) -> Table:
+    scale = "per array" if check.precision == "float32" else "of the array's layer"
     table = Table(
         caption="relative differences: loss |a-b|/max(|a|,|b|) per step; weights max|a-b| "
-        "/ max|a| per array"
+        f"/ max|a| {scale}"
     )
     for column in (
         "pair",
@@ -263,7 +270,7 @@ def pairs_table(check: agreement.Check) -> Table:
             f"{pair.loss_difference:.2e}",
             str(pair.loss_step),
             "n/a" if pair.weights_difference is None else f"{pair.weights_difference:.2e}",
-            f"{pair.loss_rtol:.0e} / {pair.weights_rtol:.0e}",
+            f"{_bound(pair.loss_rtol)} / {_bound(pair.weights_rtol)}",
             styled(
                 ("pass", "green") if pair.passed else ("FAIL", "red"),
                 f" {pair.problem}" if pair.problem else "",
