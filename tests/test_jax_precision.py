@@ -18,6 +18,9 @@ import sys
 import numpy as np
 import pytest
 
+from harness.testing.reference_training import train
+from harness.workload.tasks import Adam
+
 from .conftest import harness_env
 
 SETUP = """
@@ -200,29 +203,16 @@ np.savez(out, x=x, y=y, orders=np.array(orders), rates=np.array(rates),
 )
 
 
-def adam_with_rates(arrays, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-    """The linear regressor trained in float64 with Adam (Kingma & Ba), update ``s`` at rate
+def adam_with_rates(arrays):
+    """The linear regressor trained in float64 by the kit's numpy Adam, update ``s`` at rate
     ``rates[s]``: the batches of each epoch's order in turn, the last one smaller."""
-    x, y = arrays["x"].astype(np.float64), arrays["y"].astype(np.float64)
-    params = {
-        "kernel": arrays["kernel"].astype(np.float64),
-        "bias": arrays["bias"].astype(np.float64),
-    }
-    first = {name: np.zeros_like(value) for name, value in params.items()}
-    second = {name: np.zeros_like(value) for name, value in params.items()}
+    initial = [{"kernel": arrays["kernel"], "bias": arrays["bias"]}]
     batches = [order[start : start + 4] for order in arrays["orders"] for start in range(0, 10, 4)]
     assert len(batches) == len(arrays["rates"]) == 9
-    for step, (batch, rate) in enumerate(zip(batches, arrays["rates"], strict=True), start=1):
-        error = (x[batch] @ params["kernel"] + params["bias"])[:, 0] - y[batch]
-        d_output = (2 * error / len(batch))[:, None]
-        gradients = {"kernel": x[batch].T @ d_output, "bias": d_output.sum(axis=0)}
-        for name, g in gradients.items():
-            first[name] = beta_1 * first[name] + (1 - beta_1) * g
-            second[name] = beta_2 * second[name] + (1 - beta_2) * g**2
-            m_hat = first[name] / (1 - beta_1**step)
-            v_hat = second[name] / (1 - beta_2**step)
-            params[name] = params[name] - rate * m_hat / (np.sqrt(v_hat) + epsilon)
-    return params
+    adam = Adam(name="adam", learning_rate=0.01)
+    rates = [float(rate) for rate in arrays["rates"]]
+    _, weights = train("regressor", initial, arrays["x"], arrays["y"], batches, adam, rates)
+    return weights[0]
 
 
 @pytest.mark.parametrize("mode", ["eager", "compiled"])

@@ -19,6 +19,7 @@ import pytest
 from harness.api.adapter import availability_of
 from harness.registry.plugins import get_registry
 from harness.testing.probes import Probe, probe_inputs, probe_task, probe_weights
+from harness.testing.reference_training import train
 from harness.workload.precision import parameter_dtype
 from harness.workload.tasks import Task, WarmupCosine
 from tests.test_keras_support import run_python
@@ -168,28 +169,14 @@ def test_each_precision_trains_with_its_variables_in_the_dtype_it_says(framework
 
 
 def reference_adam(task: Task, x, y, orders) -> list[dict[str, np.ndarray]]:
-    """The regressor trained in float64 numpy with Adam as the harness defines it, update ``s``
-    at ``task.training.learning_rate(s, len(x))``."""
-    adam, training = task.training.optimizer, task.training
-    w = {k: v.astype(np.float64) for k, v in probe_weights(task)[0].items()}
-    m = {k: np.zeros_like(v) for k, v in w.items()}
-    v = {k: np.zeros_like(value) for k, value in w.items()}
-    step = 0
-    for order in orders:
-        for start in range(0, len(order), training.batch_size):
-            batch = order[start : start + training.batch_size]
-            error = (x[batch] @ w["kernel"] + w["bias"])[:, 0] - y[batch]
-            d_output = (2 * error / len(batch))[:, None]
-            gradients = {"kernel": x[batch].T @ d_output, "bias": d_output.sum(axis=0)}
-            lr = training.learning_rate(step, len(x))
-            step += 1
-            for name, g in gradients.items():
-                m[name] = adam.beta_1 * m[name] + (1 - adam.beta_1) * g
-                v[name] = adam.beta_2 * v[name] + (1 - adam.beta_2) * g**2
-                m_hat = m[name] / (1 - adam.beta_1**step)
-                v_hat = v[name] / (1 - adam.beta_2**step)
-                w[name] = w[name] - lr * m_hat / (np.sqrt(v_hat) + adam.epsilon)
-    return [w]
+    """The regressor trained in float64 by the kit's numpy Adam, update ``s`` at
+    ``task.training.learning_rate(s, len(x))``."""
+    training = task.training
+    size = training.batch_size
+    batches = [order[i : i + size] for order in orders for i in range(0, len(order), size)]
+    rates = [training.learning_rate(step, len(x)) for step in range(len(batches))]
+    initial = probe_weights(task)
+    return train("regressor", initial, x, y, batches, training.optimizer, rates)[1]
 
 
 @pytest.mark.parametrize(

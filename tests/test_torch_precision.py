@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from harness.testing.probes import Probe, probe_task
+from harness.testing.reference_training import train
 from harness.workload.tasks import WarmupCosine
 
 from .conftest import harness_env
@@ -189,22 +190,11 @@ print(json.dumps({
 """
 
 
-def adam_regressor(initial, x, y, batches, rates, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-    """A linear regressor's weights after Adam in float64, update ``i`` at ``rates[i]``."""
-    weights = {name: np.array(value, np.float64) for name, value in initial.items()}
-    first = {name: np.zeros_like(value) for name, value in weights.items()}
-    second = {name: np.zeros_like(value) for name, value in weights.items()}
-    for step, (batch, rate) in enumerate(zip(batches, rates, strict=True), start=1):
-        error = (x[batch] @ weights["kernel"] + weights["bias"])[:, 0] - y[batch]
-        d_output = (2 * error / len(batch))[:, None]
-        gradients = {"kernel": x[batch].T @ d_output, "bias": d_output.sum(axis=0)}
-        for name, g in gradients.items():
-            first[name] = beta_1 * first[name] + (1 - beta_1) * g
-            second[name] = beta_2 * second[name] + (1 - beta_2) * g**2
-            m_hat = first[name] / (1 - beta_1**step)
-            v_hat = second[name] / (1 - beta_2**step)
-            weights[name] = weights[name] - rate * m_hat / (np.sqrt(v_hat) + epsilon)
-    return weights
+def adam_regressor(initial, x, y, batches, rates, adam):
+    """A linear regressor's weights after the kit's numpy Adam, update ``i`` at ``rates[i]``."""
+    initial = [{name: np.array(value, np.float64) for name, value in initial.items()}]
+    batches = [np.asarray(batch) for batch in batches]
+    return train("regressor", initial, x, y, batches, adam, list(rates))[1][0]
 
 
 @pytest.mark.parametrize("mode", ["eager", "compiled"])
@@ -221,9 +211,8 @@ def test_each_update_takes_the_schedules_learning_rate(mode):
     adam = training.optimizer
     x, y = np.array(found["x"], np.float64), np.array(found["y"], np.float64)
     arguments = (found["initial"], x, y, found["batches"])
-    options = dict(beta_1=adam.beta_1, beta_2=adam.beta_2, epsilon=adam.epsilon)
-    scheduled = adam_regressor(*arguments, expected, **options)
-    constant = adam_regressor(*arguments, [0.05] * 9, **options)
+    scheduled = adam_regressor(*arguments, expected, adam)
+    constant = adam_regressor(*arguments, [0.05] * 9, adam)
     for name, trained in found["trained"].items():
         np.testing.assert_allclose(trained, scheduled[name], rtol=1e-5, atol=1e-6, err_msg=name)
         # so that the comparison above could fail: the schedule moves the weights elsewhere
