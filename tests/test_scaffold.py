@@ -131,9 +131,9 @@ def test_a_filled_in_scaffold_passes_the_conformance_kit(tmp_path):
         capture_output=True, text=True, env=env, cwd=folder, timeout=600,
     )  # fmt: skip
     assert kit.returncode == 0, kit.stdout[-3000:]
-    # the two checks of plugin API 4 (the precision manifest, the schedule) are skipped for the
-    # skeleton's API 1, naming why
-    assert "124 passed, 2 skipped" in kit.stdout and "warning" not in kit.stdout
+    # the filled-in adapter is the built-in PyTorch one, plugin API 4: every check runs
+    assert "126 passed" in kit.stdout and "skipped" not in kit.stdout
+    assert "warning" not in kit.stdout
 
 
 FILLED_IN_DATA = """
