@@ -8,6 +8,11 @@ Precisions: ``float32`` (no TF32), ``bfloat16`` and ``mixed``, as Keras's dtype 
 ``bfloat16`` and ``mixed_bfloat16`` (:func:`harness.api.precision.keras_settings`), set in
 ``setup``, before any model is built.
 
+Modes: ``eager`` is Keras's default execution (on JAX, ``jax.jit`` of each step; on PyTorch,
+eager operations); ``compiled`` is, on JAX, a whole epoch's full batches in one ``lax.scan`` of
+Keras's ``train_step`` (as the ``jax`` plugin's compiled mode), and on PyTorch
+``jit_compile=True``, which Keras turns into ``torch.compile`` of its training step.
+
 The model, Adam as the harness defines it and the step timer are
 :mod:`harness.api.keras_models`'s, shared with harness's own ``tensorflow`` plugin.
 
@@ -39,7 +44,9 @@ class KerasAdapter(FrameworkAdapter):
     distribution = "keras"
     api_version = 4
     precisions = ("float32", "bfloat16", "mixed")
-    modes = ("eager",)  # Keras's default execution: jax.jit per step on JAX, eager on PyTorch
+    #: eager is Keras's default execution (jax.jit per step on JAX, eager ops on PyTorch);
+    #: compiled is a scanned epoch on JAX and torch.compile of the step on PyTorch
+    modes = ("eager", "compiled")
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
