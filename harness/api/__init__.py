@@ -75,6 +75,11 @@ _SOURCES = {
         ),
         "harness.workload.tasks",
     ),
+    # the profilers a session's profiler() returns, for `harness run --profile`
+    **dict.fromkeys(
+        ("JaxProfiler", "StepProfiler", "TensorFlowProfiler", "TorchProfiler"),
+        "harness.api.profiling",
+    ),
     # what a dataset plugin registers (harness.data.datasets)
     "DatasetInfo": "harness.data.datasets",
     "ROLES": "harness.data.datasets",

@@ -43,8 +43,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from harness.workload.precision import PRECISIONS  # noqa: F401
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
+    from harness.api.profiling import StepProfiler
     from harness.workload.tasks import Task
 
 DEVICE_KINDS = ("cpu", "gpu")
@@ -221,6 +224,17 @@ class Session(abc.ABC):
     def peak_device_memory_bytes(self) -> int | None:
         """Peak memory the framework allocated on the accelerator, or ``None`` on a CPU."""
         return None
+
+    def profiler(self, directory: Path) -> StepProfiler:
+        """The framework's profiler for ``harness run --profile`` (plugin API 5): a
+        :class:`harness.api.profiling.StepProfiler`, usually one of that module's
+        (``TorchProfiler(directory)``, ``JaxProfiler(directory)``,
+        ``TensorFlowProfiler(directory)``), writing what it records under ``directory``.
+
+        :raises NotImplementedError: (the default) the cell's profile says "not profiled",
+            with the exception's message as the reason.
+        """
+        raise NotImplementedError(f"{type(self).__name__} offers no profiler (Session.profiler)")
 
     def matmul_seconds(self, size: int, repeats: int) -> float:
         """Seconds for ``repeats`` float32 ``size``×``size`` matrix products, device work included.

@@ -175,6 +175,14 @@ CONFIG_OPTIONS = (
     "for the product of several. Each variant is validated before anything runs, named for "
     "its values (mnist_mlp[batch_size=256]), and analysed for scaling and crossovers.",
 )
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="After the timed cells, profile each once more with its framework's profiler (a "
+    "process of its own, never a timed one): a trace per cell under profiles/ (opens in "
+    "Perfetto UI) and each step split into matmul, other compute, optimizer, copies, "
+    "compilation and overhead.",
+)
 @click.option("--no-report", is_flag=True, help="Don't write report.md and report.html at the end.")
 @click.option(
     "--wide", is_flag=True, help="Show every column of the results table, however wide it gets."
@@ -211,6 +219,7 @@ def run(
     ray_address,
     as_json,
     vary,
+    profile,
 ) -> None:
     """Train a task with one or more frameworks and record accuracy, time and memory."""
     if as_json:
@@ -227,7 +236,7 @@ def run(
         varied = [parse_vary(option) for option in vary]
     require_gpu_if_asked(config["device"])
     planned = benchmark.plan_run(task, config, varied)
-    output = (no_report, wide, as_json)
+    output = (no_report, wide, as_json, profile)
     if run_dir is not None:
         return _resume(planned, run_dir, output)
     run_dir = RunDir.create(out, planned.task.name)
@@ -341,12 +350,14 @@ def _run_cells(planned: benchmark.PlannedRun, run_dir: RunDir, todo, output) -> 
         raise
     run_dir.write_table()
     title = f"{task.name} (target {task.target.describe()})"
-    no_report, wide, as_json = output
+    no_report, wide, as_json, profile = output
     print_table(results_table(rows, task.target, title=title, wide=wide))
     problems = problems_table(rows)
     if problems is not None:
         console.print(problems)
     print_scaling(rows)
+    if profile:
+        _profile(planned, run_dir, todo, rows)
     console.print(f"results: {run_dir.path}")
     if not no_report:
         write_report(run_dir.path)
@@ -355,6 +366,27 @@ def _run_cells(planned: benchmark.PlannedRun, run_dir: RunDir, todo, output) -> 
             click.echo(json.dumps(row, allow_nan=False), file=sys.__stdout__)
     if any(row["status"] == "failed" for row in rows):
         raise SystemExit(1)
+
+
+def _profile(planned: benchmark.PlannedRun, run_dir: RunDir, todo, rows) -> None:
+    """One profiled pass per cell that trained (``--profile``), then the breakdown."""
+    from harness.checks.profiling import profile_cells
+    from harness.present.profile import breakdown_table, sentence
+
+    trained = {row["cell_id"] for row in rows if row["status"] == "ok"}
+    cells = [cell for cell in todo if cell.id in trained]
+    if not cells:
+        return
+    with console.status("profiling") as status:
+        records = profile_cells(
+            cells,
+            planned.settings,
+            run_dir,
+            on_cell=lambda name: status.update(f"profiling {name}"),
+        )
+    print_table(breakdown_table(records))
+    for record in records:
+        console.print(sentence(record), highlight=False)
 
 
 def write_report(path: Path) -> None:

@@ -18,6 +18,11 @@ class JaxSession(Session):
         self.mode = mode
         self.policy = policy  # a harness_jax.recipe.Policy: the cell's precision as dtypes
 
+    def profiler(self, directory):
+        from harness.api import JaxProfiler
+
+        return JaxProfiler(directory)
+
     def build(self, task, weights, x, y) -> JaxTrainer:
         from harness_jax import recipe
         from harness_jax.model import Sequential, check_supported

@@ -17,6 +17,11 @@ class TensorFlowSession(Session):
         super().__init__(runtime)
         self.mode = mode
 
+    def profiler(self, directory):
+        from harness.api import TensorFlowProfiler
+
+        return TensorFlowProfiler(directory)
+
     def build(self, task, weights, x, y) -> KerasTrainer:
         training = task.training
         last = task.model.layers[-1]

@@ -31,6 +31,11 @@ class TorchSession(Session):
         self.mode = mode
         self.precision = precision
 
+    def profiler(self, directory):
+        from harness.api import TorchProfiler
+
+        return TorchProfiler(directory)
+
     def build(self, task, weights, x, y) -> TorchTrainer:
         import torch
 

@@ -41,6 +41,11 @@ class KerasSession(Session):
             return ScannedKerasTrainer(model, task, x, targets)
         return KerasTrainer(model, task, x, targets)
 
+    def profiler(self, directory):
+        from harness.api import JaxProfiler, TorchProfiler
+
+        return (TorchProfiler if self.backend == "torch" else JaxProfiler)(directory)
+
     def peak_device_memory_bytes(self) -> int | None:
         if self.runtime.device != "gpu":
             return None

@@ -1,0 +1,89 @@
+"""``harness run --profile``: after the timed cells, one profiled pass per cell in a process of
+its own, a Chrome trace per cell with every profiled step marked, and each step split into
+categories that add up to the step the harness's clock measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.api.adapter import availability_of
+from harness.api.profiling import CATEGORIES
+from harness.checks.profiling import PROFILED_STEPS, read_profiles
+from harness.registry.plugins import get_registry
+from harness.testing.fixtures import read_rows
+from tests.conftest import run_harness
+
+#: the parts of a step add up to the measured step within this share (docs/measuring.md)
+SUM_TOLERANCE = 0.05
+
+RUN = ("run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "640", "--no-report")
+
+
+def installed(*names: str) -> list[str]:
+    registry = get_registry()
+    return [name for name in names if availability_of(registry.framework(name)).available]
+
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory):
+    frameworks = installed("torch", "jax")
+    if len(frameworks) < 2:
+        pytest.skip("needs PyTorch and JAX")
+    out = tmp_path_factory.mktemp("profiled")
+    args = [arg for name in frameworks for arg in ("-f", name)]
+    result = run_harness(*RUN, *args, "--mode", "all", "--profile", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [run_dir] = [path for path in out.iterdir() if path.is_dir()]
+    return run_dir, result.stdout
+
+
+def test_every_cell_leaves_a_chrome_trace_with_each_profiled_step_marked(profiled_run):
+    run_dir, _ = profiled_run
+    profiles = read_profiles(run_dir)
+    assert {p["cell"] for p in profiles} == {
+        f"mnist_mlp-{framework}-{mode}-auto"
+        for framework in ("torch", "jax")
+        for mode in ("eager", "compiled")
+    }
+    for profile in profiles:
+        assert profile["status"] == "ok", profile["error"]
+        trace = json.loads((run_dir / profile["trace"]).read_text())
+        names = [e["name"] for e in trace["traceEvents"] if e.get("ph") == "X"]
+        assert names.count("harness epoch") == 1
+        steps = sorted(name for name in names if name.startswith("harness step "))
+        if profile["metrics"]["marked"] == "steps":
+            assert steps == sorted(f"harness step {n}" for n in range(PROFILED_STEPS))
+        else:  # a scanned epoch: one program, no single step to mark
+            assert (profile["framework"], profile["mode"]) == ("jax", "compiled")
+            assert steps == []
+
+
+def test_the_categories_add_up_to_the_measured_step(profiled_run):
+    run_dir, _ = profiled_run
+    for profile in read_profiles(run_dir):
+        metrics = profile["metrics"]
+        parts = metrics["seconds_per_step"]
+        assert set(parts) == set(CATEGORIES)
+        assert all(value >= 0 for value in parts.values())
+        measured = metrics["measured_seconds_per_step"]
+        assert sum(parts.values()) == pytest.approx(measured, rel=SUM_TOLERANCE), profile["cell"]
+        assert sum(metrics["shares"].values()) == pytest.approx(1.0)
+        # the profiler's cost is measured: the unprofiled steps ran in the same process
+        if metrics["marked"] == "steps":
+            assert metrics["unprofiled_step_seconds"] > 0
+            assert metrics["profiler_slowdown"] > 0
+
+
+def test_the_timing_rows_are_the_cells_of_a_run_without_profile(profiled_run, tmp_path):
+    run_dir, stdout = profiled_run
+    rows = read_rows(run_dir)
+    plain = run_harness(*RUN, "-f", "torch", "-f", "jax", "--mode", "all", "--out", str(tmp_path))
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert sorted(r["cell_id"] for r in rows) == sorted(r["cell_id"] for r in read_rows(tmp_path))
+    # one row per cell, and no row or metric of them is the profiled pass's
+    assert len(rows) == 4
+    assert not any("profile" in key for row in rows for key in row["metrics"])
+    assert "where a step's time goes" in stdout
+    assert "torch (eager):" in stdout and "of a step outside operations" in stdout
