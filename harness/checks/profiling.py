@@ -49,16 +49,16 @@ class MarkingClock(StepClock):
         self._open: Any = None
 
     def wants(self, step: int) -> bool:
-        self._close()
+        self.close()
         self._open = self.profiler.step(step)
         self._open.__enter__()
         return True
 
     def record(self, seconds: float) -> None:
         super().record(seconds)
-        self._close()
+        self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._open is not None:
             self._open.__exit__(None, None, None)
             self._open = None
@@ -108,7 +108,7 @@ def run_profile(spec: ChildSpec, events: Events) -> None:
             began = time.perf_counter()
             trainer.train_epoch(order[(warmup + steps) * size :], clock=marking)
             epoch_seconds = time.perf_counter() - began
-        marking._close()
+        marking.close()
     trace = profiler.events()
     metrics = profile_metrics(trace, profiler, plain.samples, marking.samples, epoch_seconds, steps)
     write_trace(Path(spec.options["trace_path"]), trace, profiler.name)

@@ -9,7 +9,9 @@ test session. The result is one JSON-able dict the tests then assert on.
 from __future__ import annotations
 
 import math
+import tempfile
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -240,6 +242,51 @@ def check_float32_products(session: Session) -> dict[str, Any]:
     return {"status": "ok", "output": got, "expected": expected, "exact": got == expected}
 
 
+def check_profiler(session: Session) -> dict[str, Any]:
+    """Three steps of the classifier probe under the session's profiler, each marked through
+    the step clock as ``harness run --profile`` marks them; the trace's markers and the
+    categories its events were given."""
+    from harness.api.profiling import CATEGORIES, STEP_MARKER
+    from harness.checks.profiling import MarkingClock
+    from harness.measure.breakdown import breakdown
+
+    _, probe, loss = TRAINING_PROBES[0]
+    task = probe_task(probe, loss=loss, learning_rate=0.01, batch_size=TRAINING_BATCH)
+    rng = np.random.default_rng(7)
+    samples = TRAINING_BATCH * 5
+    x = rng.standard_normal((samples, *probe.input_shape)).astype(np.float32)
+    y = rng.integers(0, probe.layers[-1]["units"], samples).astype(np.int64)
+    try:
+        trainer = session.build(task, probe_weights(task), x, y)
+        trainer.train_epoch(np.arange(2 * TRAINING_BATCH))  # compiled and allocated first
+        try:
+            profiler = session.profiler(Path(tempfile.mkdtemp(prefix="kit-profile-")))
+        except NotImplementedError as exc:
+            return {"status": "not_profiled", "reason": str(exc)}
+        clock = MarkingClock(profiler)
+        with profiler:
+            trainer.train_epoch(np.arange(2 * TRAINING_BATCH, samples), clock=clock)
+            clock.close()
+        events = profiler.events()
+    except Exception as exc:
+        return {"status": "error", **_error(exc)}
+    names = [str(e.get("name")) for e in events if e.get("ph") == "X"]
+    categories = {profiler.category(e) for e in events if e.get("ph") == "X"} - {None}
+    measured = {f"{STEP_MARKER} {n}": seconds for n, seconds in enumerate(clock.samples)}
+    steps = breakdown(events, profiler.category, measured)
+    return {
+        "status": "ok",
+        "timed": len(clock.samples),
+        "markers": sorted(name for name in names if name.startswith(STEP_MARKER + " ")),
+        "unknown_categories": sorted(str(c) for c in categories if c not in CATEGORIES),
+        # the share of each marked step in which an operation ran: 0 if none was recognised
+        "operation_shares": [
+            1 - (step.parts["overhead"] + step.parts["unattributed"]) / step.seconds
+            for step in steps
+        ],
+    }
+
+
 def run_all(session: Session) -> dict[str, Any]:
     """Every check, each contained: one failing check never hides the others' results."""
     report: dict[str, Any] = {
@@ -252,6 +299,7 @@ def run_all(session: Session) -> dict[str, Any]:
         "float32_products": check_float32_products(session),
         "unknown_layer": check_unknown_layer(session),
         "batch_norm_statistics": check_batch_norm_statistics(session),
+        "profiler": check_profiler(session),
     }
     try:
         memory = session.peak_device_memory_bytes()

@@ -311,6 +311,24 @@ class ConformanceSuite:
             f"after steps at learning rates {result['learning_rates']}"
         )
 
+    def test_profiles_its_steps_with_each_step_marked(self, report):
+        """``Session.profiler`` (optional): three steps under the framework's profiler leave a
+        trace with one marker per step the trainer timed, and operations the profiler's
+        ``category`` recognises inside each; skipped, with the reason, without a profiler."""
+        result = report["profiler"]
+        if result["status"] == "not_profiled":
+            pytest.skip(f"not profiled: {result['reason']}")
+        assert result["status"] == "ok", (
+            f"{result.get('error_type')}: {result.get('error')}\n{result.get('traceback', '')}"
+        )
+        assert result["timed"] == 3, "train_epoch must honour the step clock for every step"
+        assert result["markers"] == [f"harness step {n}" for n in range(3)]
+        assert result["unknown_categories"] == []
+        assert all(share > 0 for share in result["operation_shares"]), (
+            "a profiled step in which no event was recognised as an operation: "
+            f"{result['operation_shares']}"
+        )
+
     def test_train_epoch_and_evaluate_return_what_the_runner_reads(self, report):
         classifier = self._training(report, "classifier")
         assert classifier["train_epoch_returns"] in ("float", "float32", "float64")

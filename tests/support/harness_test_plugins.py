@@ -520,3 +520,35 @@ class RoundingTorchAdapter(SloppyTorchAdapter):
 
 
 harness_register_frameworks = _registering_also(harness_register_frameworks, RoundingTorchAdapter)
+
+
+# -- appended: a profiler that marks nothing, for the kit's profiling check -------------------
+
+
+class UnmarkedProfilerSession(TweakedSession):
+    """The PyTorch session whose profiler leaves no step marker in its trace, as a plugin's
+    own profiler that forgot ``region`` would."""
+
+    def profiler(self, directory):
+        import contextlib
+
+        from harness.api import TorchProfiler
+
+        class Unmarked(TorchProfiler):
+            def region(self, name):
+                return contextlib.nullcontext()
+
+        return Unmarked(directory)
+
+
+class UnmarkedProfilerAdapter(SloppyTorchAdapter):
+    name = "torch_unmarked"
+
+    def setup(self, *, device, threads, mode="eager"):
+        inner = self.inner.setup(device=device, threads=threads, mode=mode)
+        return UnmarkedProfilerSession(inner, lambda inner, *args: inner.build(*args))
+
+
+harness_register_frameworks = _registering_also(
+    harness_register_frameworks, UnmarkedProfilerAdapter
+)
