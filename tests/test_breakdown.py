@@ -154,6 +154,8 @@ def test_tensorflow_events_are_classified_by_op_type(name, args, category):
         ("harness step 0", "user_annotation", None),
         ("Memcpy HtoD (Pageable -> Device)", "gpu_memcpy", "copy"),
         ("ampere_sgemm_128x64_nn", "kernel", "matmul"),
+        ("TorchDynamo Cache Lookup", "cpu_op", None),  # the guard check of a compiled step
+        ("Torch-Compiled Region: 0/0", "cpu_op", None),
     ],
 )
 def test_torch_events_are_classified_by_the_operation(name, cat, category):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from .test_profile_run import profiled_run  # noqa: F401  (a run with --profile, its report)
 from .test_report import reported_run  # noqa: F401  (the module-scoped run with its report)
 from .test_sweep import swept_run  # noqa: F401  (the module-scoped sweep with its report)
 
@@ -99,4 +100,29 @@ def test_a_sweeps_scaling_charts_render_offline(browser, swept_run):  # noqa: F8
     assert first.locator("thead th").all_inner_texts() == ["series", "32", "128"]
     assert first.locator("tbody tr").count() == 2  # centroid and torch
     assert section.locator("ul.crossovers li").count() == 1
+    page.close()
+
+
+def test_the_step_breakdown_renders_as_a_stacked_bar_per_cell(browser, profiled_run):  # noqa: F811
+    run_dir, _ = profiled_run
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    requests, problems = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    url = (run_dir / "report.html").as_uri()
+    page.goto(url)
+    page.wait_for_load_state("load")
+    assert requests == [url] and problems == []
+
+    section = page.locator("section.profile")
+    assert section.locator("h2").inner_text() == "Where a step's time goes"
+    assert section.locator("table.summary tbody tr").count() == 4  # torch and jax, both modes
+    assert section.locator("ul.sentences li").count() == 4
+    chart = section.locator("figure.chart svg")
+    assert chart.count() == 1
+    box = chart.bounding_box()
+    assert box["width"] > 300 and box["height"] > 100
+    # one bar segment per category and cell, the legend's patches, the axes and the glyphs
+    assert chart.locator("path").count() > 4 * 7
+    section.screenshot(path=str(run_dir / "profile-section.png"))
     page.close()

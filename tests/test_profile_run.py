@@ -18,7 +18,7 @@ from tests.conftest import run_harness
 #: the parts of a step add up to the measured step within this share (docs/measuring.md)
 SUM_TOLERANCE = 0.05
 
-RUN = ("run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "640", "--no-report")
+RUN = ("run", "--task", "mnist_mlp", "--epochs", "1", "--train-subset", "640")
 
 
 def installed(*names: str) -> list[str]:
@@ -79,7 +79,9 @@ def test_the_categories_add_up_to_the_measured_step(profiled_run):
 def test_the_timing_rows_are_the_cells_of_a_run_without_profile(profiled_run, tmp_path):
     run_dir, stdout = profiled_run
     rows = read_rows(run_dir)
-    plain = run_harness(*RUN, "-f", "torch", "-f", "jax", "--mode", "all", "--out", str(tmp_path))
+    plain = run_harness(
+        *RUN, "-f", "torch", "-f", "jax", "--mode", "all", "--no-report", "--out", str(tmp_path)
+    )
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert sorted(r["cell_id"] for r in rows) == sorted(r["cell_id"] for r in read_rows(tmp_path))
     # one row per cell, and no row or metric of them is the profiled pass's
@@ -87,3 +89,11 @@ def test_the_timing_rows_are_the_cells_of_a_run_without_profile(profiled_run, tm
     assert not any("profile" in key for row in rows for key in row["metrics"])
     assert "where a step's time goes" in stdout
     assert "torch (eager):" in stdout and "of a step outside operations" in stdout
+
+
+def test_the_report_has_the_breakdown(profiled_run):
+    run_dir, _ = profiled_run
+    markdown = (run_dir / "report.md").read_text()
+    assert "## Where a step's time goes" in markdown
+    assert "- torch (compiled): " in markdown
+    assert (run_dir / "charts" / "step-breakdown.svg").exists()

@@ -141,8 +141,10 @@ class TorchProfiler(StepProfiler):
         name, kind = str(event.get("name", "")), str(event.get("cat", ""))
         if name.startswith("Optimizer.step") or name.startswith("Optimizer.zero_grad"):
             return "optimizer"
-        if _name_in(name, ("torchdynamo", "torch-compiled region", "compile_fx", "inductor")):
-            return "compile" if "compiled region" not in name.lower() else None
+        if _name_in(name, ("torch-compiled region", "cache lookup", "compiledfunction")):
+            return None  # a compiled graph's call and Dynamo's guard check, around its ops
+        if _name_in(name, ("torchdynamo", "compile_fx", "inductor")):
+            return "compile"
         if kind not in ("cpu_op", "kernel", "gpu_memcpy", "gpu_memset"):
             return None
         if name.startswith(("autograd::", "torch::autograd::")) or "Backward" in name:

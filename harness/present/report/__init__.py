@@ -157,10 +157,59 @@ def sections(run: Run) -> list[TaskSection]:
     return result
 
 
+@dataclass
+class ProfileSection:
+    """Where a profiled step's time goes (``harness run --profile``): a row of shares per
+    profiled cell, a sentence per cell and the stacked-bar chart."""
+
+    headers: list[str]
+    rows: list[tuple[str, list[str]]]
+    sentences: list[str]
+    charts: list[charts.Chart]
+
+
+def profile_section(run: Run) -> ProfileSection | None:
+    """The run's profiles as a section; ``None`` for a run made without ``--profile``."""
+    from harness.api.profiling import CATEGORIES
+    from harness.checks.profiling import read_profiles
+    from harness.present.profile import HEADINGS, cell_label, sentence
+
+    profiles = read_profiles(run.dir.path)
+    if not profiles:
+        return None
+    rows = []
+    for profile in profiles:
+        metrics = profile["metrics"]
+        if profile["status"] != "ok" or "shares" not in metrics:
+            rows.append((cell_label(profile), [profile["status"]] + [""] * (len(CATEGORIES) + 1)))
+            continue
+        slowdown = metrics.get("profiler_slowdown")
+        rows.append(
+            (
+                cell_label(profile),
+                [f"{metrics['measured_seconds_per_step'] * 1e3:.2f}"]
+                + [f"{metrics['shares'].get(name, 0.0):.0%}" for name in CATEGORIES]
+                + [f"{slowdown:.2f}" if slowdown else ""],
+            )
+        )
+    chart = (
+        "step-breakdown.svg",
+        "share of a profiled step by category",
+        charts.step_breakdown(profiles),
+    )
+    return ProfileSection(
+        headers=["ms", *(HEADINGS[name] for name in CATEGORIES), "×"],
+        rows=rows,
+        sentences=[sentence(profile) for profile in profiles],
+        charts=[chart],
+    )
+
+
 def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and the chart files into the run folder."""
     task_sections = sections(run)
     sweep = scaling_sections(run)
+    profile = profile_section(run)
     context: dict[str, Any] = {
         "run": run,
         "version": __version__,
@@ -175,6 +224,7 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
         "comparison": None,
         "threshold": threshold,
         "scaling": sweep,
+        "profile": profile,
         "agreement": agreement_summary(run.rows),
         # each variant of a sweep has a section of its own, named for it
         "columns": [column for column in COLUMNS if column.key != "variant"],
@@ -201,6 +251,7 @@ def build(run: Run, against: Run | None = None, threshold: float = 0.1) -> tuple
     chart_dir.mkdir(exist_ok=True)
     charts_made = [chart for part in task_sections for chart in part.charts]
     charts_made += [chart for part in sweep for chart in part.charts]
+    charts_made += profile.charts if profile is not None else []
     for file_name, _, svg in charts_made:
         write_atomically(chart_dir / file_name, svg)
     markdown = _templates(markdown_text).get_template("report.md")

@@ -211,3 +211,33 @@ def scaling_chart(curves: MetricCurves, x_label: str) -> str:
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize="small")
     return _svg(figure)
+
+
+def step_breakdown(profiles: list[dict[str, Any]]) -> str:
+    """One stacked bar per profiled cell: each category's share of its profiled step, the
+    step's milliseconds at the end (``harness run --profile``)."""
+    from harness.api.profiling import CATEGORIES
+    from harness.present.profile import HEADINGS, cell_label
+
+    shown = [p for p in profiles if p["status"] == "ok" and "shares" in p["metrics"]]
+    figure, axes = plt.subplots(figsize=(7, 0.9 + 0.45 * max(len(shown), 1)))
+    labels = [cell_label(p) for p in shown]
+    left = [0.0] * len(shown)
+    for index, name in enumerate(CATEGORIES):
+        widths = [100 * float(p["metrics"]["shares"].get(name, 0.0)) for p in shown]
+        # overhead hatched grey, unattributed white: the two shares outside any operation
+        color = {"overhead": "0.55", "unattributed": "white"}.get(name, f"C{index}")
+        axes.barh(labels, widths, left=left, color=color, edgecolor="0.3", linewidth=0.4,
+                  hatch="//" if name == "overhead" else None, label=HEADINGS[name])  # fmt: skip
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    for position, profile in enumerate(shown):
+        step = profile["metrics"]["measured_seconds_per_step"] * 1e3
+        axes.annotate(f" {step:.2f} ms", (100, position), va="center", fontsize="small")
+    axes.invert_yaxis()
+    axes.set_xlim(0, 118)
+    axes.set_xticks(range(0, 101, 20))
+    axes.set_xlabel("share of a profiled step (%)")
+    # below the axis label, the same distance for any number of bars (axes fractions shrink)
+    below = 0.45 / (0.45 * max(len(shown), 1))
+    axes.legend(fontsize="small", ncols=4, loc="upper center", bbox_to_anchor=(0.5, -below))
+    return _svg(figure)
