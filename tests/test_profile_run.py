@@ -97,3 +97,38 @@ def test_the_report_has_the_breakdown(profiled_run):
     assert "## Where a step's time goes" in markdown
     assert "- torch (compiled): " in markdown
     assert (run_dir / "charts" / "step-breakdown.svg").exists()
+
+
+def test_show_profile_prints_the_breakdown_and_its_records_as_json(profiled_run):
+    run_dir, _ = profiled_run
+    shown = run_harness("show", "--profile", str(run_dir))
+    assert shown.returncode == 0, shown.stderr
+    assert "where a step's time goes" in shown.stdout
+    assert shown.stdout.count("of a step outside operations") == 4
+    as_json = run_harness("show", "--profile", "--json", str(run_dir))
+    assert json.loads(as_json.stdout) == read_profiles(run_dir)
+
+
+def planted(folder, optimizer: float, step: float) -> None:
+    """A profiles file as --profile writes it: one torch cell, its optimizer's time planted."""
+    parts = dict.fromkeys(CATEGORIES, 0.0) | {"matmul": 2e-4, "optimizer": optimizer}
+    record = {
+        "cell": "mnist_mlp-torch-eager-cpu", "task": "mnist_mlp", "framework": "torch",
+        "mode": "eager", "precision": "float32", "device": "cpu", "status": "ok",
+        "metrics": {"seconds_per_step": parts, "measured_seconds_per_step": step},
+    }  # fmt: skip
+    folder.mkdir()
+    (folder / "profiles.json").write_text(json.dumps({"profiles": [record]}))
+
+
+def test_compare_names_the_category_that_moved_most(tmp_path):
+    from harness.analysis.profiles import profile_changes
+
+    planted(tmp_path / "a", optimizer=1e-4, step=3e-4)
+    planted(tmp_path / "b", optimizer=4e-4, step=6e-4)
+    [change] = profile_changes(tmp_path / "a", tmp_path / "b")
+    assert (change.category, change.a, change.b) == ("optimizer", 1e-4, 4e-4)
+    assert change.sentence() == (
+        "torch (eager): profiled step 0.30 → 0.60 ms; optimizer moved most: 0.10 → 0.40 ms "
+        "(+0.30 ms)"
+    )

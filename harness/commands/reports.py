@@ -170,6 +170,7 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
     else:
         console.print("environments: no differences")
     print_busy_cells(first, second, comparisons, fail_on_regression)
+    _print_profile_changes(first, second)
     slower = [(cell, m) for cell in comparisons for m in cell.regressions]
     if lost or slower:
         parts = [f"{len(lost)} cell(s) failed, skipped or missing"] if lost else []
@@ -177,6 +178,17 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
         count = f"{len(lost) + len(slower)} regression(s)"
         console.print(styled((count, "bold red"), f": {'; '.join(parts)}"))
     _gate(fail_on_regression, len(lost) + len(slower), sum(len(c.spoiled) for c in comparisons))
+
+
+def _print_profile_changes(first: Run, second: Run) -> None:
+    """Where two profiled runs' steps differ (both made with ``--profile``): a line a cell."""
+    from harness.analysis.profiles import profile_changes
+
+    changes = profile_changes(first.dir.path, second.dir.path)
+    if changes:
+        console.print("step breakdown (one profiled pass each, not judged):")
+        for change in changes:
+            console.print(f"  {change.sentence()}", highlight=False)
 
 
 #: --fail-on-regression: a cell regressed
@@ -255,6 +267,8 @@ def print_busy_cells(first: Run, second: Run, comparisons, fail_on_regression: b
 
 def comparison_json(first, second, comparisons, lost, threshold: float) -> dict[str, Any]:
     """What ``harness compare`` prints, as one JSON object."""
+    from harness.analysis.profiles import profile_changes
+
     _, only_b = unmatched(first, second)
     cells = [
         {
@@ -294,6 +308,15 @@ def comparison_json(first, second, comparisons, lost, threshold: float) -> dict[
         "environment_differences": {
             key: list(values) for key, values in environment_differences(first, second).items()
         },
+        "profile_changes": [
+            {
+                "cell": change.cell,
+                "step_seconds": {"a": change.step_a, "b": change.step_b},
+                "moved_most": change.category,
+                "seconds_per_step": {"a": change.a, "b": change.b},
+            }
+            for change in profile_changes(first.dir.path, second.dir.path)
+        ],
         "regressions": len(lost) + slower,
         "inconclusive_busy": sum(len(cell.spoiled) for cell in comparisons),
     }

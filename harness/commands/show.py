@@ -35,9 +35,15 @@ from harness.present.report import run_target
     "crossovers, fixed and marginal cost; with --json, as a JSON array (one object per "
     "varied key) instead of the rows.",
 )
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Only the per-step breakdown of a run made with --profile: each profiled cell's "
+    "step split into categories; with --json, the profile records as a JSON array.",
+)
 @click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")
 def show_command(
-    run_dir: Path | None, results: Path, as_json: bool, scaling: bool, wide: bool
+    run_dir: Path | None, results: Path, as_json: bool, scaling: bool, profile: bool, wide: bool
 ) -> None:
     """Print a finished run's tables; writes nothing.
 
@@ -45,6 +51,8 @@ def show_command(
     shows its scaling section.
     """
     run = open_run(run_dir) if run_dir is not None else latest_run(results)
+    if profile:
+        return _show_profiles(run, as_json)
     if scaling:
         from harness.analysis.scaling import analyse, to_json
 
@@ -69,3 +77,19 @@ def show_command(
 
 def run_title(run: Run) -> str:
     return f"{run.task_name} (target {run_target(run).describe()})"
+
+
+def _show_profiles(run: Run, as_json: bool) -> None:
+    from harness.checks.profiling import read_profiles
+    from harness.present.profile import breakdown_table, sentence
+
+    profiles = read_profiles(run.dir.path)
+    if as_json:
+        click.echo(json.dumps(profiles, indent=2, allow_nan=False))
+        return
+    if not profiles:
+        console.print(f"run {run.run_id} was not profiled (harness run --profile)", highlight=False)
+        return
+    print_table(breakdown_table(profiles))
+    for record in profiles:
+        console.print(sentence(record), highlight=False)

@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from harness.analysis.profiles import cell_label
 from harness.api.profiling import CATEGORIES
 
 #: a category's column heading
@@ -22,15 +23,6 @@ HEADINGS = {
     "overhead": "overhead",
     "unattributed": "unattr.",
 }
-
-
-def cell_label(record: dict[str, Any]) -> str:
-    """``torch (eager)``, with the precision where it isn't float32 and the variant's task."""
-    precision = record.get("precision", "float32")
-    mode = record["mode"] if precision == "float32" else f"{record['mode']}, {precision}"
-    label = f"{record['framework']} ({mode})"
-    task = record.get("task", "")
-    return f"{label} {task[task.index('[') :]}" if "[" in task else label
 
 
 def outside_operations(record: dict[str, Any]) -> float:
@@ -58,22 +50,34 @@ def sentence(record: dict[str, Any]) -> str:
 
 
 def breakdown_table(records: list[dict[str, Any]]) -> Table:
-    """Each profiled cell's step, and the share of it in each category."""
+    """Each profiled cell's step, and the share of it in each category; a category under
+    0.5 % in every cell is left out (the caption names it)."""
+    profiled = [r for r in records if r["status"] == "ok" and "shares" in r["metrics"]]
+    shown = [
+        name
+        for name in CATEGORIES
+        if any(r["metrics"]["shares"].get(name, 0.0) >= 0.005 for r in profiled)
+    ]
+    left_out = [HEADINGS[name] for name in CATEGORIES if name not in shown]
+    caption = "shares of a profiled step · ms: a profiled step · ×: profiled over unprofiled step"
+    if left_out:
+        caption += f" · 0 % everywhere: {', '.join(left_out)}"
     table = Table(
         title="where a step's time goes (profiled pass, not the timed one)",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
-        caption="shares of a profiled step · ms: a profiled step · ×: profiled over unprofiled step",
+        collapse_padding=True,
+        caption=caption,
     )
     table.add_column("cell", no_wrap=True)
     table.add_column("ms", justify="right", no_wrap=True)
-    for name in CATEGORIES:
+    for name in shown:
         table.add_column(HEADINGS[name], justify="right", no_wrap=True)
     table.add_column("×", justify="right", no_wrap=True)
     for record in records:
         metrics = record["metrics"]
-        if record["status"] != "ok" or "shares" not in metrics:
+        if record not in profiled:
             table.add_row(cell_label(record), Text(record["status"], style="yellow"))
             continue
         shares = metrics["shares"]
@@ -81,7 +85,7 @@ def breakdown_table(records: list[dict[str, Any]]) -> Table:
         table.add_row(
             cell_label(record),
             f"{metrics['measured_seconds_per_step'] * 1e3:.2f}",
-            *(f"{shares.get(name, 0.0):.0%}" for name in CATEGORIES),
+            *(f"{shares.get(name, 0.0):.0%}" for name in shown),
             f"{slowdown:.2f}" if slowdown else "",
         )
     return table
