@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ class Group:
     #: set by :func:`summarise`: time per epoch and peak memory as multiples of the task's best
     relative_time: float | None = None
     relative_memory: float | None = None
+    #: set by :func:`summarise` for a compiled group beside an eager one of its framework
+    break_even: BreakEven | None = None
     _cache: dict[str, Summary | None] = field(default_factory=dict, repr=False)
 
     @property
@@ -101,7 +104,56 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
                 setattr(best, flag, True)
         _set_relative(members, time_metric, "relative_time")
         _set_relative(members, "peak_rss_bytes", "relative_memory")
+        _set_break_even(members)
     return list(groups.values())
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """When a compiled mode's fixed cost is repaid against eager (same framework, precision,
+    device and host): the fixed cost is the first epoch minus a steady one, and each steady
+    step gains the difference of the two modes' steady steps. ``steps`` is ``None`` when the
+    compiled steps are no faster (never repaid); 0 when compiled costs less from the start."""
+
+    steps: float | None
+    batch_size: int
+
+    @property
+    def samples(self) -> float | None:
+        return None if self.steps is None else self.steps * self.batch_size
+
+    def describe(self) -> str:
+        if self.steps is None:
+            return "never"
+        return f"{self.steps:,.0f} / {self.samples:,.0f}"
+
+
+def break_even(eager: Group, compiled: Group) -> BreakEven | None:
+    """:class:`BreakEven` of two groups' medians; ``None`` without steady epochs in both."""
+    figures = []
+    for group in (eager, compiled):
+        first, steady = group.median("first_epoch_seconds"), group.median("steady_epoch_seconds")
+        samples, batch = group.median("train_samples"), group.median("batch_size")
+        if first is None or steady is None or samples is None or not batch:
+            return None
+        steps = math.ceil(samples / batch)
+        figures.append((first - steady, steady / steps, int(batch)))
+    (fixed_eager, step_eager, batch), (fixed_compiled, step_compiled, _) = figures
+    extra = fixed_compiled - fixed_eager
+    gain = step_eager - step_compiled
+    if extra <= 0 and gain >= 0:
+        return BreakEven(0.0, batch)
+    if gain <= 0:
+        return BreakEven(None, batch)
+    return BreakEven(max(0.0, extra / gain), batch)
+
+
+def _set_break_even(members: list[Group]) -> None:
+    eager = {(g.framework, g.precision, g.device, g.host): g for g in members if g.mode == "eager"}
+    for group in members:
+        partner = eager.get((group.framework, group.precision, group.device, group.host))
+        if group.mode == "compiled" and partner is not None:
+            group.break_even = break_even(partner, group)
 
 
 def _time_metric(members: list[Group]) -> str:
@@ -185,6 +237,7 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         # since × time is never dropped)
         "relative_time": BUSY_CELL if group.busy else _ratio(group.relative_time),
         "relative_memory": BUSY_CELL if group.busy else _ratio(group.relative_memory),
+        "break_even": "" if group.break_even is None else group.break_even.describe(),
         "marks": ", ".join(marks),
     }
 

@@ -63,6 +63,13 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("flops", "GFLOP/s", 7),
     Column("utilisation", "util", 7, description="GFLOP/s against the calibrated peak"),
+    Column(
+        "break_even",
+        "break-even",
+        7,
+        description="steps / samples after which a compiled mode's extra first-epoch cost is "
+        "repaid against eager, from the medians (never: its steps are no faster)",
+    ),
     Column("agreement", "agreement", 2, numeric=False),
     Column("marks", "", 1, numeric=False),
 )
