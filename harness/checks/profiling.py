@@ -1,8 +1,9 @@
 """``harness run --profile``: one profiled pass per cell, after its timed repeats.
 
-In a process of its own, like a timed cell, the pass builds the cell's model and trains
-``warmup_steps`` steps (compilation happens there), then ``steps`` steps timed by the harness's
-clock alone, then ``steps`` more under the framework's profiler (the session's
+In a process of its own, like a timed cell, the pass builds the cell's model and trains three
+short epochs of ``steps`` steps each: one to warm up (compilation happens there; an epoch of
+the same length, so a scanned epoch's program is the one compiled), one timed by the harness's
+clock alone, then one under the framework's profiler (the session's
 :meth:`~harness.api.Session.profiler`), each step marked. It writes the trace (Chrome trace
 event format) and sends each step's breakdown (:mod:`harness.measure.breakdown`) and the
 profiler's cost: the profiled steps' median against the unprofiled ones'. Nothing of it
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
     from harness.runner.worker import Events
     from harness.store.results import RunDir
 
-#: steps trained before any is timed (compilation, first allocations), then timed and profiled
-WARMUP_STEPS, PROFILED_STEPS = 5, 10
+#: the steps of each of the pass's three epochs: warm-up, unprofiled, profiled
+PROFILED_STEPS = 10
 
 ENTRY = "harness.checks.profiling:run_profile"
 
@@ -71,7 +72,7 @@ def cycled(order: np.ndarray, count: int) -> np.ndarray:
 
 def run_profile(spec: ChildSpec, events: Events) -> None:
     """The profiled pass of one cell (see the module). ``spec.options``: ``trace_path`` (where
-    the Chrome trace goes), ``steps`` and ``warmup_steps``."""
+    the Chrome trace goes) and ``steps``."""
     from harness.registry.catalog import known_datasets
     from harness.runner import worker
     from harness.workload.fairness import batch_order
@@ -90,12 +91,15 @@ def run_profile(spec: ChildSpec, events: Events) -> None:
     except worker._Stop:
         return
     steps = int(spec.options.get("steps", PROFILED_STEPS))
-    warmup = int(spec.options.get("warmup_steps", WARMUP_STEPS))
     size = task.training.batch_size
-    order = cycled(batch_order(task.seed, 0, len(train.x)), (warmup + 2 * steps) * size)
-    trainer.train_epoch(order[: warmup * size])
+    order = cycled(batch_order(task.seed, 0, len(train.x)), 3 * steps * size)
+    warmup, unprofiled, profiled = np.split(order, 3)
+    trainer.train_epoch(warmup)
+    events.send("fit")  # the runner samples the machine's noise from here to the result
     plain = StepClock(every=1)
-    trainer.train_epoch(order[warmup * size : (warmup + steps) * size], clock=plain)
+    began = time.perf_counter()
+    trainer.train_epoch(unprofiled, clock=plain)
+    plain_epoch = time.perf_counter() - began
     try:
         profiler = session.profiler(Path(tempfile.mkdtemp(prefix="profile-")))
     except NotImplementedError as exc:
@@ -106,11 +110,13 @@ def run_profile(spec: ChildSpec, events: Events) -> None:
     with profiler:
         with profiler.region(EPOCH_MARKER):
             began = time.perf_counter()
-            trainer.train_epoch(order[(warmup + steps) * size :], clock=marking)
+            trainer.train_epoch(profiled, clock=marking)
             epoch_seconds = time.perf_counter() - began
         marking.close()
     trace = profiler.events()
-    metrics = profile_metrics(trace, profiler, plain.samples, marking.samples, epoch_seconds, steps)
+    metrics = profile_metrics(
+        trace, profiler, (plain.samples, plain_epoch), (marking.samples, epoch_seconds), steps
+    )
     write_trace(Path(spec.options["trace_path"]), trace, profiler.name)
     events.send("result", status="ok", kind=None, error=None, metrics=metrics, **runtime_fields)
 
@@ -118,31 +124,33 @@ def run_profile(spec: ChildSpec, events: Events) -> None:
 def profile_metrics(
     trace: list[dict[str, Any]],
     profiler: StepProfiler,
-    plain: list[float],
-    profiled: list[float],
-    epoch_seconds: float,
+    plain: tuple[list[float], float],
+    profiled: tuple[list[float], float],
     steps: int,
 ) -> dict[str, Any]:
     """The breakdown of the marked steps, or of the marked epoch where the trainer timed no
     single step (a scanned epoch: its shares are the epoch's, its seconds per step the epoch's
-    divided by its steps)."""
-    if profiled:
-        measured = {f"{STEP_MARKER} {step}": seconds for step, seconds in enumerate(profiled)}
+    divided by its steps). ``plain`` and ``profiled``: each epoch's timed steps and its whole
+    seconds."""
+    (plain_steps, plain_epoch), (profiled_steps, profiled_epoch) = plain, profiled
+    if profiled_steps:
+        measured = {f"{STEP_MARKER} {n}": seconds for n, seconds in enumerate(profiled_steps)}
         per_region = 1
     else:
-        measured, per_region = {EPOCH_MARKER: epoch_seconds}, steps
+        measured, per_region = {EPOCH_MARKER: profiled_epoch}, steps
     regions = breakdown(trace, profiler.category, measured)
     summary = summarise(regions, steps_per_region=per_region)
-    unprofiled = statistics.median(plain) if plain else None
-    profiled_step = statistics.median(profiled) if profiled else epoch_seconds / steps
+    # the median timed step where the trainer timed its steps, else the epoch's mean step
+    unprofiled = statistics.median(plain_steps) if plain_steps else plain_epoch / steps
+    step = statistics.median(profiled_steps) if profiled_steps else profiled_epoch / steps
     return {
         "profiler": profiler.name,
-        "marked": "steps" if profiled else "epoch",
+        "marked": "steps" if profiled_steps else "epoch",
         "steps": steps,
         "unprofiled_step_seconds": unprofiled,
-        "profiled_step_seconds": profiled_step,
+        "profiled_step_seconds": step,
         # how much the profiler slowed the steps it watched
-        "profiler_slowdown": profiled_step / unprofiled if unprofiled else None,
+        "profiler_slowdown": step / unprofiled if unprofiled > 0 else None,
         **summary,
     }
 

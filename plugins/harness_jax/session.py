@@ -233,10 +233,11 @@ class JaxTrainer:
         self.classify = classify  # else a regression: MSE, no accuracy
         self.layers = layers
         self.steps_taken = 0  # numbers the steps, for their dropout masks
-        self.full_batch = np.ones(training.batch_size, np.float32)
-        if train_steps is not None:
-            import jax
+        import jax
 
+        # on the device once: a host array would be copied over at every step
+        self.full_batch = jax.device_put(np.ones(training.batch_size, np.float32))
+        if train_steps is not None:
             # a scanned epoch gathers its batches on the device, so the data lives there
             self.x_device, self.y_device = jax.device_put(x), jax.device_put(y)
 
