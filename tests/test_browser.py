@@ -41,6 +41,18 @@ def browser():
             browser.close()
 
 
+def open_offline(browser, report: Path):
+    """The report in a new page, loaded, having fetched nothing but itself and raised nothing."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    requests, problems = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(report.as_uri())
+    page.wait_for_load_state("load")
+    assert requests == [report.as_uri()] and problems == []
+    return page
+
+
 def test_the_report_renders_offline_with_its_charts(browser, reported_run):  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     requests, problems, dialogs = [], [], []
@@ -78,14 +90,7 @@ def test_the_report_renders_offline_with_its_charts(browser, reported_run):  # n
 def test_a_sweeps_scaling_charts_render_offline(browser, swept_run):  # noqa: F811
     """The scaling section of a sweep's report: its log-log charts drawn, its tables filled."""
     run_dir, _ = swept_run
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    requests, problems = [], []
-    page.on("request", lambda request: requests.append(request.url))
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    url = (run_dir / "report.html").as_uri()
-    page.goto(url)
-    page.wait_for_load_state("load")
-    assert requests == [url] and problems == []
+    page = open_offline(browser, run_dir / "report.html")
 
     section = page.locator("section.scaling")
     assert section.count() == 1
@@ -105,14 +110,7 @@ def test_a_sweeps_scaling_charts_render_offline(browser, swept_run):  # noqa: F8
 
 def test_the_step_breakdown_renders_as_a_stacked_bar_per_cell(browser, profiled_run):  # noqa: F811
     run_dir, _ = profiled_run
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    requests, problems = [], []
-    page.on("request", lambda request: requests.append(request.url))
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    url = (run_dir / "report.html").as_uri()
-    page.goto(url)
-    page.wait_for_load_state("load")
-    assert requests == [url] and problems == []
+    page = open_offline(browser, run_dir / "report.html")
 
     section = page.locator("section.profile")
     assert section.locator("h2").inner_text() == "Where a step's time goes"

@@ -205,24 +205,12 @@ def profile_cells(
 def profile_cell(
     cell: Cell, name: str, settings: RunSettings, run_dir: RunDir, launch: Launcher
 ) -> dict[str, Any]:
-    from harness.runner.child_spec import ChildSpec
+    from harness.runner import cell_spec
     from harness.runner.process import Limits
 
     trace = Path("profiles") / f"{safe_name(name)}.trace.json"
     log_path = run_dir.logs / f"{safe_name(name)}.profile.log"
-    spec = ChildSpec(
-        entry=ENTRY,
-        task=cell.task.model_dump(mode="json"),
-        framework=cell.framework,
-        mode=cell.mode,
-        precision=cell.precision,
-        device=cell.device,
-        threads=settings.threads,
-        data_paths=settings.data_paths,
-        train_subset=settings.train_subset,
-        pin_cores=settings.pin_cores,
-        options={"trace_path": str(run_dir.path / trace)},
-    )
+    spec = cell_spec(cell, settings, entry=ENTRY, options={"trace_path": str(run_dir.path / trace)})
     limits = Limits(timeout=settings.timeout, memory_bytes=settings.memory_limit)
     outcome = launch(
         spec, threads=settings.threads, limits=limits, log_path=log_path,

@@ -190,6 +190,23 @@ def new_row(cell: Cell, settings: RunSettings, run_id: str, version: str | None)
     }
 
 
+def cell_spec(cell: Cell, settings: RunSettings, **entry: Any) -> ChildSpec:
+    """What a child needs to train ``cell``; ``entry`` (``entry=``, ``options=``) for a child
+    that runs other code over the same cell (the profiled pass)."""
+    return ChildSpec(
+        task=cell.task.model_dump(mode="json"),
+        framework=cell.framework,
+        mode=cell.mode,
+        precision=cell.precision,
+        device=cell.device,
+        threads=settings.threads,
+        data_paths=settings.data_paths,
+        train_subset=settings.train_subset,
+        pin_cores=settings.pin_cores,
+        **entry,
+    )
+
+
 def run_cell(
     cell: Cell,
     settings: RunSettings,
@@ -214,17 +231,7 @@ def run_cell(
 
     log_path = run_dir.logs / f"{cell.file_stem}.log"
     limits = Limits(timeout=settings.timeout, memory_bytes=settings.memory_limit)
-    spec = ChildSpec(
-        task=cell.task.model_dump(mode="json"),
-        framework=cell.framework,
-        mode=cell.mode,
-        precision=cell.precision,
-        device=cell.device,
-        threads=settings.threads,
-        data_paths=settings.data_paths,
-        train_subset=settings.train_subset,
-        pin_cores=settings.pin_cores,
-    )
+    spec = cell_spec(cell, settings)
     outcome = launch(
         spec,
         threads=settings.threads,
