@@ -11,6 +11,7 @@ import pytest
 from harness.api.adapter import availability_of
 from harness.api.profiling import CATEGORIES
 from harness.checks.profiling import PROFILED_STEPS, read_profiles
+from harness.errors import HarnessError
 from harness.registry.plugins import get_registry
 from harness.testing.fixtures import read_rows
 from tests.conftest import run_harness
@@ -114,8 +115,8 @@ def planted(folder, optimizer: float, step: float) -> None:
     parts = dict.fromkeys(CATEGORIES, 0.0) | {"matmul": 2e-4, "optimizer": optimizer}
     record = {
         "cell": "mnist_mlp-torch-eager-cpu", "task": "mnist_mlp", "framework": "torch",
-        "mode": "eager", "precision": "float32", "device": "cpu", "status": "ok",
-        "metrics": {"seconds_per_step": parts, "measured_seconds_per_step": step},
+        "mode": "eager", "precision": "float32", "device": "cpu", "status": "ok", "trace": "t",
+        "metrics": {"seconds_per_step": parts, "shares": parts, "measured_seconds_per_step": step},
     }  # fmt: skip
     folder.mkdir()
     (folder / "profiles.json").write_text(json.dumps({"profiles": [record]}))
@@ -132,3 +133,26 @@ def test_compare_names_the_category_that_moved_most(tmp_path):
         "torch (eager): profiled step 0.30 → 0.60 ms; optimizer moved most: 0.10 → 0.40 ms "
         "(+0.30 ms)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[1, 2", "unreadable profiles"),
+        ('{"profiles": 3}', "not a harness profiles file"),
+        ('{"profiles": [{"cell": "x"}]}', "profile 1 is damaged: task is not text"),
+        (
+            json.dumps({"profiles": [{**{k: "x" for k in ("cell", "task", "framework", "mode",
+             "precision", "device")}, "status": "ok", "trace": "t",
+             "metrics": {"shares": {"matmul": "most"}, "seconds_per_step": {}}}]}),
+            "metrics.shares is not an object of numbers",
+        ),
+    ],
+)  # fmt: skip
+def test_a_damaged_profiles_file_is_one_line_not_a_traceback(tmp_path, text, problem):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"schema": 1}))
+    (run_dir / "profiles.json").write_text(text)
+    with pytest.raises(HarnessError, match=problem):
+        read_profiles(run_dir)

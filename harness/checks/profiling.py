@@ -253,8 +253,46 @@ def read_profiles(run_dir: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError, ValueError, HarnessError) as exc:
         raise HarnessError(f"{path}: unreadable profiles ({exc})") from None
     profiles = data.get("profiles") if isinstance(data, dict) else None
-    if not isinstance(profiles, list) or not all(
-        isinstance(record, dict) and isinstance(record.get("cell"), str) for record in profiles
-    ):
+    if not isinstance(profiles, list):
         raise HarnessError(f"{path}: not a harness profiles file (no list of profiles)")
+    for number, record in enumerate(profiles, start=1):
+        problem = _record_problem(record)
+        if problem is not None:
+            raise HarnessError(f"{path}: profile {number} is damaged: {problem}")
     return profiles
+
+
+#: the text fields every profile record has
+_TEXT_FIELDS = ("cell", "task", "framework", "mode", "precision", "device", "status")
+
+
+def _record_problem(record: object) -> str | None:
+    """What is wrong with a profile record as read back, or ``None``: every field a reader
+    uses, with its type (a finished profile's figures finite numbers)."""
+    if not isinstance(record, dict):
+        return "not an object"
+    for name in _TEXT_FIELDS:
+        if not isinstance(record.get(name), str):
+            return f"{name} is not text"
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict):
+        return "metrics is not an object"
+    if record["status"] != "ok":
+        return None
+    for name in ("shares", "seconds_per_step"):
+        values = metrics.get(name)
+        if not isinstance(values, dict) or not all(_finite(v) for v in values.values()):
+            return f"metrics.{name} is not an object of numbers"
+    if not _finite(metrics.get("measured_seconds_per_step")):
+        return "metrics.measured_seconds_per_step is not a number"
+    if not isinstance(record.get("trace"), str):
+        return "trace is not text"
+    return None
+
+
+def _finite(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) < 1e18  # NaN and infinities fail this too
+    )
