@@ -135,12 +135,14 @@ def breakdown(
 
 def summarise(regions: list[StepBreakdown], *, steps_per_region: int = 1) -> dict[str, Any]:
     """Each category's seconds per step and share, over the middle half of the regions by
-    measured time (a step slowed by something else running, or sped up, weighs nothing); and
+    their time (a step slowed by something else running, or sped up, weighs nothing); and
     the regions' traced time over their measured time. A region of several steps (a scanned
     epoch) counts as ``steps_per_region`` steps of equal shares."""
     if not regions:
         return {"regions": 0}
-    ordered = sorted(regions, key=lambda region: region.measured_seconds)
+    # by the longer of the clock's and the trace's reading: something else running may
+    # stretch either (the marker is opened just outside the clock)
+    ordered = sorted(regions, key=lambda region: region.seconds)
     quarter = len(ordered) // 4
     middle = ordered[quarter : len(ordered) - quarter]
     total = sum(region.seconds for region in middle)
