@@ -27,6 +27,7 @@ from harness.errors import HarnessError
 from harness.measure.environment import environment_record, usable_cores, usable_memory
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import Registry, get_registry
+from harness.runner.environments import IndexOptions, environment_matrix
 from harness.runner.executors import get_executor
 from harness.store.locking import run_folder_lock
 from harness.store.results import ENVIRONMENT_FILE, RUN_FILE, SCHEMA_VERSION, RunDir
@@ -80,8 +81,21 @@ def run_config(
     data_dir: Path | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    with_requirements: Sequence[str] = (),
+    index_url: str | None = None,
+    find_links: Sequence[str] = (),
+    offline: bool = False,
 ) -> dict[str, Any]:
-    """The configuration a run records in run.json (``--resume`` reads it back)."""
+    """The configuration a run records in run.json (``--resume`` reads it back).
+
+    :param with_requirements: ``--with`` values: every cell runs once in each environment
+        they make (:func:`harness.runner.environments.environment_matrix`)
+    """
+    if with_requirements and executor == "inline":
+        raise HarnessError(
+            "--executor inline runs cells in this process, so it can't use --with environments"
+        )
+    environments = environment_matrix(with_requirements) if with_requirements else None
     return {
         "task": task.model_dump(mode="json"),
         "frameworks": list(dict.fromkeys(frameworks)),
@@ -96,6 +110,13 @@ def run_config(
         "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
         "executor": executor,
         "ray_address": ray_address,
+        "environments": [list(pins) for pins in environments] if environments else None,
+        "index_url": index_url,
+        "find_links": [
+            location if "://" in location else str(Path(location).resolve())
+            for location in find_links
+        ],
+        "offline": offline,
     }
 
 
@@ -124,6 +145,9 @@ def plan_run(
         memory_limit=config["memory_limit"],
         data_paths={role: str(path.resolve()) for role, path in data_paths.items()},
         train_subset=config["train_subset"],
+        index=IndexOptions(
+            config.get("index_url"), tuple(config.get("find_links") or ()), config.get("offline")
+        ),
     )
     cells = runner.plan(
         task,
@@ -133,6 +157,7 @@ def plan_run(
         config.get("modes", ["eager"]),
         variants,
         config.get("precisions", ["float32"]),
+        [tuple(pins) for pins in config.get("environments") or [()]],
     )
     return PlannedRun(task, variants, config, settings, cells, registry)
 

@@ -172,9 +172,11 @@ def cell_label(task: str, framework: str, mode: str, precision: str, device: str
 
 
 def _key(row: dict[str, Any]) -> CellKey:
+    # a --with environment's cells are other cells than harness's own environment's
+    environment = (row.get("environment") or {}).get("name")
     return (
         row_name(row),
-        row["framework"],
+        row["framework"] + (f"[{environment}]" if environment else ""),
         row.get("mode", "eager"),
         row.get("precision", "float32"),
         row["device"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,18 @@ class Run:
     config: dict[str, Any]
     environment: dict[str, Any]
     rows: list[dict[str, Any]]
+    #: the ``--with`` environment this is the part of a run for (:func:`environment_part`)
+    part: str | None = None
 
     @property
     def run_id(self) -> str:
-        return self.dir.run_id
+        return self.dir.run_id if self.part is None else f"{self.dir.run_id}[{self.part}]"
+
+    @property
+    def environment_names(self) -> list[str]:
+        """The ``--with`` environments its rows ran in (``""``: harness's own), first seen first."""
+        names = ((row.get("environment") or {}).get("name") or "" for row in self.rows)
+        return list(dict.fromkeys(names))
 
     @property
     def task_name(self) -> str:
@@ -59,6 +67,38 @@ class UnreadableRun:
     @property
     def run_id(self) -> str:
         return self.path.name
+
+
+#: how ``harness compare --between`` names harness's own environment
+OWN_ENVIRONMENT = "base"
+
+
+def environment_part(run: Run, name: str) -> Run:
+    """The rows of ``run`` that ran in the ``--with`` environment ``name`` (``base``: harness's
+    own), as a run of their own, so two versions in one run compare like two runs.
+
+    Its rows read as if they had run in harness's own environment (their cells then match the
+    other part's), and its environment record holds their packages, so the comparison's
+    "environment differences" are the two locks' differences.
+    """
+    wanted = "" if name == OWN_ENVIRONMENT else name
+    rows = [row for row in run.rows if ((row.get("environment") or {}).get("name") or "") == wanted]
+    if not rows:
+        known = ", ".join(n or OWN_ENVIRONMENT for n in run.environment_names)
+        raise HarnessError(
+            f"{run.run_id} has no cells in the environment {name!r} (it has: {known})"
+        )
+    packages = next(
+        (
+            row["environment"]["packages"]
+            for row in rows
+            if (row.get("environment") or {}).get("packages")
+        ),
+        {},
+    )
+    plain = [{**row, "environment": {**(row.get("environment") or {}), "name": ""}} for row in rows]
+    environment = {**run.environment, "packages": packages}
+    return replace(run, rows=plain, environment=environment, part=name)
 
 
 def open_run(path: str | Path) -> Run:

@@ -22,6 +22,8 @@ class Group:
     precision: str
     device: str
     host: str
+    #: the ``--with`` environment's name (``jax==0.9.2``); ``""`` for harness's own
+    environment: str
     rows: list[dict[str, Any]]
     #: set by :func:`summarise`: lowest median time per epoch (the figure ``relative_time``
     #: divides: steady epochs, or the fit where a row has none) / peak RSS among the task's groups
@@ -45,7 +47,21 @@ class Group:
 
     @property
     def version(self) -> str:
-        return self.rows[0].get("framework_version") or ""
+        """The framework's version; a ``--with`` environment's name where no row recorded
+        one (its build failed)."""
+        recorded = next(
+            (row["framework_version"] for row in self.rows if row.get("framework_version")), None
+        )
+        return recorded or (f"[{self.environment}]" if self.environment else "")
+
+    @property
+    def label(self) -> str:
+        """``jax``; in a ``--with`` environment its version too, ``jax 0.9.2``, and the
+        environment's name where that doesn't show it (``jax 0.10.2 [numpy<2]``)."""
+        if not self.environment:
+            return self.framework
+        label = f"{self.framework} {self.version}"
+        return label if self.version in self.environment else f"{label} [{self.environment}]"
 
     @property
     def busy(self) -> int:
@@ -79,7 +95,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     is not the best row the relative columns divide by: its figures are shown, not crowned (and
     :func:`summary_line` shows ``busy`` in its × cells, not a multiple).
     """
-    groups: dict[tuple[str, str, str, str, str, str], Group] = {}
+    groups: dict[tuple[str, str, str, str, str, str, str], Group] = {}
     for row in rows:
         key = (
             row_name(row),
@@ -88,6 +104,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
             row.get("precision", "float32"),
             row.get("device_name") or row["device"],
             row.get("host") or "",
+            environment_of(row),
         )
         groups.setdefault(key, Group(*key, rows=[])).rows.append(row)
     by_task: dict[str, list[Group]] = {}
@@ -149,9 +166,15 @@ def break_even(eager: Group, compiled: Group) -> BreakEven | None:
 
 
 def _set_break_even(members: list[Group]) -> None:
-    eager = {(g.framework, g.precision, g.device, g.host): g for g in members if g.mode == "eager"}
+    eager = {
+        (g.framework, g.precision, g.device, g.host, g.environment): g
+        for g in members
+        if g.mode == "eager"
+    }
     for group in members:
-        partner = eager.get((group.framework, group.precision, group.device, group.host))
+        partner = eager.get(
+            (group.framework, group.precision, group.device, group.host, group.environment)
+        )
         if group.mode == "compiled" and partner is not None:
             group.break_even = break_even(partner, group)
 
@@ -207,7 +230,7 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
     ]
     return {
         "variant": group.variant,
-        "framework": group.framework,
+        "framework": group.label,
         "version": group.version,
         "mode": group.mode,
         "precision": group.precision,
@@ -240,6 +263,11 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         "break_even": "" if group.break_even is None else group.break_even.describe(),
         "marks": ", ".join(marks),
     }
+
+
+def environment_of(row: dict[str, Any]) -> str:
+    """The name of the ``--with`` environment a row ran in; ``""`` for harness's own."""
+    return (row.get("environment") or {}).get("name") or ""
 
 
 def mode_label(mode: str, precision: str | None) -> str:

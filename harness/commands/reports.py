@@ -18,7 +18,14 @@ from harness.analysis.compare import (
     status_regressions,
     unmatched,
 )
-from harness.analysis.runs import Run, UnreadableRun, latest_run, open_run, scan_runs
+from harness.analysis.runs import (
+    Run,
+    UnreadableRun,
+    environment_part,
+    latest_run,
+    open_run,
+    scan_runs,
+)
 from harness.commands.common import RESULTS_OPTION, FiniteRange
 from harness.present import report as reports
 from harness.present.console import console, errors, styled
@@ -114,7 +121,15 @@ def run_summary(run: Run | UnreadableRun) -> dict[str, Any]:
 
 @click.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path))
-@click.argument("run_b", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--between",
+    nargs=2,
+    default=None,
+    metavar="ENV_A ENV_B",
+    help="Compare two --with environments of RUN_A with each other (give no RUN_B): their "
+    "names as rows record them (jax==0.9.2; base for harness's own environment).",
+)
 @THRESHOLD_OPTION
 @click.option(
     "--fail-on-regression",
@@ -126,7 +141,7 @@ def run_summary(run: Run | UnreadableRun) -> dict[str, Any]:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the comparison as JSON (same exit codes)."
 )
-def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> None:
+def compare_command(run_a, run_b, between, threshold, fail_on_regression, as_json) -> None:
     """Compare RUN_B with RUN_A, cell by cell: ratio B/A of the medians and a verdict per metric.
 
     A change is a regression (or an improvement) when it is at least the threshold and at least
@@ -139,8 +154,11 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
     no cell of RUN_A finished, so nothing could be compared; 7 with --fail-on-regression when
     no cell regressed but at least one change of time was "inconclusive: busy machine", so the
     gate judged less than it was asked to (--json exits with the same codes).
+
+    With --between ENV_A ENV_B, the two are the parts of RUN_A that ran in two --with
+    environments (harness run --with), under the same rules.
     """
-    first, second = open_run(run_a), open_run(run_b)
+    first, second = _runs_to_compare(run_a, run_b, between)
     check_comparable(first, second)
     comparisons = compare_runs(first, second, threshold=threshold)
     lost = status_regressions(first, second)
@@ -178,6 +196,18 @@ def compare_command(run_a, run_b, threshold, fail_on_regression, as_json) -> Non
         count = f"{len(lost) + len(slower)} regression(s)"
         console.print(styled((count, "bold red"), f": {'; '.join(parts)}"))
     _gate(fail_on_regression, len(lost) + len(slower), sum(len(c.spoiled) for c in comparisons))
+
+
+def _runs_to_compare(run_a: Path, run_b: Path | None, between) -> tuple[Run, Run]:
+    """The two runs ``compare`` reads: two folders, or two environments of one (``--between``)."""
+    if between and run_b is not None:
+        raise click.UsageError("--between compares two environments of RUN_A: give no RUN_B")
+    if between:
+        run = open_run(run_a)
+        return environment_part(run, between[0]), environment_part(run, between[1])
+    if run_b is None:
+        raise click.UsageError("give RUN_B, or --between ENV_A ENV_B to compare within RUN_A")
+    return open_run(run_a), open_run(run_b)
 
 
 def _print_profile_changes(first: Run, second: Run) -> None:

@@ -40,6 +40,13 @@ from harness.present.console import (
 )
 from harness.registry.catalog import known_datasets, load_task
 from harness.registry.plugins import get_registry
+from harness.runner import Cell
+from harness.runner.environments import (
+    EnvironmentBuildError,
+    IndexOptions,
+    ensure_environment,
+    environment_name,
+)
 from harness.runner.executors import EXECUTOR_NAMES
 from harness.store.locking import run_folder_lock
 from harness.store.results import RUN_FILE, RunDir
@@ -67,6 +74,10 @@ CONFIG_OPTIONS = (
     "executor",
     "ray_address",
     "vary",
+    "with_requirements",
+    "index_url",
+    "find_links",
+    "offline",
 )
 
 
@@ -176,6 +187,33 @@ CONFIG_OPTIONS = (
     "its values (mnist_mlp[batch_size=256]), and analysed for scaling and crossovers.",
 )
 @click.option(
+    "--with",
+    "with_requirements",
+    multiple=True,
+    metavar="REQUIREMENT",
+    help="Run every cell in an environment built for this pin, in pip's syntax (jax==0.9.2); "
+    "repeat it: pins of one package are alternatives (--with jax==0.9.2 --with jax==0.10.2 "
+    "runs each cell twice), pins of different packages combine. Built with uv over harness's "
+    "own environment, cached by what they hold and reused offline (docs/versions.md).",
+)
+@click.option(
+    "--index-url",
+    default=None,
+    metavar="URL",
+    help="The package index --with environments install from  [default: uv's, PyPI]",
+)
+@click.option(
+    "--find-links",
+    multiple=True,
+    metavar="DIR|URL",
+    help="Also look for --with packages here (a folder of wheels); repeatable.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Build --with environments from uv's cache and --find-links only, never the network.",
+)
+@click.option(
     "--profile",
     is_flag=True,
     help="After the timed cells, profile each once more with its framework's profiler (a "
@@ -219,6 +257,10 @@ def run(
     ray_address,
     as_json,
     vary,
+    with_requirements,
+    index_url,
+    find_links,
+    offline,
     profile,
 ) -> None:
     """Train a task with one or more frameworks and record accuracy, time and memory."""
@@ -261,6 +303,10 @@ def _new_config(task: Task, options: dict[str, Any]) -> dict[str, Any]:
         data_dir=options["data_dir"],
         executor=options["executor"],
         ray_address=options["ray_address"],
+        with_requirements=options["with_requirements"],
+        index_url=options["index_url"],
+        find_links=options["find_links"],
+        offline=options["offline"],
     )
 
 
@@ -338,6 +384,8 @@ def _run_cells(planned: benchmark.PlannedRun, run_dir: RunDir, todo, output) -> 
             f": task {task.name}, {len(todo)} cell(s) to run, {settings.threads} thread(s) each",
         )
     )
+    if planned.config["executor"] == "local":
+        prepare_environments(todo, settings.index)
     try:
         with RunProgress(len(todo)) as progress:
             rows = benchmark.execute(planned, run_dir, todo, progress)
@@ -366,6 +414,21 @@ def _run_cells(planned: benchmark.PlannedRun, run_dir: RunDir, todo, output) -> 
             click.echo(json.dumps(row, allow_nan=False), file=sys.__stdout__)
     if any(row["status"] == "failed" for row in rows):
         raise SystemExit(1)
+
+
+def prepare_environments(cells: list[Cell], index: IndexOptions) -> None:
+    """Build (or find built) each ``--with`` environment the cells need, before any is timed,
+    saying which; one that doesn't build is said here and is each of its cells' failed row."""
+    for pins in dict.fromkeys(cell.environment for cell in cells if cell.environment):
+        name = environment_name(pins)
+        try:
+            with console.status(f"environment {name}: building with uv"):
+                built = ensure_environment(pins, index)
+        except EnvironmentBuildError as exc:
+            print_warning(f"environment {name}: {exc}")
+            continue
+        how = "built" if built.built else "reused from the cache"
+        console.print(f"environment {name}: {how} in {built.seconds:.1f} s", highlight=False)
 
 
 def _profile(planned: benchmark.PlannedRun, run_dir: RunDir, todo, rows) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import platform
+import re
 import socket
 import sys
 from datetime import UTC, datetime
@@ -72,3 +75,20 @@ def environment_record(
         "command": " ".join(["harness", *sys.argv[1:]]),
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def package_lock() -> tuple[dict[str, str], str]:
+    """Every package this process can import, ``{name: version}``, and the lock's SHA-256.
+
+    Read from package metadata in ``sys.path`` order, the first of a name winning as it does at
+    import: in a ``--with`` environment, its pinned version, not the one behind it. The hash is
+    of the sorted ``name==version`` lines, so two environments with the same packages match.
+    """
+    found: dict[str, str] = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"]
+        if name:
+            found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), distribution.version)
+    packages = dict(sorted(found.items()))
+    text = "".join(f"{name}=={version}\n" for name, version in packages.items())
+    return packages, hashlib.sha256(text.encode()).hexdigest()

@@ -19,6 +19,12 @@ from harness.api.adapter import availability_of
 from harness.paths import safe_name, write_new
 from harness.registry.plugins import Registry
 from harness.runner.child_spec import ChildSpec
+from harness.runner.environments import (
+    EnvironmentBuildError,
+    IndexOptions,
+    ensure_environment,
+    environment_name,
+)
 from harness.runner.process import ChildOutcome, EventHandler, Limits, run_child
 from harness.signals import Terminated
 from harness.store.results import RunDir
@@ -42,6 +48,7 @@ class Launcher(Protocol):
         log_path: Path,
         on_event: EventHandler | None = None,
         gpu: bool = False,
+        python: str | None = None,
     ) -> ChildOutcome: ...
 
 
@@ -58,6 +65,9 @@ class Cell:
     precision: str = "float32"
     #: the ``--vary`` values that made ``task`` (empty when nothing was varied)
     variant: Values = ()
+    #: the ``--with`` requirements of the environment it runs in (harness.runner.environments);
+    #: empty for harness's own environment
+    environment: tuple[str, ...] = ()
 
     @property
     def task_name(self) -> str:
@@ -66,11 +76,15 @@ class Cell:
 
     @property
     def id(self) -> str:
-        # float32 unnamed, so the ids of runs from before precisions existed stay the same
+        # float32 and harness's own environment unnamed, so the ids of earlier runs stay the same
         precision = "" if self.precision == "float32" else f"-{self.precision}"
-        return (
-            f"{self.task_name}-{self.framework}-{self.mode}{precision}-{self.device}-r{self.repeat}"
-        )
+        framework = self.framework + (f"[{self.environment_name}]" if self.environment else "")
+        return f"{self.task_name}-{framework}-{self.mode}{precision}-{self.device}-r{self.repeat}"
+
+    @property
+    def environment_name(self) -> str:
+        """``jax==0.9.2``: the requirements of the cell's environment; ``""`` for harness's own."""
+        return environment_name(self.environment)
 
     @property
     def file_stem(self) -> str:
@@ -92,6 +106,8 @@ class RunSettings:
     #: pin each cell's process to ``threads`` cores; off where cells share a node they don't
     #: own (the Ray executor), since every cell would pin to the same first cores
     pin_cores: bool = True
+    #: where per-cell environments get their packages (``--index-url``, ``--find-links``)
+    index: IndexOptions = IndexOptions()
 
 
 class Observer(Protocol):
@@ -112,6 +128,7 @@ def plan(
     modes: Iterable[str] = ("eager",),
     variants: Sequence[Variant] | None = None,
     precisions: Iterable[str] = ("float32",),
+    environments: Sequence[tuple[str, ...]] = ((),),
 ) -> list[Cell]:
     """The cells of a run, in the order they execute.
 
@@ -120,14 +137,17 @@ def plan(
     repeat covers the whole sweep.
 
     :param variants: a sweep's tasks (``--vary``); ``None`` runs ``task`` itself
+    :param environments: the requirements of each environment every cell runs in (``--with``);
+        ``()`` is harness's own
     """
     frameworks, modes, precisions = list(frameworks), list(modes), list(precisions)
     tasks = list(variants) if variants else [Variant(task, ())]
     return [
-        Cell(variant.task, framework, device, repeat, mode, precision, variant.values)
+        Cell(variant.task, framework, device, repeat, mode, precision, variant.values, pins)
         for repeat in range(repeats)
         for variant in tasks
         for framework in frameworks
+        for pins in environments
         for mode in modes
         for precision in precisions
     ]
@@ -171,6 +191,7 @@ def new_row(cell: Cell, settings: RunSettings, run_id: str, version: str | None)
         },
         "variant": dict(cell.variant) or None,
         "framework": cell.framework,
+        "environment": {"name": cell.environment_name, "requirements": list(cell.environment)},
         "framework_version": version,
         "mode": cell.mode,
         "precision": cell.precision,
@@ -223,11 +244,22 @@ def run_cell(
         cell, having no row, is run again by ``--resume``
     """
     adapter = registry.framework(cell.framework)
-    row = new_row(cell, settings, run_dir.run_id, adapter.version())
-    availability = availability_of(adapter)
-    if not availability.available:
-        row["error"] = availability.reason
-        return row
+    row = new_row(cell, settings, run_dir.run_id, None if cell.environment else adapter.version())
+    python = None
+    if cell.environment:
+        # the framework may be installed only there: the child checks it is available
+        try:
+            built = ensure_environment(cell.environment, settings.index)
+        except EnvironmentBuildError as exc:
+            row.update(status="failed", kind="environment", error=str(exc))
+            return row
+        python = str(built.python)
+        row["environment"]["seconds_to_ready"] = round(built.seconds, 3)
+    else:
+        availability = availability_of(adapter)
+        if not availability.available:
+            row["error"] = availability.reason
+            return row
 
     log_path = run_dir.logs / f"{cell.file_stem}.log"
     limits = Limits(timeout=settings.timeout, memory_bytes=settings.memory_limit)
@@ -239,6 +271,7 @@ def run_cell(
         log_path=log_path,
         gpu=cell.device in ("gpu", "auto"),
         on_event=(lambda event: observer.cell_event(cell, event)) if observer else None,
+        python=python,
     )
     if outcome.stopped_from_outside:
         # as if the run itself had been stopped: no row, so ``--resume`` runs the cell again
@@ -268,6 +301,11 @@ def _record_circumstances(row: dict[str, Any], outcome: ChildOutcome) -> None:
         if source:
             row["device"] = source.get("device", row["device"])
             row["device_name"] = source.get("device_name", row["device_name"])
+            row["framework_version"] = source.get("framework_version", row["framework_version"])
+            if "packages" in source:
+                row["environment"].update(
+                    packages=source["packages"], lock_sha256=source["lock_sha256"]
+                )
             row["settings"] = source.get("settings", row["settings"])
             if "precision_manifest" in source:
                 row["precision_manifest"] = source["precision_manifest"]

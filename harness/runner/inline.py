@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.measure.noise import unmeasured
 from harness.paths import open_no_follow
 from harness.runner.child_spec import ChildSpec
@@ -45,11 +46,15 @@ def run_inline(
     log_path: Path,
     on_event: EventHandler | None = None,
     gpu: bool = False,
+    python: str | None = None,
 ) -> ChildOutcome:
     """Carry out ``spec`` in this process and return what a child would have reported.
 
-    Same signature as :func:`harness.runner.process.run_child`; ``limits`` are not enforced.
+    Same signature as :func:`harness.runner.process.run_child`; ``limits`` are not enforced,
+    and there is no other environment to run in (``harness run`` refuses ``--with`` here).
     """
+    if python is not None:
+        raise HarnessError("--executor inline runs cells in this process: it can't use --with")
     from harness.runner.worker import entry_for, report_exception  # the worker's code
 
     # as a child gets them (a framework this process already imported has read its own)

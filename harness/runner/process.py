@@ -162,8 +162,12 @@ def run_child(
     log_path: Path,
     on_event: EventHandler | None = None,
     gpu: bool = False,
+    python: str | None = None,
 ) -> ChildOutcome:
     """Run one cell's worker process to completion (or its timeout) and collect its events.
+
+    :param python: the interpreter of the cell's environment (``--with``); harness's own when
+        ``None``
 
     The child gets a temporary folder of its own as ``TMPDIR`` and working folder, removed
     when it ends: caches that frameworks keep there (PyTorch's compiled kernels, say) start
@@ -184,7 +188,7 @@ def run_child(
         if pythonpath:
             env["PYTHONPATH"] = pythonpath
         return _run_worker(
-            spec.with_absolute_paths(), env, Path(tmp), limits, log_path, on_event, gpu
+            spec.with_absolute_paths(), env, Path(tmp), limits, log_path, on_event, gpu, python
         )
 
 
@@ -246,13 +250,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def worker_command(events_fd: int) -> list[str]:
+def worker_command(events_fd: int, python: str | None = None) -> list[str]:
     """The command line of a cell's process; it reports its events on ``events_fd``.
 
     ``-P`` keeps the current folder off ``sys.path`` (``python -m`` would put it first).
     """
     runner = str(os.getpid())
-    return [sys.executable, "-P", "-c", _BOOTSTRAP, runner, "--events-fd", str(events_fd)]
+    interpreter = python or sys.executable
+    return [interpreter, "-P", "-c", _BOOTSTRAP, runner, "--events-fd", str(events_fd)]
 
 
 def _run_worker(
@@ -263,11 +268,12 @@ def _run_worker(
     log_path: Path,
     on_event: EventHandler | None,
     gpu: bool,
+    python: str | None,
 ) -> ChildOutcome:
     read_fd, write_fd = os.pipe()
     oom_before = oom_kill_counts()
     start = time.perf_counter()
-    child = _start_child(write_fd, env, cwd, log_path)
+    child = _start_child(write_fd, env, cwd, log_path, python)
     os.close(write_fd)
     events: list[dict[str, Any]] = []
     try:
@@ -299,13 +305,13 @@ def _run_worker(
 
 
 def _start_child(
-    events_fd: int, env: dict[str, str], cwd: Path, log_path: Path
+    events_fd: int, env: dict[str, str], cwd: Path, log_path: Path, python: str | None
 ) -> subprocess.Popen[bytes]:
     """The worker process, its output to ``log_path``, its events to ``events_fd``."""
     descriptor = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with os.fdopen(descriptor, "wb") as log:
         return subprocess.Popen(
-            worker_command(events_fd),
+            worker_command(events_fd, python),
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,

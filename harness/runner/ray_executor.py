@@ -34,7 +34,13 @@ from harness.runner.process import remove_stale_folders, safe_pythonpath
 from harness.store.results import RunDir
 
 #: environment variables a node needs to see the same plugins and data as this process
-FORWARDED_ENV = ("HARNESS_PLUGINS", "HARNESS_STRICT_PLUGINS", "HARNESS_DATA_DIR", "PYTHONPATH")
+FORWARDED_ENV = (
+    "HARNESS_PLUGINS",
+    "HARNESS_STRICT_PLUGINS",
+    "HARNESS_DATA_DIR",
+    "HARNESS_ENV_DIR",
+    "PYTHONPATH",
+)
 HOSTS_DIR = "hosts"
 #: a node's scratch run folder is ``harness-node-<pid of the Ray worker>-<random>``, so one left
 #: by a worker that died (a lost node) is removed by the next cell there
@@ -117,8 +123,9 @@ def _node_environment() -> dict[str, str]:
     """What a node's workers need to see the same plugins and data as this process."""
     env_vars = {name: os.environ.get(name, "") for name in FORWARDED_ENV}
     env_vars["PYTHONPATH"] = safe_pythonpath(env_vars["PYTHONPATH"])
-    if env_vars["HARNESS_DATA_DIR"]:  # workers run in a folder of their own, not this one
-        env_vars["HARNESS_DATA_DIR"] = os.path.abspath(env_vars["HARNESS_DATA_DIR"])
+    for name in ("HARNESS_DATA_DIR", "HARNESS_ENV_DIR"):  # workers run in a folder of their own
+        if env_vars[name]:
+            env_vars[name] = os.path.abspath(env_vars[name])
     return {name: value for name, value in env_vars.items() if value}
 
 

@@ -26,10 +26,12 @@ from harness.api.adapter import (
     Session,
     StepClock,
     UnsupportedSpec,
+    availability_of,
     build_trainer,
     open_session,
 )
 from harness.data import datasets, series
+from harness.measure.environment import package_lock
 from harness.measure.training_log import TrainingLog
 from harness.registry.catalog import known_datasets
 from harness.registry.plugins import get_registry
@@ -72,6 +74,10 @@ def prepare(spec: ChildSpec, events: Events) -> tuple[Any, Session, dict[str, An
     and the runtime fields of the row; ``None`` when the cell can't run here."""
     cores: list[int] | str = pin_threads(spec.threads) if spec.pin_cores else "not pinned"
     adapter = get_registry().framework(spec.framework)
+    availability = availability_of(adapter)
+    if not availability.available:  # in a --with environment, only the child can tell
+        events.send("result", status="skipped", kind="not_installed", error=availability.reason)
+        return None
     mode = spec.mode
     if mode not in adapter.modes:
         events.send(
@@ -108,7 +114,12 @@ def prepare(spec: ChildSpec, events: Events) -> tuple[Any, Session, dict[str, An
         adapter, device=device, threads=spec.threads, mode=mode, precision=spec.precision
     )
     runtime = session.runtime
+    packages, lock_sha256 = package_lock()
     runtime_fields = {
+        # read here, in the cell's own environment, which --with may have given other versions
+        "framework_version": adapter.version(),
+        "packages": packages,
+        "lock_sha256": lock_sha256,
         "device": runtime.device,
         "device_name": runtime.device_name,
         # what the products computed in, as the framework reports it (an adapter older than

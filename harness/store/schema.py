@@ -107,6 +107,21 @@ class DatasetRecord(_Record):
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
+class EnvironmentRecord(_Record):
+    """The environment a cell ran in: harness's own, or one built for ``--with`` pins."""
+
+    #: the ``--with`` requirements joined (``jax==0.9.2``); ``""`` for harness's own
+    name: str = ""
+    requirements: list[str] = []
+    #: every package the cell could import, ``{name: version}`` (the first of a name on its
+    #: path), and the SHA-256 of those sorted ``name==version`` lines; absent where the cell
+    #: never set up, and in rows from before they were recorded
+    packages: dict[str, str] | None = None
+    lock_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    #: seconds until the environment was ready: its build, or finding it built
+    seconds_to_ready: FiniteFloat | None = None
+
+
 class ResultRow(_Record):
     """One cell's line in ``results.jsonl``."""
 
@@ -117,6 +132,8 @@ class ResultRow(_Record):
     #: ``None`` outside a sweep and in rows written before sweeps existed
     variant: dict[str, Any] | None = None
     framework: str
+    #: absent in rows from before ``--with`` (they ran in harness's own environment)
+    environment: EnvironmentRecord | None = None
     status: Status
     kind: str | None = None
     error: str | None = None
@@ -172,6 +189,12 @@ class RunConfig(_Record):
     ray_address: str | None = None
     #: ``--vary``: each key with its values, in the order given; ``None`` without a sweep
     vary: list[tuple[str, list[Any]]] | None = None
+    #: ``--with``: the requirements of each environment the cells run in; ``None`` for
+    #: harness's own environment alone
+    environments: list[list[str]] | None = None
+    index_url: str | None = None
+    find_links: list[str] = []
+    offline: bool = False
 
 
 def validate_row(data: object) -> dict[str, Any]:

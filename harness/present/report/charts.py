@@ -28,7 +28,7 @@ Chart = tuple[str, str, str]  # (file stem, caption, svg text)
 
 
 def _label(group: Group) -> str:
-    return f"{group.framework} ({mode_label(group.mode, group.precision)})"
+    return f"{group.label} ({mode_label(group.mode, group.precision)})"
 
 
 def _svg(figure: Figure) -> str:
