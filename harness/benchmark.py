@@ -146,7 +146,9 @@ def plan_run(
         data_paths={role: str(path.resolve()) for role, path in data_paths.items()},
         train_subset=config["train_subset"],
         index=IndexOptions(
-            config.get("index_url"), tuple(config.get("find_links") or ()), config.get("offline")
+            config.get("index_url"),
+            tuple(config.get("find_links") or ()),
+            bool(config.get("offline")),
         ),
     )
     cells = runner.plan(

@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "harness.commands.reports:compare_command",
         "Compare RUN_B with RUN_A, cell by cell: ratio B/A of the medians and a verdict per metric.",
     ),
+    "history": (
+        "harness.commands.history:history_command",
+        "Show each cell's time per epoch over every run and version, with its change points.",
+    ),
     "check-agreement": (
         "harness.commands.agreement:check_agreement",
         "Train the first steps of a task in every framework and compare them, pair by pair.",

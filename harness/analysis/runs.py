@@ -88,7 +88,7 @@ def environment_part(run: Run, name: str) -> Run:
         raise HarnessError(
             f"{run.run_id} has no cells in the environment {name!r} (it has: {known})"
         )
-    packages = next(
+    packages: dict[str, str] = next(
         (
             row["environment"]["packages"]
             for row in rows

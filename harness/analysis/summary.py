@@ -60,6 +60,8 @@ class Group:
         environment's name where that doesn't show it (``jax 0.10.2 [numpy<2]``)."""
         if not self.environment:
             return self.framework
+        if self.version.startswith("["):  # no row recorded a version
+            return f"{self.framework} {self.version}"
         label = f"{self.framework} {self.version}"
         return label if self.version in self.environment else f"{label} [{self.environment}]"
 

@@ -252,15 +252,18 @@ def _run_uv(command: list[str], requirements: tuple[str, ...]) -> None:
 
 
 def uv_error(output: str) -> str:
-    """uv's error as one line: its ``error:`` or ``×`` line and the reason under it."""
+    """uv's error as one line: the reason it gives (``cause: Because …``) where it gives one,
+    else its ``error:`` line."""
     lines = [line.strip(" │╰─▶×\t") for line in output.splitlines()]
     lines = [line for line in lines if line and not line.startswith(("hint:", "help:"))]
-    start = next(
-        (i for i, line in enumerate(lines) if line.lower().startswith(("error", "no solution"))),
-        0,
-    )
-    text = " ".join(lines[start : start + 3]).removeprefix("error: ")
-    return (text[:400] + "…") if len(text) > 400 else (text or "uv failed without a message")
+    cause = next((line for line in lines if line.startswith(("cause:", "Because"))), None)
+    error = next((line for line in lines if line.startswith("error:")), None)
+    text = cause or error or (lines[-1] if lines else "uv failed without a message")
+    text = text.removeprefix("cause: ").removeprefix("error: ")
+    if text.startswith("Because "):  # uv's proof: "Because X and you require Y, we can conclude…"
+        text = text.removeprefix("Because ").partition(", we can conclude")[0]
+        text = text.rpartition(" and you require ")[0] or text
+    return (text[:400] + "…") if len(text) > 400 else text
 
 
 def _last_error_line(text: str) -> str:

@@ -241,3 +241,26 @@ def step_breakdown(profiles: list[dict[str, Any]]) -> str:
     below = 0.45 / (0.45 * max(len(shown), 1))
     axes.legend(fontsize="small", ncols=4, loc="upper center", bbox_to_anchor=(0.5, -below))
     return _svg(figure)
+
+
+def history_chart(series: Any) -> str:
+    """One series of ``harness history``: each point's repeats and median, oldest on the left,
+    a change point marked where it starts (red triangle up: slower; green down: faster)."""
+    points = series.points
+    figure, axes = plt.subplots(figsize=(7, 3.2))
+    positions = range(len(points))
+    for position, point in zip(positions, points, strict=True):
+        axes.scatter([position] * len(point.seconds), point.seconds, s=12, color="0.55")
+    medians = [(i, p.median) for i, p in zip(positions, points, strict=True) if p.median]
+    axes.plot([i for i, _ in medians], [m for _, m in medians], color="C0", marker="o")
+    for change in series.changes:
+        at = points.index(change.after)
+        slower = change.verdict == "regression"
+        axes.scatter([at], [change.after.median], s=120, zorder=3,
+                     marker="^" if slower else "v", color="C3" if slower else "C2")  # fmt: skip
+    axes.set_xticks(list(positions))
+    labels = [f"{p.started_at[5:16].replace('T', ' ')}\n{p.version}" for p in points]
+    axes.set_xticklabels(labels, fontsize="x-small", rotation=30, ha="right")
+    axes.set_ylabel("s / epoch")
+    axes.set_ylim(bottom=0)
+    return _svg(figure)
