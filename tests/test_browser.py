@@ -12,9 +12,16 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from .conftest import run_harness
 from .test_profile_run import profiled_run  # noqa: F401  (a run with --profile, its report)
 from .test_report import reported_run  # noqa: F401  (the module-scoped run with its report)
 from .test_sweep import swept_run  # noqa: F401  (the module-scoped sweep with its report)
+from .test_versions import (  # noqa: F401  (runs of two toy versions, a regression planted)
+    planted_history,
+    toy_env,
+    two_versions,
+    wheels,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # what the machine's closed network needs: no background connections at start-up
@@ -123,4 +130,25 @@ def test_the_step_breakdown_renders_as_a_stacked_bar_per_cell(browser, profiled_
     # one bar segment per category and cell, the legend's patches, the axes and the glyphs
     assert chart.locator("path").count() > 4 * 7
     section.screenshot(path=str(run_dir / "profile-section.png"))
+    page.close()
+
+
+def test_the_history_page_renders_a_chart_per_series(browser, planted_history, tmp_path):  # noqa: F811
+    page_path = tmp_path / "history.html"
+    result = run_harness("history", "--results", str(planted_history), "--html", str(page_path))
+    assert result.returncode == 0, result.stderr
+    page = open_offline(browser, page_path)
+
+    [section] = page.locator("section.series").all()
+    assert section.locator("h2").inner_text().startswith("tiny_blobs_mlp/toy/eager/cpu")
+    chart = section.locator("figure svg")
+    box = chart.bounding_box()
+    assert box["width"] > 300 and box["height"] > 100
+    rows = section.locator("tbody tr")
+    assert rows.count() == 3
+    # the regression is marked on the point where it starts, in red
+    marked = section.locator("td.regression")
+    assert marked.count() == 1 and marked.inner_text().startswith("regression ×")
+    assert marked.evaluate("cell => getComputedStyle(cell).color") == "rgb(207, 34, 46)"
+    section.screenshot(path=str(tmp_path / "history-section.png"))
     page.close()

@@ -1,6 +1,7 @@
 """The Ray executor against a real Ray head started on loopback inside the test."""
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
 from .test_hostile_process import TINY, harness, hostile_env, plant_hostile_modules
+from .test_versions import toy_env, wheels  # noqa: F401  (toyframe's wheels, the toy plugin)
 
 #: token authentication off: with a token in ~/.ray (a local ray.init() leaves one) the test
 #: head would turn it on, and drivers could not connect
@@ -234,3 +236,29 @@ def test_modules_in_the_drivers_current_folder_never_run_on_a_node(ray_head, tmp
     assert result.returncode == 0, result.stdout + result.stderr
     _, rows = rows_by_framework(here / "out")
     assert rows["probe"]["status"] == "ok"
+
+
+def test_the_ray_executor_runs_a_version_matrix_each_in_its_environment(
+    ray_head,
+    wheels,  # noqa: F811
+    toy_env,  # noqa: F811
+    tmp_path,
+):
+    """The node builds each --with environment itself (this process builds none for Ray)."""
+    environments = tmp_path / "environments"
+    env = {**toy_env, **RAY_ENV, "HARNESS_ENV_DIR": str(environments)}
+    result = run_harness(
+        "run", "--task", "tiny_blobs_mlp", "-f", "toy", "--with", "toyframe==1.0",
+        "--with", "toyframe==2.0", "--find-links", str(wheels), "--offline",
+        "--executor", "ray", "--ray-address", ray_head, "--out", str(tmp_path / "ray"),
+        "--no-report", "--json", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert sorted(row["framework_version"] for row in rows) == ["1.0", "2.0"]
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["environment"]["packages"]["toyframe"] == row["framework_version"]
+        assert row["settings"]["cpu_affinity"] == "not pinned"  # it ran on the node
+    assert "environment toyframe" not in result.stderr  # built there, not here
+    assert len(list(environments.glob("*/harness-environment.json"))) == 2
