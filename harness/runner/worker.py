@@ -69,34 +69,32 @@ def pin_threads(threads: int) -> list[int]:
     return cores
 
 
+def _refusal(adapter: Any, spec: ChildSpec) -> tuple[str, str] | None:
+    """``(kind, reason)`` of a skipped row when the framework can't run this cell at all."""
+    availability = availability_of(adapter)
+    if not availability.available:  # in a --with environment, only the child can tell
+        return "not_installed", availability.reason
+    if spec.mode not in adapter.modes:
+        modes = ", ".join(adapter.modes)
+        return "unsupported", f"{adapter.name} has no {spec.mode!r} mode (it has: {modes})"
+    precisions = getattr(adapter, "precisions", ("float32",))
+    if spec.precision not in precisions:
+        return "unsupported", (
+            f"{adapter.name} has no {spec.precision!r} precision (it has: {', '.join(precisions)})"
+        )
+    return None
+
+
 def prepare(spec: ChildSpec, events: Events) -> tuple[Any, Session, dict[str, Any]] | None:
     """Pin threads, pick the device, set the adapter up for this cell: the adapter, its session
     and the runtime fields of the row; ``None`` when the cell can't run here."""
     cores: list[int] | str = pin_threads(spec.threads) if spec.pin_cores else "not pinned"
     adapter = get_registry().framework(spec.framework)
-    availability = availability_of(adapter)
-    if not availability.available:  # in a --with environment, only the child can tell
-        events.send("result", status="skipped", kind="not_installed", error=availability.reason)
+    refusal = _refusal(adapter, spec)
+    if refusal is not None:
+        events.send("result", status="skipped", kind=refusal[0], error=refusal[1])
         return None
     mode = spec.mode
-    if mode not in adapter.modes:
-        events.send(
-            "result",
-            status="skipped",
-            kind="unsupported",
-            error=f"{adapter.name} has no {mode!r} mode (it has: {', '.join(adapter.modes)})",
-        )
-        return None
-    precisions = getattr(adapter, "precisions", ("float32",))
-    if spec.precision not in precisions:
-        events.send(
-            "result",
-            status="skipped",
-            kind="unsupported",
-            error=f"{adapter.name} has no {spec.precision!r} precision "
-            f"(it has: {', '.join(precisions)})",
-        )
-        return None
     available = adapter.devices()
     device = spec.device
     if device == "auto":
