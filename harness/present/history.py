@@ -79,9 +79,7 @@ def series_table(series: Series) -> Table:
         cells = point_cells(series, point)
         change = _change_at(series, point)
         style = VERDICT_STYLES.get(change.verdict, "") if change else ""
-        table.add_row(
-            *[Text(cells[key], style=style if key == "change" else "") for key in shown]
-        )
+        table.add_row(*[Text(cells[key], style=style if key == "change" else "") for key in shown])
     return table
 
 
