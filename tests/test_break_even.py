@@ -45,3 +45,28 @@ def test_never_when_compiled_steps_are_no_faster_and_at_once_when_it_costs_nothi
 def test_only_against_the_eager_mode_of_the_same_framework():
     found = groups(row("eager", 2.0, 1.0, "jax"), row("compiled", 10.0, 0.5, "torch"))
     assert found["torch", "compiled"].break_even is None
+
+
+def swept(mode: str, batch: int, first: float, steady: float) -> dict:
+    found = row(mode, first, steady)
+    found["variant"] = {"training.batch_size": batch}
+    found["metrics"]["batch_size"] = batch
+    return found
+
+
+def test_a_sweep_shows_the_break_even_at_each_value():
+    from harness.analysis.scaling import analyse, break_even_rows, to_json
+    from harness.present.console import scaling_output
+
+    rows = [
+        swept("eager", 32, 2.0, 1.0),
+        swept("compiled", 32, 10.0, 0.5),  # 8.5 s over 5 ms a step: 1,700 steps of 32
+        swept("eager", 64, 1.0, 0.5),
+        swept("compiled", 64, 5.0, 0.5),  # no faster at 64: never
+    ]
+    [analysis] = analyse(rows)
+    assert break_even_rows(analysis) == [("torch (compiled)", ["1,700 / 54,400", "never"])]
+    [curve] = to_json([analysis])[0]["break_even"]
+    assert [point["steps"] for point in curve["points"]] == [pytest.approx(1700), None]
+    shown = scaling_output([analysis])
+    assert any("compile break-even over batch_size" in str(part) for part in shown)

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 from harness.analysis.compare import compare_samples
-from harness.analysis.summary import mode_label
+from harness.analysis.summary import BreakEven, environment_of, mode_label, summarise
 from harness.workload.variants import short_key, variant_label
 
 #: keys whose values are an amount of work: fixed and marginal cost are fitted for them
@@ -331,6 +331,8 @@ class KeyAnalysis:
     #: the pairs' orders on the headline metric (the first of ``curves``)
     crossovers: list[Crossover] = field(default_factory=list)
     fits: list[CostFit] = field(default_factory=list)
+    #: where a compiled mode repays its first epoch against eager, at each value
+    break_evens: list[BreakEvenCurve] = field(default_factory=list)
 
     @property
     def headline(self) -> MetricCurves:
@@ -341,6 +343,43 @@ class KeyAnalysis:
         """Some point of the headline metric has one repeat: its order rests on the threshold
         alone, since one repeat can't show how much the figure varies."""
         return any(len(p.values) < 2 for s in self.headline.series for p in s.points)
+
+
+@dataclass(frozen=True)
+class BreakEvenCurve:
+    """A compiled series' break-even against eager (:class:`~harness.analysis.summary.BreakEven`)
+    at each value of the varied key where both modes finished."""
+
+    series: str
+    points: tuple[tuple[float, BreakEven], ...]
+
+
+def break_even_rows(analysis: KeyAnalysis) -> list[tuple[str, list[str]]]:
+    """Each break-even curve as a table row: its series, then ``steps / samples`` per value."""
+    rows = []
+    for curve in analysis.break_evens:
+        found = dict(curve.points)
+        cells = [found[x].describe() if x in found else "" for x in analysis.values]
+        rows.append((curve.series, cells))
+    return rows
+
+
+def break_even_curves(rows: list[dict[str, Any]], key: str) -> list[BreakEvenCurve]:
+    """For each framework (and precision, device, other varied keys) run in both modes, the
+    compiled mode's break-even at each value of ``key``, from the rows' medians."""
+    curves: dict[str, list[tuple[float, BreakEven]]] = {}
+    for group in summarise(rows):
+        x = _x(group.rows[0], key)
+        if group.break_even is None or x is None:
+            continue
+        others = {k: v for k, v in group.rows[0]["variant"].items() if k != key}
+        label = f"{group.label} ({mode_label(group.mode, group.precision)})"
+        label += f" {variant_label(others)}" if others else ""
+        curves.setdefault(label, []).append((x, group.break_even))
+    return [
+        BreakEvenCurve(label, tuple(sorted(points, key=lambda p: p[0])))
+        for label, points in curves.items()
+    ]
 
 
 def is_label(key: str) -> bool:
@@ -418,6 +457,7 @@ def _analyse_key(
                 analysis.crossovers.append(found)
     if work:
         analysis.fits = cost_fits(grouped)
+    analysis.break_evens = break_even_curves(rows, key)
     return analysis
 
 
@@ -427,6 +467,8 @@ def _by_series(rows: list[dict[str, Any]], key: str) -> dict[str, list[dict[str,
     for row in rows:
         others = {k: v for k, v in row["variant"].items() if k != key}
         label = f"{row['framework']} ({mode_label(row.get('mode', 'eager'), row.get('precision'))})"
+        if environment_of(row):  # a --with environment's rows are a series of their own
+            label += f" [{environment_of(row)}]"
         if row.get("device") not in (None, "cpu"):
             label += f" {row['device']}"
         if others:
@@ -492,6 +534,16 @@ def to_json(analyses: list[KeyAnalysis]) -> list[dict[str, Any]]:
                 _crossover_json(found, analysis.headline.spec.name) for found in analysis.crossovers
             ],
             "fits": [_fit_json(cost) for cost in analysis.fits],
+            "break_even": [
+                {
+                    "series": curve.series,
+                    "points": [
+                        {"x": x, "steps": found.steps, "samples": found.samples}
+                        for x, found in curve.points
+                    ],
+                }
+                for curve in analysis.break_evens
+            ],
         }
         for analysis in analyses
     ]

@@ -313,7 +313,24 @@ def _scaling_key(analysis: Any) -> list[Any]:
             styled("fit time = fixed + marginal × samples trained (95 % intervals, all repeats)")
         )
         output.append(_fits_table([fit for fit in analysis.fits if fit.part == "fit"]))
+    if analysis.break_evens:
+        output.append(
+            styled(
+                f"compile break-even over {name}: steps / samples after which compiled repays "
+                "its first epoch against eager (never: its steps are no faster)"
+            )
+        )
+        output.append(_break_even_table(analysis))
     return output
+
+
+def _break_even_table(analysis: Any) -> Table:
+    from harness.analysis.scaling import break_even_rows, format_x
+
+    table = _scaling_table([format_x(x) for x in analysis.values])
+    for series, cells in break_even_rows(analysis):
+        table.add_row(series, *cells)
+    return table
 
 
 def _curve_tables(analysis: Any) -> tuple[Table, Table]:

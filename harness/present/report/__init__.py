@@ -87,6 +87,10 @@ class ScalingSection:
     analysis: scaling.KeyAnalysis
     tables: list[CurveTable]
     charts: list[charts.Chart]
+    #: compile break-even per series and value (:func:`harness.analysis.scaling.break_even_rows`)
+    break_even: list[tuple[str, list[str]]]
+    #: the varied key's values as the tables head their columns
+    value_headers: list[str]
 
 
 def scaling_sections(run: Run) -> list[ScalingSection]:
@@ -100,6 +104,8 @@ def scaling_sections(run: Run) -> list[ScalingSection]:
                 (chart_file_name(run.task_name, stem), caption, svg)
                 for stem, caption, svg in charts.scaling_charts(analysis)
             ],
+            break_even=scaling.break_even_rows(analysis),
+            value_headers=[scaling.format_x(x) for x in analysis.values],
         )
         for analysis in scaling.analyse(run.rows)
     ]
