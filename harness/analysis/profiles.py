@@ -66,6 +66,8 @@ def cell_label(record: dict[str, Any]) -> str:
     precision = record.get("precision", "float32")
     mode = record["mode"] if precision == "float32" else f"{record['mode']}, {precision}"
     label = f"{record['framework']} ({mode})"
+    if record.get("environment"):
+        label += f" [{record['environment']}]"
     task = record.get("task", "")
     return f"{label} {task[task.index('[') :]}" if "[" in task else label
 

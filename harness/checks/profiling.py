@@ -13,6 +13,7 @@ reaches the timing rows: those come from the cell's own processes, which never p
 from __future__ import annotations
 
 import json
+import socket
 import statistics
 import tempfile
 import time
@@ -206,19 +207,29 @@ def profile_cell(
     cell: Cell, name: str, settings: RunSettings, run_dir: RunDir, launch: Launcher
 ) -> dict[str, Any]:
     from harness.runner import cell_spec
+    from harness.runner.environments import ensure_environment
     from harness.runner.process import Limits
 
     trace = Path("profiles") / f"{safe_name(name)}.trace.json"
     log_path = run_dir.logs / f"{safe_name(name)}.profile.log"
     spec = cell_spec(cell, settings, entry=ENTRY, options={"trace_path": str(run_dir.path / trace)})
     limits = Limits(timeout=settings.timeout, memory_bytes=settings.memory_limit)
+    # in the cell's own --with environment (built already: the cell trained in it)
+    python = (
+        str(ensure_environment(cell.environment, settings.index).python)
+        if cell.environment
+        else None
+    )
     outcome = launch(
         spec, threads=settings.threads, limits=limits, log_path=log_path,
-        gpu=cell.device in ("gpu", "auto"),
+        gpu=cell.device in ("gpu", "auto"), python=python,
     )  # fmt: skip
     record: dict[str, Any] = {
         "cell": name,
         "task": cell.task_name,
+        "environment": cell.environment_name,
+        # where it was profiled: with --executor ray, here, wherever the timed cells ran
+        "host": socket.gethostname(),
         "framework": cell.framework,
         "mode": cell.mode,
         "precision": cell.precision,

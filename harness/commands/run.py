@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -440,6 +441,13 @@ def _profile(planned: benchmark.PlannedRun, run_dir: RunDir, todo, rows) -> None
     cells = [cell for cell in todo if cell.id in trained]
     if not cells:
         return
+    if planned.config["executor"] == "ray":
+        # one profiler run per cell, on the driver: the breakdown of a step here, not a node's
+        console.print(
+            f"profiling on this machine ({socket.gethostname()}): the timed cells ran on the "
+            "Ray cluster, whose nodes may differ",
+            highlight=False,
+        )
     with console.status("profiling") as status:
         records = profile_cells(
             cells,
