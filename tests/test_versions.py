@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -20,7 +21,14 @@ import pytest
 
 from harness.analysis.history import Point, find_changes, history
 from harness.errors import HarnessError
-from harness.runner.environments import BUILT_MARKER, environment_matrix, uv_error
+from harness.runner.environments import (
+    BUILT_MARKER,
+    IndexOptions,
+    ensure_environment,
+    environment_key,
+    environment_matrix,
+    uv_error,
+)
 from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
@@ -192,6 +200,31 @@ def test_pins_of_one_package_are_alternatives_and_of_several_combine():
     ]
     with pytest.raises(HarnessError, match="not a requirement"):
         environment_matrix(["jax 0.9"])
+
+
+def test_an_environment_overlays_harness_and_a_build_cut_short_is_built_again(
+    wheels, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HARNESS_ENV_DIR", str(tmp_path))
+    index = IndexOptions(find_links=(str(wheels),), offline=True)
+    first = ensure_environment(("toyframe==1.0",), index)
+    assert first.built and first.folder.parent == tmp_path
+    # its Python imports the pinned package, and harness from the environment behind it
+    code = "import harness, toyframe; print(toyframe.__version__, harness.__file__)"
+    shown = subprocess.run([first.python, "-c", code], capture_output=True, text=True, check=True)
+    version, harness_file = shown.stdout.split()
+    assert version == "1.0" and not harness_file.startswith(str(tmp_path))
+
+    again = ensure_environment(("toyframe==1.0",), index)
+    assert (again.built, again.folder) == (False, first.folder)
+    (first.folder / BUILT_MARKER).unlink()  # as a build killed halfway leaves it
+    assert ensure_environment(("toyframe==1.0",), index).built
+
+    # what it holds names it: other pins, or another index, are another environment
+    key = environment_key(("toyframe==1.0",), index)
+    assert first.folder.name == key
+    assert environment_key(("toyframe==2.0",), index) != key
+    assert environment_key(("toyframe==1.0",), IndexOptions()) != key
 
 
 def test_uvs_error_becomes_one_line_with_its_reason():
