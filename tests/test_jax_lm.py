@@ -51,11 +51,12 @@ result["evaluation"] = [evaluation.loss, evaluation.accuracy]
 result["evaluation_expected"] = list(reference(padded, np.arange(20)))
 result["predict_shape"] = list(trainer.predict(x).shape)
 trainer = session.build(task, probe_weights(task), x, y)
-state = (trainer.params, trainer.batch_stats, trainer.opt_state, jnp.zeros((), jnp.float32))
-for step, start in enumerate(range(0, 20, 8)):
+zero = jnp.zeros((), jnp.float32)
+state = (trainer.params, trainer.batch_stats, trainer.opt_state, zero, jnp.zeros((), jnp.int32))
+for start in range(0, 20, 8):  # the state numbers the steps
     index = order[start : start + 8]
     weight = np.ones(len(index), np.float32)
-    state = trainer.train_step(state, x[index], y[index], np.int32(step), weight)
+    state = trainer.train_step(state, x[index], y[index], weight)
 trainer.params, trainer.batch_stats, trainer.opt_state = state[:3]
 result["losses"].append(float(state[3]) / 3)
 arrays = {f"padded-{i}-{k}": a for i, layer in enumerate(padded) for k, a in layer.items()}

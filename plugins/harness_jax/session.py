@@ -151,29 +151,30 @@ def _train_functions(forward, policy, optimizer, classify: bool, seed: int):
         weights = jnp.broadcast_to(weight.reshape((-1,) + (1,) * (losses.ndim - 1)), losses.shape)
         return jnp.sum(losses * weights) / jnp.sum(weights), batch_stats
 
-    def update(state, xb, yb, step, weight):
-        params, batch_stats, opt_state, loss_sum = state
+    def update(state, xb, yb, weight):
+        params, batch_stats, opt_state, loss_sum, step = state
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, batch_stats, xb, yb, step, weight
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        # the epoch's loss is summed on the device: no extra dispatch, no sync per step
-        return optax.apply_updates(params, updates), batch_stats, opt_state, loss_sum + loss
+        # the epoch's loss is summed and the steps are numbered on the device: nothing but
+        # the batch crosses from the host at a step, as in a plain loop
+        params = optax.apply_updates(params, updates)
+        return params, batch_stats, opt_state, loss_sum + loss, step + 1
 
     @jax.jit
-    def train_step(state, xb, yb, step, weight):
-        return update(state, xb, yb, step, weight)
+    def train_step(state, xb, yb, weight):
+        return update(state, xb, yb, weight)
 
     @jax.jit
-    def train_steps(state, x_all, y_all, batches, steps):
+    def train_steps(state, x_all, y_all, batches):
         """Every full batch of an epoch as one program: a scan over the batch indices."""
 
-        def body(state, batch):
-            index, step = batch
+        def body(state, index):
             weight = jnp.ones(index.shape, jnp.float32)
-            return update(state, x_all[index], y_all[index], step, weight), None
+            return update(state, x_all[index], y_all[index], weight), None
 
-        return jax.lax.scan(body, state, (batches, steps))[0]
+        return jax.lax.scan(body, state, batches)[0]
 
     return train_step, train_steps
 
@@ -232,8 +233,11 @@ class JaxTrainer:
         self.training = training
         self.classify = classify  # else a regression: MSE, no accuracy
         self.layers = layers
-        self.steps_taken = 0  # numbers the steps, for their dropout masks
         import jax
+        import jax.numpy as jnp
+
+        # numbers the steps, for their dropout masks: on the device, counted by the step itself
+        self.steps_taken = jnp.zeros((), jnp.int32)
 
         # on the device once: a host array would be copied over at every step
         self.full_batch = jax.device_put(np.ones(training.batch_size, np.float32))
@@ -245,15 +249,15 @@ class JaxTrainer:
         import jax.numpy as jnp
 
         batch_size = self.training.batch_size
-        state = (self.params, self.batch_stats, self.opt_state, jnp.zeros((), jnp.float32))
+        loss_sum = jnp.zeros((), jnp.float32)
+        state = (self.params, self.batch_stats, self.opt_state, loss_sum, self.steps_taken)
         steps = -(-len(batch_order) // batch_size)
         first = 0
         if self.train_steps is not None:
             # one program for every full batch; a last, smaller batch goes through train_step
             first = len(batch_order) // batch_size
             batches = batch_order[: first * batch_size].astype(np.int32).reshape(first, batch_size)
-            numbers = np.arange(self.steps_taken, self.steps_taken + first, dtype=np.int32)
-            state = self.train_steps(state, self.x_device, self.y_device, batches, numbers)
+            state = self.train_steps(state, self.x_device, self.y_device, batches)
             clock = None  # single steps of a scanned epoch can't be timed
         for step in range(first, steps):
             timed = clock is not None and clock.wants(step)
@@ -270,13 +274,11 @@ class JaxTrainer:
                 pad = batch_size - len(index)
                 weight = np.concatenate([np.ones(len(index)), np.zeros(pad)]).astype(np.float32)
                 index = np.concatenate([index, np.repeat(index[:1], pad)])
-            number = np.int32(self.steps_taken + step)
-            state = self.train_step(state, self.x[index], self.y[index], number, weight)
+            state = self.train_step(state, self.x[index], self.y[index], weight)
             if timed:
                 state[-1].block_until_ready()
                 clock.record(time.perf_counter() - began)
-        self.params, self.batch_stats, self.opt_state, loss_sum = state
-        self.steps_taken += steps
+        self.params, self.batch_stats, self.opt_state, loss_sum, self.steps_taken = state
         return float(loss_sum) / steps  # float() waits for the device
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> Evaluation:
