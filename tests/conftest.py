@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from harness.testing.fixtures import run_cli
 
 TESTS = Path(__file__).parent
@@ -35,3 +37,78 @@ def run_harness(
     """Run the installed ``harness`` command as a user would, with the test plugins importable;
     returns the CompletedProcess."""
     return run_cli(*args, env=env or harness_env(), timeout=timeout, cwd=cwd)
+
+
+# -- runs that tests in several modules read: made once a session --------------------------
+# (a module-scoped fixture imported into a second module would run a second time there)
+
+
+@pytest.fixture(scope="session")
+def reported_run(tmp_path_factory):
+    """A run with its report: one framework finished, one failed with markup in its message."""
+    from tests.test_report import make_reported_run
+
+    return make_reported_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def swept_run(tmp_path_factory):
+    """One small sweep, run through the CLI: its run folder and what it printed."""
+    from tests.test_sweep import make_swept_run
+
+    return make_swept_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def profiled_run(tmp_path_factory):
+    """A run of PyTorch and JAX in both modes with --profile: its folder and what it printed."""
+    from tests.test_profile_run import make_profiled_run
+
+    return make_profiled_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory):
+    """toyframe 1.0 and 2.0 as wheels in a folder (for --find-links)."""
+    from tests.test_versions import make_wheels
+
+    return make_wheels(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def toy_env(tmp_path_factory):
+    """The toy and tiny test plugins, and a folder of built environments of the session's own."""
+    from tests.test_versions import make_toy_env
+
+    return make_toy_env(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def two_versions(wheels, toy_env, tmp_path_factory):
+    """A run of the toy task with --with toyframe==1.0 and ==2.0, two repeats each."""
+    from tests.test_versions import make_two_versions
+
+    return make_two_versions(wheels, toy_env, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def planted_history(two_versions, tmp_path_factory):
+    """Results folders with the toy's regression and a planted busy repeat."""
+    from tests.test_versions import make_planted_history
+
+    return make_planted_history(two_versions, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def all_frameworks_run(tmp_path_factory):
+    """``mnist_mlp`` for one epoch on 3,000 samples in every registered framework, on the CPU:
+    the run folder's rows by framework, and the completed process."""
+    from harness.testing.fixtures import read_rows
+
+    out = tmp_path_factory.mktemp("all-frameworks")
+    result = run_harness(
+        "run", "--task", "mnist_mlp", "--all-frameworks", "--device", "cpu", "--epochs", "1",
+        "--train-subset", "3000", "--out", str(out), "--no-report",
+    )  # fmt: skip
+    [run_dir] = [path for path in out.iterdir() if path.is_dir()]
+    return {row["framework"]: row for row in read_rows(run_dir)}, result

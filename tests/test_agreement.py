@@ -13,14 +13,16 @@ from harness.testing.fixtures import read_rows
 
 from .conftest import harness_env, run_harness
 
-#: every built-in task; the default suite checks the first and newest, the rest with `-m slow`
+#: every built-in task; the default suite checks the first and the newest, the rest with
+#: `-m slow` (each of their layers, batch norm's moving statistics included, is checked against
+#: the numpy reference in every framework by the conformance kit, in the default suite)
 TASKS = (
     "mnist_mlp",
     pytest.param("mnist_cnn", marks=pytest.mark.slow),
     pytest.param("series_rnn", marks=pytest.mark.slow),
     pytest.param("mnist_rnn", marks=pytest.mark.slow),
-    "mnist_vit",
-    "fashion_resnet",  # batch norm's moving statistics compared in every framework
+    pytest.param("mnist_vit", marks=pytest.mark.slow),
+    pytest.param("fashion_resnet", marks=pytest.mark.slow),  # batch norm in every framework
     "text_gpt",  # an embedding, causal blocks and a label at every step
 )
 

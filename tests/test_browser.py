@@ -13,15 +13,6 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from .conftest import run_harness
-from .test_profile_run import profiled_run  # noqa: F401  (a run with --profile, its report)
-from .test_report import reported_run  # noqa: F401  (the module-scoped run with its report)
-from .test_sweep import swept_run  # noqa: F401  (the module-scoped sweep with its report)
-from .test_versions import (  # noqa: F401  (runs of two toy versions, a regression planted)
-    planted_history,
-    toy_env,
-    two_versions,
-    wheels,
-)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # what the machine's closed network needs: no background connections at start-up
@@ -60,7 +51,7 @@ def open_offline(browser, report: Path):
     return page
 
 
-def test_the_report_renders_offline_with_its_charts(browser, reported_run):  # noqa: F811
+def test_the_report_renders_offline_with_its_charts(browser, reported_run):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     requests, problems, dialogs = [], [], []
     page.on("request", lambda request: requests.append(request.url))
@@ -94,7 +85,7 @@ def test_the_report_renders_offline_with_its_charts(browser, reported_run):  # n
     page.close()
 
 
-def test_a_sweeps_scaling_charts_render_offline(browser, swept_run):  # noqa: F811
+def test_a_sweeps_scaling_charts_render_offline(browser, swept_run):
     """The scaling section of a sweep's report: its log-log charts drawn, its tables filled."""
     run_dir, _ = swept_run
     page = open_offline(browser, run_dir / "report.html")
@@ -115,7 +106,7 @@ def test_a_sweeps_scaling_charts_render_offline(browser, swept_run):  # noqa: F8
     page.close()
 
 
-def test_the_step_breakdown_renders_as_a_stacked_bar_per_cell(browser, profiled_run):  # noqa: F811
+def test_the_step_breakdown_renders_as_a_stacked_bar_per_cell(browser, profiled_run):
     run_dir, _ = profiled_run
     page = open_offline(browser, run_dir / "report.html")
 
@@ -133,7 +124,7 @@ def test_the_step_breakdown_renders_as_a_stacked_bar_per_cell(browser, profiled_
     page.close()
 
 
-def test_the_history_page_renders_a_chart_per_series(browser, planted_history, tmp_path):  # noqa: F811
+def test_the_history_page_renders_a_chart_per_series(browser, planted_history, tmp_path):
     page_path = tmp_path / "history.html"
     result = run_harness("history", "--results", str(planted_history), "--html", str(page_path))
     assert result.returncode == 0, result.stderr

@@ -125,25 +125,11 @@ def test_fashion_mnist_is_a_drop_in_for_an_mnist_task(tmp_path):
     assert row["dataset"]["sha256"] != datasets.digest_of_files(datasets.file_sums(mnist))
 
 
-def test_frameworks_start_from_the_same_weights_and_batches(tmp_path):
+def test_frameworks_start_from_the_same_weights_and_batches(all_frameworks_run):
     """Same data, weights and batch order: the first epoch's mean loss agrees closely."""
-    result = run_harness(
-        "run",
-        "--task",
-        "mnist_mlp",
-        "--all-frameworks",
-        "--device",
-        "cpu",
-        "--epochs",
-        "1",
-        "--train-subset",
-        "3000",
-        "--out",
-        str(tmp_path),
-    )
+    rows, result = all_frameworks_run
     assert result.returncode == 0, result.stdout + result.stderr
-    _, rows = read_run(tmp_path)
-    losses = {row["framework"]: row["metrics"]["train_loss"] for row in rows}
+    losses = {name: row["metrics"]["train_loss"] for name, row in rows.items()}
     assert {"tensorflow", "torch", "jax"} <= set(losses)  # and any installed plugin's
     assert max(losses.values()) - min(losses.values()) < 0.01 * min(losses.values()), losses
 

@@ -123,16 +123,11 @@ def test_the_kit_catches_float32_products_rounded_to_fewer_bits(monkeypatch):
     assert exact["exact"] and exact["output"] == 1 + 2**-10 + 2**-22, exact
 
 
-def test_a_float32_cell_of_every_framework_computes_in_float32(tmp_path):
+def test_a_float32_cell_of_every_framework_computes_in_float32(all_frameworks_run):
     """Each built-in framework's float32 row: its manifest, read back from the framework,
     says float32 with TF32 off; the kit's float32 product (tests/test_conformance.py and the
     Keras plugin's kit) checks the arithmetic itself."""
-    result = run_harness(
-        "run", "--task", "mnist_mlp", "--all-frameworks", "--train-subset", "256",
-        "--epochs", "1", "--out", str(tmp_path), "--no-report",
-    )  # fmt: skip
-    assert result.returncode in (0, 1), result.stderr[-2000:]
-    rows = {row["framework"]: row for row in read_rows(tmp_path)}
+    rows, _ = all_frameworks_run
     assert {"torch", "jax", "tensorflow", "keras_jax", "keras_torch"} <= set(rows)
     for framework, row in rows.items():
         manifest = row["precision_manifest"]

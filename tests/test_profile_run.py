@@ -30,8 +30,7 @@ def installed(*names: str) -> list[str]:
     return [name for name in names if availability_of(registry.framework(name)).available]
 
 
-@pytest.fixture(scope="module")
-def profiled_run(tmp_path_factory):
+def make_profiled_run(tmp_path_factory):
     frameworks = installed("torch", "jax")
     if len(frameworks) < 2:
         pytest.skip("needs PyTorch and JAX")

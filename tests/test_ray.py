@@ -17,7 +17,6 @@ from harness.store.results import RunDir
 
 from .conftest import harness_env, run_harness
 from .test_hostile_process import TINY, harness, hostile_env, plant_hostile_modules
-from .test_versions import toy_env, wheels  # noqa: F401  (toyframe's wheels, the toy plugin)
 
 #: token authentication off: with a token in ~/.ray (a local ray.init() leaves one) the test
 #: head would turn it on, and drivers could not connect
@@ -240,8 +239,8 @@ def test_modules_in_the_drivers_current_folder_never_run_on_a_node(ray_head, tmp
 
 def test_the_ray_executor_runs_a_version_matrix_each_in_its_environment(
     ray_head,
-    wheels,  # noqa: F811
-    toy_env,  # noqa: F811
+    wheels,
+    toy_env,
     tmp_path,
 ):
     """The node builds each --with environment itself (this process builds none for Ray)."""

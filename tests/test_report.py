@@ -35,8 +35,7 @@ def small_run(out, *frameworks, task="mnist_mlp", extra=()):
     return result, runs[-1]
 
 
-@pytest.fixture(scope="module")
-def reported_run(tmp_path_factory):
+def make_reported_run(tmp_path_factory):
     """A run with a framework that finished, one that failed with markup in its message, and a
     task whose description is markup; `harness run` writes the report at its end."""
     folder = tmp_path_factory.mktemp("report")

@@ -33,8 +33,7 @@ def run_folders(out):
     return sorted(path for path in out.iterdir() if (path / "run.json").exists())
 
 
-@pytest.fixture(scope="module")
-def swept_run(tmp_path_factory):
+def make_swept_run(tmp_path_factory):
     """One small sweep, run through the CLI; its run folder."""
     out = tmp_path_factory.mktemp("sweep") / "results"
     result = run_harness(

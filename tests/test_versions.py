@@ -75,15 +75,13 @@ def toyframe_wheels(folder: Path) -> list[Path]:
     ]
 
 
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> Path:
+def make_wheels(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")
     toyframe_wheels(folder)
     return folder
 
 
-@pytest.fixture(scope="module")
-def toy_env(tmp_path_factory) -> dict[str, str]:
+def make_toy_env(tmp_path_factory) -> dict[str, str]:
     """The test plugins, and a folder of built environments of this module's own."""
     return harness_env(
         HARNESS_PLUGINS="harness_toy_plugin,harness_tiny_plugin",
@@ -102,8 +100,7 @@ def run_versions(wheels: Path, env: dict[str, str], out: Path, *pins: str, extra
     return result, rows
 
 
-@pytest.fixture(scope="module")
-def two_versions(wheels, toy_env, tmp_path_factory):
+def make_two_versions(wheels, toy_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     result, rows = run_versions(
         wheels, toy_env, out, "toyframe==1.0", "toyframe==2.0", extra=["--repeats", "2"]
@@ -280,8 +277,7 @@ def quiet(row):
     return {**row, "noise": {**(row.get("noise") or {}), "verdict": "quiet"}}
 
 
-@pytest.fixture(scope="module")
-def planted_history(two_versions, tmp_path_factory):
+def make_planted_history(two_versions, tmp_path_factory):
     """Three runs: the two versions (1.0 then 2.0, the regression), then 2.0 again with one
     repeat planted ten times slower on a busy machine, which must not count."""
     out, _, _ = two_versions
