@@ -221,3 +221,24 @@ def test_a_busy_row_is_marked_off_a_terminal(real_run, real_rows, tmp_path):
     assert max(len(line) for line in lines) <= 120
     busy = busy_line(lines)
     assert header_cell(lines, busy, "× time") == "busy", result.stdout
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_versions_side_by_side_fit_by_leaving_out_the_spreads(real_rows, width):
+    """Rows of two --with environments are labelled `tensorflow 2.20.0`: where that leaves no
+    room, the medians stay and their ± spreads go, and the caption says so."""
+    rows = []
+    for version in ("2.20.0", "2.21.0"):
+        for repeat in range(3):
+            row = real_rows[6] | {"framework_version": version, "repeat": repeat}
+            pins = [f"tensorflow=={version}"]
+            rows.append(row | {"environment": {"name": pins[0], "requirements": pins}})
+    lines = render(rows, width)
+    assert max(len(line.rstrip()) for line in lines) <= width, lines
+    assert (
+        sum(line.startswith(f"tensorflow {v} ") for v in ("2.20.0", "2.21.0") for line in lines)
+        == 2
+    )
+    spreads = "±" in "\n".join(lines[2:4])
+    assert spreads == (width == 100)
+    assert ("(± spreads: --wide)" in " ".join(lines)) == (not spreads)

@@ -178,13 +178,26 @@ def results_table(
             break
         shown.remove(max(reversed(droppable), key=lambda column: column.priority))
         hidden += 1
+    spreads = True
+    if not wide and _table_width(_table(shown, lines, target, title, "", varied), limit) > limit:
+        # still too wide (long labels: `tensorflow 2.20.0`): the medians stay, their spreads go
+        spreads = False
+        for line in lines:
+            for key in SPREAD_KEYS:
+                if isinstance(line.get(key), str):
+                    line[key] = str(line[key]).partition(" ± ")[0]
     busy = any(group.busy for group in groups)
-    return _table(shown, lines, target, title, _caption(hidden, busy), varied)
+    return _table(shown, lines, target, title, _caption(hidden, busy, spreads), varied)
 
 
-def _caption(hidden: int, busy: bool) -> str:
+#: the columns whose cells read ``median ± half the IQR``
+SPREAD_KEYS = ("fit", "first_epoch", "steady_epoch", "to_target")
+
+
+def _caption(hidden: int, busy: bool, spreads: bool = True) -> str:
     """What the table leaves out, and how to read it."""
-    notes = ["median over repeats ± half the IQR", "×: multiple of the best row"]
+    spread = "± half the IQR" if spreads else "(± spreads: --wide)"
+    notes = [f"median over repeats {spread}", "×: multiple of the best row"]
     if busy:
         notes.append("busy: other processes took the CPU, so the row is not ranked and has no ×")
     if hidden:
