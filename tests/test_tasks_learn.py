@@ -25,6 +25,9 @@ def run_task(tmp_path, task, *args):
     return rows
 
 
+# a minute of training each in every framework: -m slow (each layer and step is checked against
+# the numpy reference by the conformance kit in the default suite)
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "better_than"), [("mnist_cnn", 0.6), ("mnist_rnn", 0.3)])
 def test_an_image_task_learns_well_above_chance(tmp_path, task, better_than):
     rows = run_task(tmp_path, task, "--epochs", "1", "--train-subset", "4000", "--no-report")

@@ -11,7 +11,12 @@ from .test_tasks import TASKS
 
 @pytest.mark.parametrize(
     "mode",
-    ["eager", pytest.param("compiled", marks=pytest.mark.slow)],  # compiling: -m slow
+    # every framework trains a minute or more: -m slow (the conformance kit checks the
+    # encoder's layers against the numpy reference in every framework by default)
+    [
+        pytest.param("eager", marks=pytest.mark.slow),
+        pytest.param("compiled", marks=pytest.mark.slow),
+    ],
 )
 def test_the_vision_transformer_learns_in_every_framework_and_mode(tmp_path, mode):
     result = run_harness(

@@ -368,7 +368,9 @@ def break_even_curves(rows: list[dict[str, Any]], key: str) -> list[BreakEvenCur
     """For each framework (and precision, device, other varied keys) run in both modes, the
     compiled mode's break-even at each value of ``key``, from the rows' medians."""
     curves: dict[str, list[tuple[float, BreakEven]]] = {}
-    for group in summarise(rows):
+    # rows that say which cell they are (a row read from a run folder always does)
+    cells = [row for row in rows if {"task", "framework", "device"} <= row.keys()]
+    for group in summarise(cells):
         x = _x(group.rows[0], key)
         if group.break_even is None or x is None:
             continue
