@@ -178,20 +178,24 @@ def results_table(
             break
         shown.remove(max(reversed(droppable), key=lambda column: column.priority))
         hidden += 1
-    spreads = True
-    if not wide and _table_width(_table(shown, lines, target, title, "", varied), limit) > limit:
-        # still too wide (long labels: `tensorflow 2.20.0`): the medians stay, their spreads go
-        spreads = False
-        for line in lines:
-            for key in SPREAD_KEYS:
-                if isinstance(line.get(key), str):
-                    line[key] = str(line[key]).partition(" ± ")[0]
+    # still too wide (long labels: `tensorflow 2.20.0`): the medians stay, their spreads go
+    spreads = wide or _table_width(_table(shown, lines, target, title, "", varied), limit) <= limit
+    if not spreads:
+        _drop_spreads(lines)
     busy = any(group.busy for group in groups)
     return _table(shown, lines, target, title, _caption(hidden, busy, spreads), varied)
 
 
 #: the columns whose cells read ``median ± half the IQR``
 SPREAD_KEYS = ("fit", "first_epoch", "steady_epoch", "to_target")
+
+
+def _drop_spreads(lines: list[dict[str, str | Text]]) -> None:
+    """``23.05 ± 0.30`` becomes ``23.05`` in each spread column."""
+    for line in lines:
+        for key in SPREAD_KEYS:
+            if isinstance(line.get(key), str):
+                line[key] = str(line[key]).partition(" ± ")[0]
 
 
 def _caption(hidden: int, busy: bool, spreads: bool = True) -> str:
