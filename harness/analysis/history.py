@@ -26,8 +26,7 @@ from typing import Any
 
 from harness.analysis.compare import compare_samples, is_busy
 from harness.analysis.runs import Run, list_runs
-from harness.analysis.summary import environment_of
-from harness.workload.variants import row_name
+from harness.analysis.summary import cell_key, environment_of
 
 #: task, framework, mode, precision, device, host
 SeriesKey = tuple[str, str, str, str, str, str]
@@ -152,15 +151,7 @@ def _points_of(
             continue
         if framework is not None and row.get("framework") != framework:
             continue
-        key: SeriesKey = (
-            row_name(row),
-            row["framework"],
-            row.get("mode", "eager"),
-            row.get("precision", "float32"),
-            row.get("device_name") or row["device"],
-            row.get("host") or "",
-        )
-        grouped.setdefault((key, environment_of(row)), []).append(row)
+        grouped.setdefault((cell_key(row), environment_of(row)), []).append(row)
     return grouped
 
 

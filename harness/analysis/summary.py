@@ -99,15 +99,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[Group]:
     """
     groups: dict[tuple[str, str, str, str, str, str, str], Group] = {}
     for row in rows:
-        key = (
-            row_name(row),
-            row["framework"],
-            row.get("mode", "eager"),
-            row.get("precision", "float32"),
-            row.get("device_name") or row["device"],
-            row.get("host") or "",
-            environment_of(row),
-        )
+        key = (*cell_key(row), environment_of(row))
         groups.setdefault(key, Group(*key, rows=[])).rows.append(row)
     by_task: dict[str, list[Group]] = {}
     for group in groups.values():
@@ -265,6 +257,19 @@ def summary_line(group: Group, target: Target) -> dict[str, str]:
         "break_even": "" if group.break_even is None else group.break_even.describe(),
         "marks": ", ".join(marks),
     }
+
+
+def cell_key(row: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
+    """What a row's figures are figures of: task (a variant's name), framework, mode,
+    precision, device (as the framework named it) and host."""
+    return (
+        row_name(row),
+        row["framework"],
+        row.get("mode", "eager"),
+        row.get("precision", "float32"),
+        row.get("device_name") or row["device"],
+        row.get("host") or "",
+    )
 
 
 def environment_of(row: dict[str, Any]) -> str:

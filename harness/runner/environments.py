@@ -25,7 +25,7 @@ import site
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +44,6 @@ BUILT_MARKER = "harness-environment.json"
 OVERLAY_PTH = "_harness_base_environment.pth"
 #: longest a build may take (downloading a framework's wheels on a slow link included)
 BUILD_TIMEOUT_SECONDS = 1800.0
-
-Progress = Callable[[str], None]
 
 #: builds that failed in this process, by key: every cell of that environment fails alike, so
 #: uv is asked once, not once per cell
@@ -154,9 +152,7 @@ def environment_key(requirements: Sequence[str], index: IndexOptions) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def ensure_environment(
-    requirements: Sequence[str], index: IndexOptions, progress: Progress | None = None
-) -> BuiltEnvironment:
+def ensure_environment(requirements: Sequence[str], index: IndexOptions) -> BuiltEnvironment:
     """The environment for ``requirements``, from the cache or built now.
 
     Two processes asking for the same environment (two Ray tasks on one node) build it once:
@@ -175,8 +171,6 @@ def ensure_environment(
     with _build_lock(root / f"{key}.lock"):
         if (folder / BUILT_MARKER).is_file():
             return BuiltEnvironment(folder, requirements, False, time.perf_counter() - start)
-        if progress:
-            progress(f"building the environment {environment_name(requirements)} with uv")
         shutil.rmtree(folder, ignore_errors=True)  # a build that was cut short
         try:
             _build(folder, requirements, index)
