@@ -36,6 +36,26 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # -- plain loops: what a user would write without the harness --------------------------
 
 
+class StepSample:
+    """The steps the harness's step clock times (every 32nd, from the 16th, after the first
+    epoch), timed the same way, for a median step that a few slow moments of the machine
+    don't move as they move a fit's total."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    @staticmethod
+    def wants(epoch: int, step: int) -> bool:
+        return epoch > 0 and step % 32 == 16
+
+    def record(self, epoch: int, step: int, began: float) -> None:
+        if self.wants(epoch, step):
+            self.seconds.append(time.perf_counter() - began)
+
+    def median(self) -> float | None:
+        return statistics.median(self.seconds) if self.seconds else None
+
+
 def plain_tensorflow(x, y, epochs, mode):
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import keras
@@ -59,7 +79,8 @@ def plain_tensorflow(x, y, epochs, mode):
     )
     start = time.perf_counter()
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
-    return time.perf_counter() - start, epochs * len(x)
+    # model.fit's steps are not timed: a callback around each would add its own cost
+    return time.perf_counter() - start, epochs * len(x), None
 
 
 def plain_torch(x, y, epochs, mode):
@@ -79,17 +100,20 @@ def plain_torch(x, y, epochs, mode):
     # a careful user of torch.compile drops the last, smaller batch (DataLoader's drop_last):
     # a batch of another shape would compile the graphs a second time inside the clock
     end = len(x) // 32 * 32 if mode == "compiled" else len(x)
+    steps = StepSample()
     start = time.perf_counter()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = torch.randperm(len(x))
-        for begin in range(0, end, 32):
+        for step, begin in enumerate(range(0, end, 32)):
+            began = time.perf_counter()
             index = order[begin : begin + 32]
             optimizer.zero_grad()
             loss = loss_fn(forward(x[index]), y[index])
             loss.backward()
             optimizer_step()
+            steps.record(epoch, step, began)  # on the CPU a step has ended when it returns
         loss.item()
-    return time.perf_counter() - start, epochs * end
+    return time.perf_counter() - start, epochs * end, steps.median()
 
 
 def plain_jax(x, y, epochs, mode):
@@ -133,20 +157,28 @@ def plain_jax(x, y, epochs, mode):
     y = y.astype(np.int32)
     x_device, y_device = jnp.asarray(x), jnp.asarray(y)
     rng = np.random.default_rng(0)
+    steps = StepSample()
     start = time.perf_counter()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = rng.permutation(len(x))
         if mode == "compiled":
             batches = order[: len(x) // 32 * 32].reshape(-1, 32)
             params, opt_state, loss = train_epoch(params, opt_state, x_device, y_device, batches)
             continue
-        for begin in range(0, len(x), 32):
+        for step, begin in enumerate(range(0, len(x), 32)):
+            sampled = steps.wants(epoch, step)
+            if sampled:  # as the harness times a sampled step: the device idle before and after
+                jax.block_until_ready(params)
+                began = time.perf_counter()
             index = order[begin : begin + 32]
             params, opt_state, loss = train_step(params, opt_state, x[index], y[index])
+            if sampled:
+                jax.block_until_ready(params)
+                steps.record(epoch, step, began)
     loss.block_until_ready()
     # the scanned epoch trains its full batches only
     trained = len(x) // 32 * 32 if mode == "compiled" else len(x)
-    return time.perf_counter() - start, epochs * trained
+    return time.perf_counter() - start, epochs * trained, steps.median()
 
 
 # -- the two sides, each in a fresh process ---------------------------------------------
@@ -162,8 +194,9 @@ def child_env(threads: int, tmp: str | None = None) -> dict[str, str]:
     return env
 
 
-def run_plain(framework: str, mode: str, epochs: int, threads: int) -> float:
-    """Seconds per training sample of the plain loop."""
+def run_plain(framework: str, mode: str, epochs: int, threads: int) -> tuple[float, float | None]:
+    """Seconds per training sample of the plain loop, and its median sampled step (``None``
+    where its steps aren't timed)."""
     cores = ",".join(str(core) for core in sorted(os.sched_getaffinity(0))[:threads])
     command = [
         "taskset",
@@ -184,7 +217,7 @@ def run_plain(framework: str, mode: str, epochs: int, threads: int) -> float:
     if out.returncode != 0:
         raise SystemExit(f"plain {framework} {mode} loop failed:\n{out.stderr[-2000:]}")
     measured = json.loads(out.stdout.strip().splitlines()[-1])
-    return measured["fit_seconds"] / measured["samples"]
+    return measured["fit_seconds"] / measured["samples"], measured["step_seconds_p50"]
 
 
 def run_harness(framework: str, mode: str, epochs: int, threads: int) -> dict:
@@ -227,8 +260,8 @@ def plain_main(framework: str, mode: str, epochs: int) -> None:
     split = datasets.load("mnist", datasets.locate("mnist"), divide_by=255)
     train, _ = datasets.hold_out(split.train, task.training.validation_samples)
     plain = {"tensorflow": plain_tensorflow, "torch": plain_torch, "jax": plain_jax}[framework]
-    seconds, samples = plain(train.x, train.y, epochs, mode)
-    print(json.dumps({"fit_seconds": seconds, "samples": samples}))
+    seconds, samples, step = plain(train.x, train.y, epochs, mode)
+    print(json.dumps({"fit_seconds": seconds, "samples": samples, "step_seconds_p50": step}))
 
 
 def main() -> None:
@@ -253,28 +286,52 @@ def main() -> None:
         f"{'framework':<12}{'mode':<10}{'plain µs':>10}{'harness µs':>12}{'overhead':>10}"
         f"{'x roofline':>12}   range plain / harness (µs per training sample)"
     )
+    step_lines = []
     for framework in args.framework or FRAMEWORKS:
         for mode in modes:
             plain, harnessed, roofline = [], [], None
+            plain_steps, harness_steps = [], []
             for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
-                plain.append(run_plain(framework, mode, args.epochs, args.threads))
+                per_sample, step = run_plain(framework, mode, args.epochs, args.threads)
+                plain.append(per_sample)
                 row = run_harness(framework, mode, args.epochs, args.threads)
                 metrics = row["metrics"]
                 samples = metrics["train_samples"] * metrics["epochs"]
                 harnessed.append(metrics["fit_seconds"] / samples)
+                if step is not None and metrics.get("step_seconds_p50") is not None:
+                    plain_steps.append(step)
+                    harness_steps.append(metrics["step_seconds_p50"])
                 peak = metrics.get("peak_flops_per_second")
                 if peak:
                     roofline = metrics["training_flops"] / peak / samples
-            p, h = statistics.median(plain), statistics.median(harnessed)
-            versus = f"{h / roofline:>11.1f}x" if roofline else f"{'(calibrate)':>12}"
-            us = 1e6
             print(
-                f"{framework:<12}{mode:<10}{p * us:>10.2f}{h * us:>12.2f}"
-                f"{(h / p - 1) * 100:>+9.1f}%{versus}   "
-                f"{min(plain) * us:.2f}-{max(plain) * us:.2f} / "
-                f"{min(harnessed) * us:.2f}-{max(harnessed) * us:.2f}",
-                flush=True,
+                f"{framework:<12}{mode:<10}{_versus(plain, harnessed, roofline or 0)}", flush=True
             )
+            if plain_steps:
+                step_lines.append(f"{framework:<12}{mode:<10}{_versus(plain_steps, harness_steps)}")
+    if step_lines:
+        print(
+            f"\nthe median sampled step (every 32nd step after the first epoch, as the harness's "
+            f"step clock takes them), median of the runs\n"
+            f"{'framework':<12}{'mode':<10}{'plain µs':>10}{'harness µs':>12}{'overhead':>10}"
+            f"{'':>12}   range plain / harness (µs per step)"
+        )
+        print("\n".join(step_lines))
+
+
+def _versus(plain: list[float], harnessed: list[float], roofline: float | None = None) -> str:
+    """Medians of the two sides in µs, the harness's overhead, and their ranges; with
+    ``roofline`` (0 where the machine isn't calibrated), the harness's side over it."""
+    p, h = statistics.median(plain), statistics.median(harnessed)
+    versus = (
+        f"{h / roofline:>11.1f}x" if roofline else f"{'(calibrate)' if roofline == 0 else '':>12}"
+    )
+    us = 1e6
+    return (
+        f"{p * us:>10.2f}{h * us:>12.2f}{(h / p - 1) * 100:>+9.1f}%{versus}   "
+        f"{min(plain) * us:.2f}-{max(plain) * us:.2f} / "
+        f"{min(harnessed) * us:.2f}-{max(harnessed) * us:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -112,3 +112,45 @@ def all_frameworks_run(tmp_path_factory):
     )  # fmt: skip
     [run_dir] = [path for path in out.iterdir() if path.is_dir()]
     return {row["framework"]: row for row in read_rows(run_dir)}, result
+
+
+# -- running the suite in parallel (pytest-xdist, ``-n``) ----------------------------------
+
+#: the session-wide runs above: the modules that read one run in one worker, so it is made once
+SHARED_RUNS = (
+    "reported_run",
+    "swept_run",
+    "profiled_run",
+    "wheels",
+    "toy_env",
+    "two_versions",
+    "planted_history",
+    "all_frameworks_run",
+)
+#: modules that start a Ray cluster: two clusters at once would compete for Ray's fixed ports
+RAY_MODULES = ("tests.test_ray", "tests.test_hostile_process")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for ``--dist loadgroup``: a module's tests stay together (its module and
+    class fixtures are made once), and modules that share a session-wide run or start a Ray
+    cluster form one group. Without pytest-xdist the marks change nothing."""
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    def join(a: str, b: str) -> None:
+        parent[root(a)] = root(b)
+
+    for item in items:
+        module = item.module.__name__
+        for name in SHARED_RUNS:
+            if name in item.fixturenames:
+                join(module, f"run:{name}")
+        if module in RAY_MODULES:
+            join(module, "ray")
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))

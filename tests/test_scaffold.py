@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -98,9 +99,13 @@ def test_a_plugin_written_against_plugin_api_0_passes_the_kit_unchanged_with_a_w
     guide (setup() returns RuntimeInfo, the adapter builds), and kept as it was."""
     frozen = SUPPORT / "frozen_plugin_api0"
     env = install(frozen, tmp_path)
+    # its tests run from a checkout of its own, so that this repository's pytest settings
+    # (its parallel workers among them) are not theirs
+    checkout = tmp_path / "checkout"
+    shutil.copytree(frozen, checkout, ignore=shutil.ignore_patterns("build", "*.egg-info"))
 
     kit = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(frozen / "tests")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(checkout / "tests")],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert kit.returncode == 0, kit.stdout[-3000:]
