@@ -283,7 +283,7 @@ def main() -> None:
         f"median of {args.repeats} run(s) each"
     )
     print(
-        f"{'framework':<12}{'mode':<10}{'plain µs':>10}{'harness µs':>12}{'overhead':>10}"
+        f"{'framework':<12}{'mode':<10}{'plain µs':>10}{'harness µs':>12}{'overhead':>10}{'paired':>10}"
         f"{'x roofline':>12}   range plain / harness (µs per training sample)"
     )
     step_lines = []
@@ -313,23 +313,27 @@ def main() -> None:
         print(
             f"\nthe median sampled step (every 32nd step after the first epoch, as the harness's "
             f"step clock takes them), median of the runs\n"
-            f"{'framework':<12}{'mode':<10}{'plain µs':>10}{'harness µs':>12}{'overhead':>10}"
+            f"{'framework':<12}{'mode':<10}{'plain µs':>10}{'harness µs':>12}{'overhead':>10}{'paired':>10}"
             f"{'':>12}   range plain / harness (µs per step)"
         )
         print("\n".join(step_lines))
 
 
 def _versus(plain: list[float], harnessed: list[float], roofline: float | None = None) -> str:
-    """Medians of the two sides in µs, the harness's overhead, and their ranges; with
+    """Medians of the two sides in µs, the harness's overhead (of the medians, and the median
+    of the paired runs' ratios), and their ranges; with
     ``roofline`` (0 where the machine isn't calibrated), the harness's side over it."""
     p, h = statistics.median(plain), statistics.median(harnessed)
     versus = (
         f"{h / roofline:>11.1f}x" if roofline else f"{'(calibrate)' if roofline == 0 else '':>12}"
     )
+    # each harness run over the plain run just before it: the machine's slow and fast spells,
+    # which last longer than a run, fall on both sides of a pair alike
+    paired = statistics.median(b / a for a, b in zip(plain, harnessed, strict=True))
     us = 1e6
     return (
-        f"{p * us:>10.2f}{h * us:>12.2f}{(h / p - 1) * 100:>+9.1f}%{versus}   "
-        f"{min(plain) * us:.2f}-{max(plain) * us:.2f} / "
+        f"{p * us:>10.2f}{h * us:>12.2f}{(h / p - 1) * 100:>+9.1f}%{(paired - 1) * 100:>+9.1f}%"
+        f"{versus}   {min(plain) * us:.2f}-{max(plain) * us:.2f} / "
         f"{min(harnessed) * us:.2f}-{max(harnessed) * us:.2f}"
     )
 
