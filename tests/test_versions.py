@@ -236,7 +236,7 @@ def test_uvs_error_becomes_one_line_with_its_reason():
     )
 
 
-def test_compare_between_two_versions_of_one_run(two_versions, toy_env):
+def test_compare_between_two_versions_of_one_run(two_versions, toy_env, tmp_path):
     out, _, _ = two_versions
     [run_dir] = out.iterdir()
     result = run_harness(
@@ -250,6 +250,21 @@ def test_compare_between_two_versions_of_one_run(two_versions, toy_env):
     assert payload["run_a"].endswith("[toyframe==1.0]")
     assert {m["metric"] for m in cell["metrics"]} >= {"steady_epoch_seconds", "test_accuracy"}
     assert payload["environment_differences"]["packages.toyframe"] == ["1.0", "2.0"]
+
+    # a package in one lock only reads "absent" on the other side, in the terminal
+    def drop_from_v2(row):
+        environment = row.get("environment") or {}
+        if environment.get("name") == "toyframe==2.0":
+            packages = {k: v for k, v in environment["packages"].items() if k != "toyframe"}
+            row = {**row, "environment": {**environment, "packages": packages}}
+        return row
+
+    lacking = plant(tmp_path, run_dir, "lacking", drop_from_v2)
+    shown = run_harness(
+        "compare", str(lacking), "--between", "toyframe==1.0", "toyframe==2.0", env=toy_env
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "packages.toyframe: 1.0 → absent" in shown.stdout
 
     unknown = run_harness("compare", str(run_dir), "--between", "toyframe==1.0", "base")
     assert unknown.returncode == 2

@@ -184,7 +184,7 @@ def compare_command(run_a, run_b, between, threshold, fail_on_regression, as_jso
     if differences:
         console.print("environment differences:")
         for key, (a, b) in differences.items():
-            console.print(f"  {key}: {a} → {b}")
+            console.print(f"  {key}: {_or_absent(a)} → {_or_absent(b)}")
     else:
         console.print("environments: no differences")
     print_busy_cells(first, second, comparisons, fail_on_regression)
@@ -355,3 +355,8 @@ def comparison_json(first, second, comparisons, lost, threshold: float) -> dict[
 def _finite(value: float | None) -> float | None:
     """``value``, or ``None`` where JSON has no number for it (NaN, infinity)."""
     return value if value is not None and math.isfinite(value) else None
+
+
+def _or_absent(value: Any) -> Any:
+    """An environment entry as printed: one side's lock may lack a package the other has."""
+    return "absent" if value is None else value
