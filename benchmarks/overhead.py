@@ -37,23 +37,23 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class StepSample:
-    """The steps the harness's step clock times (every 32nd, from the 16th, after the first
-    epoch), timed the same way, for a median step that a few slow moments of the machine
+    """The steps the harness's :class:`~harness.api.StepClock` times, after the first epoch
+    (as its steady percentiles do), for a median step that a few slow moments of the machine
     don't move as they move a fit's total."""
 
     def __init__(self) -> None:
-        self.seconds: list[float] = []
+        from harness.api import StepClock
 
-    @staticmethod
-    def wants(epoch: int, step: int) -> bool:
-        return epoch > 0 and step % 32 == 16
+        self.clock = StepClock()
 
-    def record(self, epoch: int, step: int, began: float) -> None:
-        if self.wants(epoch, step):
-            self.seconds.append(time.perf_counter() - began)
+    def wants(self, epoch: int, step: int) -> bool:
+        return epoch > 0 and self.clock.wants(step)
+
+    def record(self, began: float) -> None:
+        self.clock.record(time.perf_counter() - began)
 
     def median(self) -> float | None:
-        return statistics.median(self.seconds) if self.seconds else None
+        return statistics.median(self.clock.samples) if self.clock.samples else None
 
 
 def plain_tensorflow(x, y, epochs, mode):
@@ -105,13 +105,16 @@ def plain_torch(x, y, epochs, mode):
     for epoch in range(epochs):
         order = torch.randperm(len(x))
         for step, begin in enumerate(range(0, end, 32)):
-            began = time.perf_counter()
+            sampled = steps.wants(epoch, step)
+            if sampled:
+                began = time.perf_counter()
             index = order[begin : begin + 32]
             optimizer.zero_grad()
             loss = loss_fn(forward(x[index]), y[index])
             loss.backward()
             optimizer_step()
-            steps.record(epoch, step, began)  # on the CPU a step has ended when it returns
+            if sampled:
+                steps.record(began)  # on the CPU a step has ended when it returns
         loss.item()
     return time.perf_counter() - start, epochs * end, steps.median()
 
@@ -174,7 +177,7 @@ def plain_jax(x, y, epochs, mode):
             params, opt_state, loss = train_step(params, opt_state, x[index], y[index])
             if sampled:
                 jax.block_until_ready(params)
-                steps.record(epoch, step, began)
+                steps.record(began)
     loss.block_until_ready()
     # the scanned epoch trains its full batches only
     trained = len(x) // 32 * 32 if mode == "compiled" else len(x)
@@ -304,9 +307,10 @@ def main() -> None:
                 peak = metrics.get("peak_flops_per_second")
                 if peak:
                     roofline = metrics["training_flops"] / peak / samples
-            print(
-                f"{framework:<12}{mode:<10}{_versus(plain, harnessed, roofline or 0)}", flush=True
+            versus = (
+                f"{statistics.median(harnessed) / roofline:.1f}x" if roofline else "(calibrate)"
             )
+            print(f"{framework:<12}{mode:<10}{_versus(plain, harnessed, versus)}", flush=True)
             if plain_steps:
                 step_lines.append(f"{framework:<12}{mode:<10}{_versus(plain_steps, harness_steps)}")
     if step_lines:
@@ -319,21 +323,17 @@ def main() -> None:
         print("\n".join(step_lines))
 
 
-def _versus(plain: list[float], harnessed: list[float], roofline: float | None = None) -> str:
-    """Medians of the two sides in µs, the harness's overhead (of the medians, and the median
-    of the paired runs' ratios), and their ranges; with
-    ``roofline`` (0 where the machine isn't calibrated), the harness's side over it."""
+def _versus(plain: list[float], harnessed: list[float], column: str = "") -> str:
+    """Medians of the two sides in µs, the harness's overhead (of the medians, and the median of
+    the paired runs' ratios), ``column`` (12 characters, or none), and the two sides' ranges."""
     p, h = statistics.median(plain), statistics.median(harnessed)
-    versus = (
-        f"{h / roofline:>11.1f}x" if roofline else f"{'(calibrate)' if roofline == 0 else '':>12}"
-    )
     # each harness run over the plain run just before it: the machine's slow and fast spells,
     # which last longer than a run, fall on both sides of a pair alike
     paired = statistics.median(b / a for a, b in zip(plain, harnessed, strict=True))
     us = 1e6
     return (
         f"{p * us:>10.2f}{h * us:>12.2f}{(h / p - 1) * 100:>+9.1f}%{(paired - 1) * 100:>+9.1f}%"
-        f"{versus}   {min(plain) * us:.2f}-{max(plain) * us:.2f} / "
+        f"{column:>12}   {min(plain) * us:.2f}-{max(plain) * us:.2f} / "
         f"{min(harnessed) * us:.2f}-{max(harnessed) * us:.2f}"
     )
 
