@@ -5,7 +5,10 @@ The fixtures ``registry`` and ``register_plugin`` come from harness's pytest plu
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -115,6 +118,11 @@ def all_frameworks_run(tmp_path_factory):
 
 
 # -- running the suite in parallel (pytest-xdist, ``-n``) ----------------------------------
+# pytest-xdist's own ``--dist loadgroup`` reads ``xdist_group`` marks by appending the group to
+# each test's node id, which pytest 9.2 no longer allows (pytest-dev/pytest-xdist#1386): the
+# tests are then dealt out one by one, and every worker makes every module's and session's
+# fixtures. So each worker writes the groups it collected to a file, and the controller's own
+# scheduler deals out whole groups.
 
 #: the session-wide runs above: the modules that read one run in one worker, so it is made once
 SHARED_RUNS = (
@@ -129,12 +137,14 @@ SHARED_RUNS = (
 )
 #: modules that start a Ray cluster: two clusters at once would compete for Ray's fixed ports
 RAY_MODULES = ("tests.test_ray", "tests.test_hostile_process")
+#: where the controller tells its workers to write the groups they collected
+GROUPS_KEY = "harness_test_groups"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Group the tests for ``--dist loadgroup``: a module's tests stay together (its module and
-    class fixtures are made once), and modules that share a session-wide run or start a Ray
-    cluster form one group. Without pytest-xdist the marks change nothing."""
+def test_groups(items) -> dict[str, str]:
+    """Each test's group, by node id: a module's tests stay together (its module and class
+    fixtures are made once), and modules that share a session-wide run or start a Ray cluster
+    form one group."""
     parent: dict[str, str] = {}
 
     def root(node: str) -> str:
@@ -152,5 +162,55 @@ def pytest_collection_modifyitems(config, items):
                 join(module, f"run:{name}")
         if module in RAY_MODULES:
             join(module, "ray")
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))
+    return {item.nodeid: root(item.module.__name__) for item in items}
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a pytest-xdist worker, write the groups of the tests it collected for the controller."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or GROUPS_KEY not in workerinput:
+        return
+    path = Path(workerinput[GROUPS_KEY]) / f"{workerinput['workerid']}.json"
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(test_groups(items)))
+    partial.replace(path)
+
+
+def groups_folder(config) -> Path:
+    """The controller's folder for its workers' group files, made on first use."""
+    if not hasattr(config, "_harness_groups"):
+        config._harness_groups = Path(tempfile.mkdtemp(prefix="harness-test-groups-"))
+    return config._harness_groups
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    node.workerinput[GROUPS_KEY] = str(groups_folder(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` deals out the groups of :func:`test_groups`, largest first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    folder = groups_folder(config)
+
+    class GroupScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            # called once every worker has collected, so their files are written
+            if self.groups is None:
+                self.groups = {}
+                for path in sorted(folder.glob("*.json")):
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid, nodeid.split("::")[0])
+
+    return GroupScheduling(config, log)
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "_harness_groups"):
+        shutil.rmtree(config._harness_groups, ignore_errors=True)
