@@ -83,100 +83,147 @@ def plain_tensorflow(x, y, epochs, mode):
     return time.perf_counter() - start, epochs * len(x), None
 
 
-def plain_torch(x, y, epochs, mode):
-    import torch
-    from torch import nn
+class TorchLoop:
+    """The plain PyTorch loop's parts: a model, its optimizer and one step on a batch's indices."""
 
-    threads = len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)
-    torch.set_num_interop_threads(threads)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-    forward = torch.compile(model) if mode == "compiled" else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
-    # PyTorch's recipe for compiling the optimizer too
-    optimizer_step = torch.compile(optimizer.step) if mode == "compiled" else optimizer.step
-    loss_fn = nn.CrossEntropyLoss()
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    def __init__(self, x, y, mode):
+        import torch
+        from torch import nn
+
+        threads = len(os.sched_getaffinity(0))
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(threads)
+        self.torch = torch
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+        self.forward = torch.compile(model) if mode == "compiled" else model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
+        # PyTorch's recipe for compiling the optimizer too
+        step = self.optimizer.step
+        self.optimizer_step = torch.compile(step) if mode == "compiled" else step
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def order(self):
+        return self.torch.randperm(len(self.x))
+
+    def step(self, index):
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self.forward(self.x[index]), self.y[index])
+        loss.backward()
+        self.optimizer_step()
+        return loss
+
+    def wait(self, loss) -> None:
+        pass  # on the CPU a step has ended when it returns
+
+
+def plain_torch(x, y, epochs, mode):
+    loop = TorchLoop(x, y, mode)
     # a careful user of torch.compile drops the last, smaller batch (DataLoader's drop_last):
     # a batch of another shape would compile the graphs a second time inside the clock
     end = len(x) // 32 * 32 if mode == "compiled" else len(x)
     steps = StepSample()
     start = time.perf_counter()
     for epoch in range(epochs):
-        order = torch.randperm(len(x))
+        order = loop.order()
         for step, begin in enumerate(range(0, end, 32)):
             sampled = steps.wants(epoch, step)
             if sampled:
                 began = time.perf_counter()
-            index = order[begin : begin + 32]
-            optimizer.zero_grad()
-            loss = loss_fn(forward(x[index]), y[index])
-            loss.backward()
-            optimizer_step()
+            loss = loop.step(order[begin : begin + 32])
             if sampled:
-                steps.record(began)  # on the CPU a step has ended when it returns
+                steps.record(began)
         loss.item()
     return time.perf_counter() - start, epochs * end, steps.median()
 
 
+class JaxLoop:
+    """The plain JAX loop's parts: a Flax model, Optax's Adam, a jitted step on a batch's
+    indices (the batch sent from the host, as a user's loop over NumPy arrays does) and a
+    scanned epoch for the compiled mode."""
+
+    def __init__(self, x, y, mode):
+        import flax.linen as nn
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+        import optax
+
+        class MLP(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                x = x.reshape((x.shape[0], -1))
+                return nn.Dense(10)(nn.relu(nn.Dense(128)(x)))
+
+        self.jax, self.x, self.y = jax, x, y.astype(np.int32)
+        model = MLP()
+        self.params = model.init(jax.random.key(0), x[:1])["params"]
+        optimizer = optax.adam(0.001, eps=1e-7)
+        self.opt_state = optimizer.init(self.params)
+
+        def step(params, opt_state, xb, yb):
+            def loss_fn(params):
+                logits = model.apply({"params": params}, xb)
+                return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        self.train_step = jax.jit(step)
+
+        @jax.jit
+        def train_epoch(params, opt_state, x_all, y_all, batches):
+            def body(carry, index):
+                params, opt_state, loss = step(*carry, x_all[index], y_all[index])
+                return (params, opt_state), loss
+
+            (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
+            return params, opt_state, losses.mean()
+
+        self.train_epoch = train_epoch
+        if mode == "compiled":
+            self.x_device, self.y_device = jnp.asarray(x), jnp.asarray(self.y)
+        self.rng = np.random.default_rng(0)
+
+    def order(self):
+        return self.rng.permutation(len(self.x))
+
+    def step(self, index):
+        self.params, self.opt_state, loss = self.train_step(
+            self.params, self.opt_state, self.x[index], self.y[index]
+        )
+        return loss
+
+    def scanned_epoch(self, order):
+        """The compiled mode's epoch: its full batches in one program."""
+        batches = order[: len(order) // 32 * 32].reshape(-1, 32)
+        self.params, self.opt_state, loss = self.train_epoch(
+            self.params, self.opt_state, self.x_device, self.y_device, batches
+        )
+        return loss
+
+    def wait(self, loss) -> None:
+        self.jax.block_until_ready(self.params)
+
+
 def plain_jax(x, y, epochs, mode):
-    import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-
-    class MLP(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            x = x.reshape((x.shape[0], -1))
-            return nn.Dense(10)(nn.relu(nn.Dense(128)(x)))
-
-    model = MLP()
-    params = model.init(jax.random.key(0), x[:1])["params"]
-    optimizer = optax.adam(0.001, eps=1e-7)
-    opt_state = optimizer.init(params)
-
-    def step(params, opt_state, xb, yb):
-        def loss_fn(params):
-            logits = model.apply({"params": params}, xb)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    train_step = jax.jit(step)
-
-    @jax.jit
-    def train_epoch(params, opt_state, x_all, y_all, batches):
-        def body(carry, index):
-            params, opt_state, loss = step(*carry, x_all[index], y_all[index])
-            return (params, opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
-        return params, opt_state, losses.mean()
-
-    y = y.astype(np.int32)
-    x_device, y_device = jnp.asarray(x), jnp.asarray(y)
-    rng = np.random.default_rng(0)
+    loop = JaxLoop(x, y, mode)
     steps = StepSample()
     start = time.perf_counter()
     for epoch in range(epochs):
-        order = rng.permutation(len(x))
+        order = loop.order()
         if mode == "compiled":
-            batches = order[: len(x) // 32 * 32].reshape(-1, 32)
-            params, opt_state, loss = train_epoch(params, opt_state, x_device, y_device, batches)
+            loss = loop.scanned_epoch(order)
             continue
         for step, begin in enumerate(range(0, len(x), 32)):
             sampled = steps.wants(epoch, step)
             if sampled:  # as the harness times a sampled step: the device idle before and after
-                jax.block_until_ready(params)
+                loop.wait(None)
                 began = time.perf_counter()
-            index = order[begin : begin + 32]
-            params, opt_state, loss = train_step(params, opt_state, x[index], y[index])
+            loss = loop.step(order[begin : begin + 32])
             if sampled:
-                jax.block_until_ready(params)
+                loop.wait(loss)
                 steps.record(began)
     loss.block_until_ready()
     # the scanned epoch trains its full batches only
@@ -200,27 +247,22 @@ def child_env(threads: int, tmp: str | None = None) -> dict[str, str]:
 def run_plain(framework: str, mode: str, epochs: int, threads: int) -> tuple[float, float | None]:
     """Seconds per training sample of the plain loop, and its median sampled step (``None``
     where its steps aren't timed)."""
-    cores = ",".join(str(core) for core in sorted(os.sched_getaffinity(0))[:threads])
-    command = [
-        "taskset",
-        "-c",
-        cores,
-        sys.executable,
-        __file__,
-        "--plain",
-        framework,
-        "--mode",
-        mode,
-        "--epochs",
-        str(epochs),
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        env = child_env(threads, tmp)
-        out = subprocess.run(command, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(f"plain {framework} {mode} loop failed:\n{out.stderr[-2000:]}")
-    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    measured = run_child(
+        __file__, ["--plain", framework, "--mode", mode, "--epochs", str(epochs)], threads
+    )
     return measured["fit_seconds"] / measured["samples"], measured["step_seconds_p50"]
+
+
+def run_child(script: str, arguments: list[str], threads: int) -> dict:
+    """What ``script arguments`` printed last, as JSON: run pinned to ``threads`` cores with
+    as many threads, and a temporary folder of its own."""
+    cores = ",".join(str(core) for core in sorted(os.sched_getaffinity(0))[:threads])
+    command = ["taskset", "-c", cores, sys.executable, script, *arguments]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(command, capture_output=True, text=True, env=child_env(threads, tmp))
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(arguments)} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run_harness(framework: str, mode: str, epochs: int, threads: int) -> dict:
@@ -255,15 +297,20 @@ def run_harness(framework: str, mode: str, epochs: int, threads: int) -> dict:
     return row
 
 
-def plain_main(framework: str, mode: str, epochs: int) -> None:
+def training_data():
+    """``mnist_mlp``'s training samples, as the harness holds them out for validation."""
     from harness.data import datasets
     from harness.registry.catalog import load_task
 
     task = load_task("mnist_mlp")
     split = datasets.load("mnist", datasets.locate("mnist"), divide_by=255)
     train, _ = datasets.hold_out(split.train, task.training.validation_samples)
+    return train.x, train.y
+
+
+def plain_main(framework: str, mode: str, epochs: int) -> None:
     plain = {"tensorflow": plain_tensorflow, "torch": plain_torch, "jax": plain_jax}[framework]
-    seconds, samples, step = plain(train.x, train.y, epochs, mode)
+    seconds, samples, step = plain(*training_data(), epochs, mode)
     print(json.dumps({"fit_seconds": seconds, "samples": samples, "step_seconds_p50": step}))
 
 

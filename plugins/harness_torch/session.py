@@ -198,6 +198,8 @@ class TorchTrainer:
         import torch.nn.functional as F
 
         if self.classifier:
+            if target.dim() == 1:  # one label a sample: no reshaping, no extra op in the step
+                return F.cross_entropy(output, target, reduction=reduction)
             losses = F.cross_entropy(
                 output.reshape(-1, output.shape[-1]), target.reshape(-1), reduction=reduction
             )
