@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,19 +46,24 @@ COLUMNS = {
 }
 
 
+_HASH = re.compile(r"\b[a-z0-9]{40,}\b")
+
+
 def operations(events: list[dict[str, Any]], classify) -> dict[str, list[float]]:
     """Each operation a marked step runs (the profiler's events that fall in a category,
     nested ones too): ``{name: [how many a step, µs a step]}``, medians over the steps."""
     from harness.measure.breakdown import marked_regions
 
     steps = []
-    for name, (start, end) in marked_regions(events).items():
-        if not name.startswith("harness step"):
+    for marker, (start, end) in marked_regions(events).items():
+        if not marker.startswith("harness step"):
             continue
         ran: dict[str, list[float]] = {}
         for event in events:
             if start <= float(event.get("ts", -1)) < end and classify(event) is not None:
-                count_and_time = ran.setdefault(str(event["name"]), [0, 0.0])
+                # a compiled graph's call is named by its hash, which differs between processes
+                operation = _HASH.sub("…", str(event["name"]))
+                count_and_time = ran.setdefault(operation, [0, 0.0])
                 count_and_time[0] += 1
                 count_and_time[1] += float(event.get("dur", 0.0))
         steps.append(ran)
@@ -69,20 +75,22 @@ def operations(events: list[dict[str, Any]], classify) -> dict[str, list[float]]
 
 
 def differences(plain: dict[str, list[float]], harnessed: dict[str, list[float]]) -> str:
-    """The operations one side's step runs more often than the other's, with their µs."""
-    parts = []
+    """The operations one side's step runs more often than the other's, each with the time of
+    the extra ones at that side's mean for the operation (an instance's own time varies with
+    what it computes: Adam's ``add_`` over a layer's weights and the loss's over a scalar)."""
+    parts, net = [], 0.0
     for name in sorted(plain.keys() | harnessed.keys()):
         (a, a_us), (b, b_us) = plain.get(name, [0, 0.0]), harnessed.get(name, [0, 0.0])
-        if a != b:
-            side, more, us = (
-                ("harness", b - a, b_us - a_us) if b > a else ("plain", a - b, a_us - b_us)
-            )
-            parts.append(f"{side} +{more:g} {name} ({us:+.1f} µs)")
+        if a == b:
+            continue
+        side, count, total, more = (
+            ("harness", b, b_us, b - a) if b > a else ("plain", a, a_us, a - b)
+        )
+        extra = total / count * more
+        net += extra if side == "harness" else -extra
+        parts.append(f"{side} +{more:g} {name} ({extra:.1f} µs)")
     if not parts:
         return "the same operations"
-    net = sum(harnessed.get(name, [0, 0.0])[1] - plain.get(name, [0, 0.0])[1] for name in
-              plain.keys() | harnessed.keys()
-              if plain.get(name, [0])[0] != harnessed.get(name, [0])[0])  # fmt: skip
     return "; ".join(parts) + f"; the harness's step {net:+.1f} µs in these"
 
 

@@ -51,3 +51,33 @@ def test_a_product_is_timed_at_its_shape():
     # a figure per product, whatever the machine's speed: positive and finite, not a bound
     seconds = roofline.product_seconds("numpy", 32, 784, 128, threads=1)
     assert 0 < seconds < math.inf
+
+
+def trace_of_steps(*steps: list[str]) -> list[dict]:
+    """A trace with one marked step per list of operation names, each operation 2 µs long,
+    and an operation between the steps that no step holds."""
+    events = []
+    for number, names in enumerate(steps):
+        start = number * 100.0
+        events.append({"name": f"harness step {number}", "ph": "X", "ts": start, "dur": 50.0})
+        for offset, name in enumerate(names, start=1):
+            events.append({"name": name, "ph": "X", "ts": start + 3 * offset, "dur": 2.0})
+        events.append({"name": "between", "ph": "X", "ts": start + 60, "dur": 2.0})
+    return events
+
+
+def test_the_breakdown_script_names_the_operations_only_one_sides_step_runs():
+    breakdown = load_script("overhead_breakdown")
+
+    def classify(event):
+        return None if event["name"].startswith("harness") else "other_compute"
+
+    plain = breakdown.operations(trace_of_steps(["mm", "add"], ["mm", "add"]), classify)
+    harnessed = breakdown.operations(
+        trace_of_steps(["mm", "add", "add_"], ["mm", "add", "add_"]), classify
+    )
+    assert plain == {"mm": [1, 2.0], "add": [1, 2.0]}  # "between" is in no step
+    assert breakdown.differences(plain, harnessed) == (
+        "harness +1 add_ (2.0 µs); the harness's step +2.0 µs in these"
+    )
+    assert breakdown.differences(plain, plain) == "the same operations"
