@@ -32,20 +32,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from overhead import JaxLoop, TorchLoop, run_child, training_data  # noqa: E402  (a sibling script)
 
+from harness.present.profile import HEADINGS as COLUMNS  # noqa: E402  (the categories' headings)
+
 #: the cells a plain loop can be profiled step by step (JAX's compiled loop scans its epoch)
 CELLS = (("torch", "eager"), ("torch", "compiled"), ("jax", "eager"))
-#: the breakdown's columns: the harness's categories, short
-COLUMNS = {
-    "matmul": "matmul",
-    "other_compute": "other",
-    "optimizer": "optim",
-    "copy": "copy",
-    "compile": "compile",
-    "overhead": "overhead",
-    "unattributed": "unattr",
-}
-
-
+#: a hash in an operation's name: a compiled graph's call, named differently in each process
 _HASH = re.compile(r"\b[a-z0-9]{40,}\b")
 
 
@@ -61,7 +52,6 @@ def operations(events: list[dict[str, Any]], classify) -> dict[str, list[float]]
         ran: dict[str, list[float]] = {}
         for event in events:
             if start <= float(event.get("ts", -1)) < end and classify(event) is not None:
-                # a compiled graph's call is named by its hash, which differs between processes
                 operation = _HASH.sub("…", str(event["name"]))
                 count_and_time = ran.setdefault(operation, [0, 0.0])
                 count_and_time[0] += 1
